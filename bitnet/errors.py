@@ -1,0 +1,29 @@
+"""One exception hierarchy for the whole engine."""
+
+
+class BitNetError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class GGUFError(BitNetError, ValueError):
+    """A GGUF file is malformed, truncated, hostile or uses something unsupported."""
+
+
+class ModelError(BitNetError, ValueError):
+    """Model metadata or tensors are missing or inconsistent with each other."""
+
+
+class TokenizerError(BitNetError, ValueError):
+    """The tokenizer cannot be rebuilt from the file, or input cannot be tokenized."""
+
+
+class KernelError(BitNetError, RuntimeError):
+    """A kernel variant was requested that this CPU or build cannot run."""
+
+
+class ContextOverflowError(BitNetError, ValueError):
+    """A prompt (plus requested tokens) does not fit in the model's context."""
+
+
+class ConversionError(BitNetError, ValueError):
+    """A Hugging Face checkpoint cannot be converted (missing file, bad shape, NaN, ...)."""

@@ -1,0 +1,127 @@
+/* The kernel contract: every ISA variant fills one bn_kernels table with the same signatures.
+ *
+ * Numerics follow ../shared/spec/FORMATS.md §3: activations are quantized per token to int8 with
+ * s = 127 / max(1e-5, max|x|), q = round_half_even(x*s) clamped to [-128, 127]; a ternary row dot is the exact
+ * integer sum of code*q (codes 0/1/2, i.e. ternary+1), and y = ((float)dot - (float)sum_q) / s * scale.
+ * Integer accumulation never wraps (the reference's int16 accumulator can; ours must not).
+ *
+ * All functions are pure C, thread-safe and callable without the GIL. Row-range arguments [r0, r1) let the
+ * caller split output rows across OpenMP threads.
+ */
+#ifndef BITNET_KERNELS_H
+#define BITNET_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef uint16_t bn_f16;
+
+/* Quantization of one token's activations. */
+typedef struct {
+    float scale;   /* s = 127 / amax */
+    int32_t sum;   /* sum of the int8 values */
+} bn_qinfo;
+
+/* Identifiers of kernels that record that they ran (for receipts). */
+enum bn_kernel_id {
+    BN_K_QUANTIZE_ACT = 0,
+    BN_K_I2S_GEMV, BN_K_I2S_GEMM,
+    BN_K_TQ2_GEMV, BN_K_TQ2_GEMM,
+    BN_K_TQ1_GEMV, BN_K_TQ1_GEMM,
+    BN_K_F16_GEMV, BN_K_F16_GEMM,
+    BN_K_BF16_GEMV, BN_K_BF16_GEMM,
+    BN_K_Q80_GEMV, BN_K_Q80_GEMM,
+    BN_K_F32_GEMV, BN_K_F32_GEMM,
+    BN_K_ATTENTION,
+    BN_K_COUNT
+};
+
+enum bn_variant { BN_V_SCALAR = 0, BN_V_AVX2, BN_V_AVX512, BN_V_NEON, BN_V_WASM, BN_V_COUNT };
+
+/* bn_ran[variant][kernel] is set to 1 by the kernel itself when it executes (benign racy store). */
+extern volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT];
+extern const char *const bn_kernel_names[BN_K_COUNT];   /* "i2s_gemv", ... */
+extern const char *const bn_variant_names[BN_V_COUNT];  /* "scalar", "avx2", "avx512", "neon", "wasm" */
+
+typedef struct bn_kernels {
+    int variant;  /* enum bn_variant */
+
+    /* x[n] (float) -> q[n] (int8) and its scale/sum. n >= 1. */
+    void (*quantize_act)(const float *x, int64_t n, int8_t *q, bn_qinfo *info);
+
+    /* ---- ternary matmuls. `data` points at the tensor's first byte in the file. The weight has M rows of K
+     * (row r = output r). gemv: one token, y[r] for r in [r0, r1). gemm: T tokens, q + t*K is token t,
+     * y[t*ldy + r]. ---- */
+    /* I2_S: codes for the whole tensor then one float scale at byte (M*K)/4 (passed as wscale).
+     * Only M*K must be a multiple of 128; rows may start mid-block when K % 128 != 0. */
+    void (*i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *q, const bn_qinfo *qi, float wscale, float *y);
+    void (*i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy);
+    /* TQ2_0 / TQ1_0: K % 256 == 0, blocks carry their own f16 scale. */
+    void (*tq2_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *q, const bn_qinfo *qi, float *y);
+    void (*tq2_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *q, const bn_qinfo *qi, int64_t T, float *y, int64_t ldy);
+    void (*tq1_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *q, const bn_qinfo *qi, float *y);
+    void (*tq1_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *q, const bn_qinfo *qi, int64_t T, float *y, int64_t ldy);
+
+    /* ---- float-activation matmuls (LM head, embeddings): x is float32 (T tokens, row stride K). ---- */
+    void (*f16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const float *x, int64_t T, float *y, int64_t ldy);
+    void (*bf16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                      const float *x, int64_t T, float *y, int64_t ldy);
+    void (*q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,  /* K % 32 == 0 */
+                     const float *x, int64_t T, float *y, int64_t ldy);
+    void (*f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                     const float *x, int64_t T, float *y, int64_t ldy);
+
+    /* ---- attention for one query head over positions [0, n_kv): k/v rows are f16 with stride kv_stride
+     * elements; out[head_dim] = softmax(q.k * scale) v. `scores` is scratch of n_kv floats. ---- */
+    void (*attention)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
+                      int64_t head_dim, float scale, float *scores, float *out);
+} bn_kernels;
+
+/* Variant tables; a NULL return means "not compiled in this build". */
+const bn_kernels *bn_kernels_scalar(void);
+const bn_kernels *bn_kernels_avx2(void);
+const bn_kernels *bn_kernels_avx512(void);
+const bn_kernels *bn_kernels_neon(void);
+const bn_kernels *bn_kernels_wasm(void);
+
+/* CPU features (cpu_features.c). */
+typedef struct {
+    int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, neon, dotprod, wasm_simd;
+} bn_cpu_features;
+void bn_cpu_detect(bn_cpu_features *f);
+
+/* dispatch.c: best variant this CPU runs / whether a given variant can run here. */
+int bn_variant_supported(int variant);
+int bn_best_variant(void);
+const bn_kernels *bn_kernels_for(int variant);   /* NULL if not compiled or not supported */
+
+/* ---- portable light ops (ops.c), not ISA-specific: cheap next to the matmuls ---- */
+void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out);  /* sum of squares in double */
+void bn_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float base,
+             int neox);                                     /* in place; neox=1 pairs i with i+rope_dim/2 */
+void bn_softmax(float *x, int64_t n);
+void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out);  /* relu(g)^2 * u */
+void bn_silu_mul(const float *gate, const float *up, int64_t n, float *out);   /* silu(g) * u */
+void bn_f32_to_f16(const float *x, bn_f16 *out, int64_t n);   /* round to nearest even */
+void bn_f16_to_f32(const bn_f16 *x, float *out, int64_t n);
+void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n);
+float bn_f16_scalar_to_f32(bn_f16 h);
+/* Row `row` of a [rows, K] tensor of ggml type F32 (0), F16 (1), Q8_0 (8) or BF16 (30) as float32.
+ * Returns 0, or -1 for another type. Used for the token embedding lookup. */
+int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

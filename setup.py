@@ -1,0 +1,67 @@
+"""Build the compiled core: GGUF loader, kernels, forward pass and sampler (Cython + C, OpenMP).
+
+One portable x86-64 build carries every ISA variant of the hot kernels (chosen at import time through
+function-level target attributes), so no `-march=native` is ever passed. BITNET_BUILD_NATIVE=1 is a
+developer-only escape hatch for profiling.
+"""
+import os
+import platform
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+machine = platform.machine().lower()
+is_wasm = sys.platform == "emscripten"
+is_msvc = sys.platform == "win32"
+
+compile_args = ["/O2", "/openmp"] if is_msvc else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+link_args = []
+if not is_msvc and not is_wasm:
+    compile_args.append("-fopenmp")
+    link_args.append("-fopenmp")
+if is_wasm:
+    compile_args.append("-msimd128")
+if os.environ.get("BITNET_BUILD_NATIVE") == "1" and not is_msvc:
+    compile_args.append("-march=native")
+
+KERNEL_DIR = "bitnet/kernels"
+kernel_sources = [
+    f"{KERNEL_DIR}/src/{name}.c"
+    for name in ("cpu_features", "dispatch", "kernels_scalar", "kernels_x86", "kernels_arm", "kernels_wasm",
+                 "ops")
+]
+
+
+def ext(name: str, pyx: str, sources: list[str] = ()) -> Extension:
+    return Extension(
+        name,
+        [pyx, *sources],
+        include_dirs=[np.get_include(), f"{KERNEL_DIR}/src"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+
+
+extensions = [
+    ext("bitnet.gguf._reader", "bitnet/gguf/_reader.pyx"),
+    ext("bitnet.kernels._kernels", f"{KERNEL_DIR}/_kernels.pyx", kernel_sources),
+    ext("bitnet.models._forward", "bitnet/models/_forward.pyx"),
+    ext("bitnet.sampling._sampler", "bitnet/sampling/_sampler.pyx"),
+]
+
+# Developer convenience: BITNET_EXTENSIONS=bitnet.kernels._kernels,... rebuilds only those in place.
+only = [name for name in os.environ.get("BITNET_EXTENSIONS", "").split(",") if name]
+if only:
+    extensions = [e for e in extensions if e.name in only]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,
+                             "cdivision": True, "initializedcheck": False},
+        include_path=["bitnet"],
+    ),
+)
