@@ -1,0 +1,23 @@
+"""Shared test fixtures: where the reference vectors live, and skipping cleanly without them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
+TESTDATA = SHARED_DIR / "testdata"
+
+
+def testdata_path(*parts: str) -> Path:
+    """Path inside ../shared/testdata, skipping the calling test when it is absent (a user's checkout)."""
+    path = TESTDATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference vectors not available: {path} is absent (needs ../shared/testdata)")
+    return path
+
+
+@pytest.fixture
+def tinya_dir() -> Path:
+    return testdata_path("tinyA")
