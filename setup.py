@@ -48,7 +48,9 @@ def ext(name: str, pyx: str, sources: list[str] = ()) -> Extension:
 extensions = [
     ext("bitnet.gguf._reader", "bitnet/gguf/_reader.pyx"),
     ext("bitnet.kernels._kernels", f"{KERNEL_DIR}/_kernels.pyx", kernel_sources),
-    ext("bitnet.models._forward", "bitnet/models/_forward.pyx"),
+    # The forward pass calls the portable light ops directly (stateless C, linked in) and reaches the ISA
+    # kernels through the dispatch table exported by bitnet.kernels._kernels.
+    ext("bitnet.models._forward", "bitnet/models/_forward.pyx", [f"{KERNEL_DIR}/src/ops.c"]),
     ext("bitnet.sampling._sampler", "bitnet/sampling/_sampler.pyx"),
 ]
 

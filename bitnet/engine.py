@@ -1,0 +1,399 @@
+"""Loading a model and generating text: prefill/decode loop, KV cache reuse, stop conditions, streaming, timings.
+
+The per-token arithmetic runs in the compiled forward pass (`bitnet.models._forward`) with the GIL released;
+this module only orchestrates: tokenize, evaluate the part of the prompt not already in the KV cache, sample,
+detokenize incrementally and decide when to stop.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bitnet.errors import BitNetError, ContextOverflowError, ModelError
+from bitnet.gguf import GGUFReader
+
+DEFAULT_MODEL_NAME = "bitnet-tiny.gguf"
+MAX_DEFAULT_CTX = 4096
+
+
+def default_model_path() -> Path:
+    """Where the embedded default model lives inside the installed package."""
+    return Path(__file__).resolve().parent / "data" / DEFAULT_MODEL_NAME
+
+
+def default_threads() -> int:
+    if os.environ.get("BITNET_DETERMINISTIC") == "1":
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Timings:
+    load_s: float | None = None
+    prefill_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_tokens: int = 0
+    decode_s: float = 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prefill_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[int]
+    finish_reason: str            # "stop" or "length"
+    prompt_tokens: int
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass
+class Perplexity:
+    value: float
+    error: float
+    n_chunks: int
+    n_ctx: int
+    n_scored: int
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 128
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def make(cls, max_tokens=128, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
+             seed=None, stop=None) -> SamplingParams:
+        if isinstance(stop, str):
+            stop = (stop,)
+        stop = tuple(s for s in (stop or ()) if s)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+            raise ValueError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        if seed is None and os.environ.get("BITNET_SEED"):
+            seed = int(os.environ["BITNET_SEED"])
+        return cls(max_tokens, float(temperature), int(top_k), float(top_p), float(min_p), float(repeat_penalty),
+                   seed, stop)
+
+
+class Session:
+    """One sequence's state: its own KV cache and the tokens already evaluated into it.
+
+    A Model owns a default session; servers create one per concurrent slot (`Model.new_session`). A session is
+    used by one thread at a time; different sessions of one model can run concurrently.
+    """
+
+    def __init__(self, model: Model):
+        from bitnet.models._forward import Context
+
+        self.model = model
+        self.context = Context(model._transformer, model.n_ctx)
+        self.cached: list[int] = []   # tokens whose K/V are in the cache, from position 0
+        self.lock = threading.Lock()
+
+    def reset(self) -> None:
+        self.cached = []
+
+    # -- evaluation
+    def _evaluate(self, tokens: list[int], start: int, logits: np.ndarray | None) -> None:
+        """Evaluate tokens[start:] at positions start.. (the cache must hold tokens[:start])."""
+        self.cached = self.cached[:start]
+        self.model._transformer.forward(self.context, np.asarray(tokens[start:], dtype=np.int32), start, logits,
+                                        False, self.model.n_threads)
+        self.cached = list(tokens)
+
+    def prefill(self, tokens: list[int]) -> tuple[np.ndarray, int]:
+        """Bring the cache to `tokens`, reusing the longest common prefix; returns (last logits, tokens evaluated)."""
+        common = 0
+        for a, b in zip(self.cached, tokens):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(tokens) - 1)   # the last token is always evaluated: its logits are needed
+        logits = np.empty((1, self.model.n_vocab), dtype=np.float32)
+        self._evaluate(tokens, common, logits)
+        return logits[0], len(tokens) - common
+
+    def step(self, token: int) -> np.ndarray:
+        logits = np.empty((1, self.model.n_vocab), dtype=np.float32)
+        pos = len(self.cached)
+        self.model._transformer.forward(self.context, np.array([token], dtype=np.int32), pos, logits, False,
+                                        self.model.n_threads)
+        self.cached.append(token)
+        return logits[0]
+
+    # -- generation
+    def stream_tokens(self, prompt_ids: list[int], params: SamplingParams, timings: Timings,
+                      result: dict) -> Iterator[str]:
+        """Yield decoded text pieces; fills result['tokens'] and result['finish_reason']."""
+        from bitnet.sampling import Sampler
+        from bitnet.tokenizer import StreamDecoder
+
+        model = self.model
+        if not prompt_ids:
+            raise ValueError("the prompt is empty (no tokens)")
+        if len(prompt_ids) >= model.n_ctx:
+            raise ContextOverflowError(
+                f"prompt of {len(prompt_ids)} tokens does not fit in the context of {model.n_ctx} tokens")
+        budget = min(params.max_tokens, model.n_ctx - len(prompt_ids))
+        sampler = Sampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                          min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed)
+        decoder = StreamDecoder(model.tokenizer)
+        generated: list[int] = result.setdefault("tokens", [])
+        result["finish_reason"] = "length"
+        stop = params.stop
+        hold = max((len(s) for s in stop), default=1) - 1   # text that might still become a stop sequence
+        pending = ""
+
+        t0 = time.perf_counter()
+        logits, n_eval = self.prefill(prompt_ids)
+        timings.prefill_tokens += n_eval
+        timings.prefill_s += time.perf_counter() - t0
+        history = list(prompt_ids)
+        t0 = time.perf_counter()
+        try:
+            while len(generated) < budget:
+                token = sampler.sample(logits, history)
+                if token in model.tokenizer.eog_ids:
+                    result["finish_reason"] = "stop"
+                    break
+                generated.append(token)
+                history.append(token)
+                pending += decoder.push(token)
+                cut = _find_stop(pending, stop) if stop else None
+                if cut is not None:
+                    result["finish_reason"] = "stop"
+                    if cut:
+                        yield pending[:cut]
+                    return
+                if len(pending) > hold:
+                    yield pending[:len(pending) - hold]
+                    pending = pending[len(pending) - hold:]
+                if len(generated) < budget:
+                    logits = self.step(token)
+                    timings.decode_tokens += 1
+            pending += decoder.flush()
+            cut = _find_stop(pending, stop) if stop else None
+            if cut is not None:
+                result["finish_reason"] = "stop"
+                pending = pending[:cut]
+            if pending:
+                yield pending
+        finally:
+            timings.decode_s += time.perf_counter() - t0
+
+
+def _find_stop(text: str, stop: Sequence[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(hits) if hits else None
+
+
+class Model:
+    """A loaded BitNet model: `bitnet.load(path)` returns one."""
+
+    def __init__(self, path: str | os.PathLike | None = None, n_threads: int | None = None,
+                 n_ctx: int | None = None, tokenizer_path: str | os.PathLike | None = None):
+        from bitnet.models import build_transformer
+        from bitnet.tokenizer import Tokenizer, load_tokenizer
+
+        t0 = time.perf_counter()
+        if path is None:
+            path = default_model_path()
+            if not path.exists():
+                raise ModelError(f"the embedded default model is missing from this installation ({path})")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        self.path = path
+        self.reader = GGUFReader(path)
+        self.metadata = self.reader.metadata
+        self._transformer, self.hparams, self.spec = build_transformer(self.reader)
+        self.arch = self.hparams.arch
+        self.n_vocab = self.hparams.n_vocab
+        self.tokenizer = (load_tokenizer(tokenizer_path) if tokenizer_path is not None
+                          else Tokenizer.from_gguf_metadata(self.metadata))
+        if n_ctx is None:
+            n_ctx = min(self.hparams.n_ctx_train, MAX_DEFAULT_CTX)
+        if not isinstance(n_ctx, int) or n_ctx < 2:
+            raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
+        self.n_ctx = n_ctx
+        if n_threads is None:
+            n_threads = default_threads()
+        if not isinstance(n_threads, int) or n_threads < 1:
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        self.n_threads = n_threads
+        self._session = Session(self)
+        self.load_s = time.perf_counter() - t0
+
+    # -- properties
+    @property
+    def chat_template(self) -> str | None:
+        return self.metadata.get("tokenizer.chat_template")
+
+    @property
+    def tensor_types(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for info in self.reader.tensors.values():
+            name = info.ggml_type.name
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def new_session(self) -> Session:
+        return Session(self)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- tokens
+    def tokenize(self, text: str, add_bos: bool | None = None) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenize(prompt)
+        ids = [int(t) for t in prompt]
+        bad = [t for t in ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.n_vocab - 1})")
+        return ids
+
+    # -- generation
+    def stream(self, prompt: str | Sequence[int], *, session: Session | None = None, **kwargs) -> Iterator[str]:
+        """Yield text pieces as they are generated (same arguments as `generate`)."""
+        params = SamplingParams.make(**kwargs)
+        session = session or self._session
+        ids = self._prompt_ids(prompt)
+        with session.lock:
+            yield from session.stream_tokens(ids, params, Timings(load_s=self.load_s), {})
+
+    def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,
+                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 seed: int | None = None, stop: str | Sequence[str] | None = None, *,
+                 session: Session | None = None) -> Completion:
+        """Generate a completion of `prompt` (text, no chat template, BOS added when the file says so; or ids)."""
+        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop)
+        return self._complete(self._prompt_ids(prompt), params, session)
+
+    def _complete(self, ids: list[int], params: SamplingParams, session: Session | None) -> Completion:
+        session = session or self._session
+        timings = Timings(load_s=self.load_s)
+        result: dict = {}
+        with session.lock:
+            text = "".join(session.stream_tokens(ids, params, timings, result))
+        return Completion(text=text, tokens=result.get("tokens", []), finish_reason=result["finish_reason"],
+                          prompt_tokens=len(ids), timings=timings)
+
+    def render_chat(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
+        """The chat prompt for `messages` under the template rules of the CLI (see bitnet.chat)."""
+        from bitnet.chat import render_chat
+
+        template = self.chat_template
+        if mode == "auto" and not template:
+            mode = "bitnet"   # a model with no template still chats, in the built-in BitNet format
+        tok = self.tokenizer
+        return render_chat(messages, template=template, mode=mode, bos_token=tok.token_text(tok.bos_id)
+                           if tok.bos_id is not None else "", eos_token=tok.token_text(tok.eos_id)
+                           if tok.eos_id is not None else "", add_generation_prompt=True,
+                           system_prompt=system_prompt)
+
+    def chat_ids(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
+        prompt = self.render_chat(messages, mode=mode, system_prompt=system_prompt)
+        # The rendered text already carries BOS where the format wants it.
+        return self.tokenizer.encode(prompt.text, add_bos=False), prompt
+
+    def chat(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
+             session: Session | None = None, **kwargs) -> Completion:
+        ids, prompt = self.chat_ids(messages, mode=mode, system_prompt=system_prompt)
+        stop = kwargs.pop("stop", None)
+        stop = [stop] if isinstance(stop, str) else list(stop or [])
+        params = SamplingParams.make(stop=stop + list(prompt.stop_texts), **kwargs)
+        return self._complete(ids, params, session)
+
+    # -- evaluation
+    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Float32 logits [n, vocab] for every position of `token_ids`, evaluated from position 0 in a scratch
+        context (generation state is left untouched)."""
+        ids = self._prompt_ids(token_ids)
+        if not ids:
+            raise ValueError("logits() needs at least one token")
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(f"{len(ids)} tokens do not fit in the context of {self.n_ctx} tokens")
+        from bitnet.models._forward import Context
+
+        ctx = Context(self._transformer, len(ids))
+        out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
+        self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), 0, out, True, self.n_threads)
+        return out
+
+    def perplexity(self, text: str, n_ctx: int = 512) -> Perplexity:
+        """Perplexity as llama.cpp's tool computes it: non-overlapping chunks of n_ctx tokens, each from a fresh
+        context with BOS as its first token when the vocabulary adds one, scoring the second half of each chunk."""
+        if n_ctx < 4:
+            raise ValueError("n_ctx must be at least 4")
+        if n_ctx > self.n_ctx:
+            raise ContextOverflowError(f"perplexity context {n_ctx} exceeds the model context {self.n_ctx}")
+        tokens = self.tokenize(text)
+        n_chunks = len(tokens) // n_ctx
+        if n_chunks == 0:
+            raise ValueError(f"the text has {len(tokens)} tokens: at least {n_ctx} are needed for one chunk")
+        add_bos = self.tokenizer.add_bos and self.tokenizer.bos_id is not None
+        first = n_ctx // 2
+        nll = nll2 = 0.0
+        count = 0
+        for c in range(n_chunks):
+            chunk = tokens[c * n_ctx:(c + 1) * n_ctx]
+            if add_bos:
+                chunk[0] = self.tokenizer.bos_id
+            logits = self.logits(chunk).astype(np.float64)
+            rows = logits[first:n_ctx - 1]
+            targets = np.asarray(tokens[c * n_ctx + first + 1:(c + 1) * n_ctx])
+            peak = rows.max(axis=1)
+            logsum = np.log(np.exp(rows - peak[:, None]).sum(axis=1)) + peak
+            losses = logsum - rows[np.arange(len(targets)), targets]
+            nll += float(losses.sum())
+            nll2 += float((losses ** 2).sum())
+            count += len(targets)
+        mean = nll / count
+        ppl = math.exp(mean)
+        var = max(nll2 / count - mean * mean, 0.0)
+        err = ppl * math.sqrt(var / (count - 1)) if count > 1 else float("nan")
+        return Perplexity(value=ppl, error=err, n_chunks=n_chunks, n_ctx=n_ctx, n_scored=count)
+
+
+def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_ctx: int | None = None,
+         tokenizer_path: str | os.PathLike | None = None) -> Model:
+    """Load a GGUF model (the embedded default model when `path` is None)."""
+    return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path)
+
+
+__all__ = ["BitNetError", "Completion", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load"]

@@ -1,0 +1,421 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The transformer forward pass, entirely in compiled code with the GIL released.
+
+One function serves every supported architecture; the differences are data (ArchFlags): the FFN activation
+(relu² for BitNet b1.58, SiLU for 1bitLLM / llama), whether sub-norms exist, the RoPE style, and whether the LM
+head is the tied token embedding. Each op is a loop over tokens or an OpenMP-parallel matmul over output rows;
+there is no Python call inside a forward.
+
+Every output row and every attention head is computed by a single thread in a fixed order, so results do not
+depend on the thread count.
+"""
+from libc.math cimport sqrtf
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport calloc, free, malloc
+from cython.parallel cimport prange, threadid
+
+import numpy as np
+
+from bitnet.kernels._kernels cimport (
+    active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope, bn_relu2_mul, bn_silu_mul, bn_f32_to_f16,
+    bn_dequant_row,
+)
+
+# ggml type ids used here (FORMATS.md §2)
+DEF T_F32 = 0
+DEF T_F16 = 1
+DEF T_Q8_0 = 8
+DEF T_BF16 = 30
+DEF T_TQ1_0 = 34
+DEF T_TQ2_0 = 35
+DEF T_I2_S = 36
+
+# Tokens evaluated per internal step: bounds scratch memory for long prompts.
+DEF UBATCH = 256
+
+FLOAT_TYPES = (T_F32, T_F16, T_Q8_0, T_BF16)
+TERNARY_TYPES = (T_I2_S, T_TQ2_0, T_TQ1_0)
+
+
+cdef struct Mat:
+    const uint8_t *data
+    int gtype
+    int64_t K        # inputs (ne0)
+    int64_t M        # outputs (rows)
+    float wscale     # I2_S per-tensor scale
+
+
+cdef struct Layer:
+    Mat wq, wk, wv, wo, gate, up, down
+    const float *attn_norm
+    const float *attn_sub_norm     # NULL when the architecture has none
+    const float *ffn_norm
+    const float *ffn_sub_norm
+
+
+cdef struct Dims:
+    int64_t n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, rope_dim
+    int64_t q_dim, kv_dim
+    float rope_base, eps
+    int rope_neox, ffn_silu
+
+
+cdef struct Weights:
+    Dims d
+    Layer *layers
+    Mat tok_embd
+    Mat output                   # the LM head (the token embedding itself when tied)
+    const float *output_norm
+    int64_t max_dim              # widest activation row: max(n_embd, q_dim, n_ff)
+
+
+cdef struct Scratch:
+    # per-token activations for up to UBATCH tokens
+    float *x          # [T, n_embd] residual stream
+    float *xn         # [T, max_dim] normalised input of the next matmul
+    float *q          # [T, q_dim]
+    float *k          # [T, kv_dim]
+    float *v          # [T, kv_dim]
+    float *att        # [T, q_dim]
+    float *gate       # [T, n_ff]
+    float *up         # [T, n_ff]
+    float *tmp        # [T, n_embd]
+    int8_t *xq        # [T, max_dim] int8 activations
+    bn_qinfo *qi      # [T]
+    float *scores     # [n_threads, n_ctx]
+    uint16_t *kcache  # [n_layer, n_ctx, kv_dim] f16, as the reference keeps K/V
+    uint16_t *vcache
+    int64_t n_ctx
+
+
+cdef inline const uint8_t *_ptr(object arr):
+    cdef const uint8_t[::1] view = arr
+    return &view[0]
+
+
+cdef Mat _make_mat(object t) except *:
+    cdef Mat m
+    m.data = _ptr(t.data)
+    m.gtype = t.ggml_type
+    m.K = t.K
+    m.M = t.M
+    m.wscale = t.wscale
+    return m
+
+
+cdef class Transformer:
+    """Weights bound to raw pointers into the mmap'ed file, plus hyperparameters (immutable after init)."""
+    cdef Weights w
+    cdef object _keep          # the numpy views (and through them the mmap) must outlive the pointers
+
+    def __cinit__(self):
+        self.w.layers = NULL
+
+    def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list):
+        """dims: hyperparameters; tok_embd/output: BoundMatrix; output_norm: float32 array; layers: list of
+        dicts name -> BoundMatrix / float32 array (see bitnet.models.common)."""
+        self._keep = (tok_embd, output, output_norm, layers)
+        cdef Dims *d = &self.w.d
+        d.n_embd = dims["n_embd"]
+        d.n_layer = dims["n_layer"]
+        d.n_head = dims["n_head"]
+        d.n_head_kv = dims["n_head_kv"]
+        d.head_dim = dims["head_dim"]
+        d.n_ff = dims["n_ff"]
+        d.n_vocab = dims["n_vocab"]
+        d.rope_dim = dims["rope_dim"]
+        d.rope_base = dims["rope_base"]
+        d.eps = dims["eps"]
+        d.rope_neox = 1 if dims["rope_neox"] else 0
+        d.ffn_silu = 1 if dims["ffn_silu"] else 0
+        d.q_dim = d.n_head * d.head_dim
+        d.kv_dim = d.n_head_kv * d.head_dim
+        self.w.max_dim = max(d.n_embd, d.q_dim, d.n_ff)
+        self.w.tok_embd = _make_mat(tok_embd)
+        self.w.output = _make_mat(output)
+        self.w.output_norm = <const float *>_ptr(output_norm)
+        self.w.layers = <Layer *>calloc(d.n_layer, sizeof(Layer))
+        if self.w.layers == NULL:
+            raise MemoryError()
+        cdef Layer *L
+        for i, spec in enumerate(layers):
+            L = &self.w.layers[i]
+            L.wq = _make_mat(spec["attn_q"])
+            L.wk = _make_mat(spec["attn_k"])
+            L.wv = _make_mat(spec["attn_v"])
+            L.wo = _make_mat(spec["attn_output"])
+            L.gate = _make_mat(spec["ffn_gate"])
+            L.up = _make_mat(spec["ffn_up"])
+            L.down = _make_mat(spec["ffn_down"])
+            L.attn_norm = <const float *>_ptr(spec["attn_norm"])
+            L.ffn_norm = <const float *>_ptr(spec["ffn_norm"])
+            L.attn_sub_norm = <const float *>_ptr(spec["attn_sub_norm"]) if spec.get("attn_sub_norm") is not None else NULL
+            L.ffn_sub_norm = <const float *>_ptr(spec["ffn_sub_norm"]) if spec.get("ffn_sub_norm") is not None else NULL
+
+    def __dealloc__(self):
+        free(self.w.layers)
+
+    @property
+    def n_vocab(self) -> int:
+        return self.w.d.n_vocab
+
+    def forward(self, Context ctx, tokens, int64_t pos0, logits_out, bint all_logits, int n_threads):
+        """Evaluate `tokens` at positions pos0.. in `ctx` (its KV cache is written there).
+
+        logits_out: None (no LM head), a float32 [1, vocab] array (last position) or, with all_logits, a
+        float32 [len(tokens), vocab] array. Raises ValueError on ids outside the vocabulary or a context overflow.
+        """
+        cdef int32_t[::1] toks = np.ascontiguousarray(tokens, dtype=np.int32)
+        cdef int64_t n = toks.shape[0]
+        if n == 0:
+            raise ValueError("forward needs at least one token")
+        if pos0 < 0 or pos0 + n > ctx.n_ctx:
+            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit in the context of {ctx.n_ctx} tokens")
+        for i in range(n):
+            if toks[i] < 0 or toks[i] >= self.w.d.n_vocab:
+                raise ValueError(
+                    f"token id {toks[i]} at index {i} is outside the vocabulary (0..{self.w.d.n_vocab - 1})")
+        if n_threads < 1:
+            raise ValueError("n_threads must be >= 1")
+        cdef float[:, ::1] out = None
+        if logits_out is not None:
+            out = logits_out
+            if out.shape[1] != self.w.d.n_vocab or out.shape[0] != (n if all_logits else 1):
+                raise ValueError("logits_out has the wrong shape")
+        ctx._ensure_scratch(self, n_threads)
+        cdef const bn_kernels *kt = active_kernels()
+        cdef int64_t start = 0, chunk
+        cdef float *lp
+        with nogil:
+            while start < n:
+                chunk = min(<int64_t>UBATCH, n - start)
+                lp = NULL
+                if out is not None:
+                    if all_logits:
+                        lp = &out[start, 0]
+                    elif start + chunk == n:
+                        lp = &out[0, 0]
+                _forward_ubatch(kt, &self.w, &ctx.s, &toks[start], chunk, pos0 + start, lp, all_logits, n_threads)
+                start += chunk
+
+
+cdef class Context:
+    """One sequence's state: the f16 KV cache for n_ctx positions and the scratch buffers of the forward."""
+    cdef readonly int64_t n_ctx
+    cdef Scratch s
+    cdef int64_t s_dim, s_threads
+    cdef object _kv
+
+    def __cinit__(self):
+        self.s.x = NULL
+        self.s_dim = 0
+        self.s_threads = 0
+
+    def __init__(self, Transformer model, int64_t n_ctx):
+        if n_ctx < 1:
+            raise ValueError("n_ctx must be >= 1")
+        self.n_ctx = n_ctx
+        # np.zeros maps fresh pages lazily: memory is committed only as positions are written.
+        k = np.zeros((model.w.d.n_layer, n_ctx, model.w.d.kv_dim), dtype=np.uint16)
+        v = np.zeros((model.w.d.n_layer, n_ctx, model.w.d.kv_dim), dtype=np.uint16)
+        self._kv = (k, v)
+        cdef uint16_t[:, :, ::1] kview = k
+        cdef uint16_t[:, :, ::1] vview = v
+        self.s.kcache = &kview[0, 0, 0]
+        self.s.vcache = &vview[0, 0, 0]
+        self.s.n_ctx = n_ctx
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self._kv[0].nbytes
+
+    cdef _ensure_scratch(self, Transformer m, int64_t n_threads):
+        if self.s.x != NULL and self.s_dim == m.w.max_dim and self.s_threads >= n_threads:
+            return
+        self._free_scratch()
+        cdef Dims *d = &m.w.d
+        cdef int64_t T = UBATCH
+        self.s.x = <float *>malloc(T * d.n_embd * sizeof(float))
+        self.s.xn = <float *>malloc(T * m.w.max_dim * sizeof(float))
+        self.s.q = <float *>malloc(T * d.q_dim * sizeof(float))
+        self.s.k = <float *>malloc(T * d.kv_dim * sizeof(float))
+        self.s.v = <float *>malloc(T * d.kv_dim * sizeof(float))
+        self.s.att = <float *>malloc(T * d.q_dim * sizeof(float))
+        self.s.gate = <float *>malloc(T * d.n_ff * sizeof(float))
+        self.s.up = <float *>malloc(T * d.n_ff * sizeof(float))
+        self.s.tmp = <float *>malloc(T * d.n_embd * sizeof(float))
+        self.s.xq = <int8_t *>malloc(T * m.w.max_dim + 64)
+        self.s.qi = <bn_qinfo *>malloc(T * sizeof(bn_qinfo))
+        self.s.scores = <float *>malloc(n_threads * self.n_ctx * sizeof(float))
+        if (self.s.x == NULL or self.s.xn == NULL or self.s.q == NULL or self.s.k == NULL or self.s.v == NULL
+                or self.s.att == NULL or self.s.gate == NULL or self.s.up == NULL or self.s.tmp == NULL
+                or self.s.xq == NULL or self.s.qi == NULL or self.s.scores == NULL):
+            self._free_scratch()
+            raise MemoryError("cannot allocate the forward pass scratch buffers")
+        self.s_dim = m.w.max_dim
+        self.s_threads = n_threads
+
+    cdef _free_scratch(self):
+        free(self.s.x); free(self.s.xn); free(self.s.q); free(self.s.k); free(self.s.v); free(self.s.att)
+        free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi)
+        free(self.s.scores)
+        self.s.x = NULL
+        self.s_dim = 0
+
+    def __dealloc__(self):
+        self._free_scratch()
+
+
+# ---------------------------------------------------------------------------------------------- matmuls
+
+cdef inline void _rows(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
+                       int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
+    """Output rows [r0, r1) of y[T, M] = x W^T for one weight type."""
+    cdef int g = w.gtype
+    if g == T_I2_S:
+        if T == 1:
+            kt.i2s_gemv(w.data, w.K, r0, r1, q, qi, w.wscale, y)
+        else:
+            kt.i2s_gemm(w.data, w.K, r0, r1, q, qi, T, w.wscale, y, w.M)
+    elif g == T_TQ2_0:
+        if T == 1:
+            kt.tq2_gemv(w.data, w.K, r0, r1, q, qi, y)
+        else:
+            kt.tq2_gemm(w.data, w.K, r0, r1, q, qi, T, y, w.M)
+    elif g == T_TQ1_0:
+        if T == 1:
+            kt.tq1_gemv(w.data, w.K, r0, r1, q, qi, y)
+        else:
+            kt.tq1_gemm(w.data, w.K, r0, r1, q, qi, T, y, w.M)
+    elif g == T_F16:
+        kt.f16_gemm(w.data, w.K, r0, r1, x, T, y, w.M)
+    elif g == T_BF16:
+        kt.bf16_gemm(w.data, w.K, r0, r1, x, T, y, w.M)
+    elif g == T_Q8_0:
+        kt.q80_gemm(w.data, w.K, r0, r1, x, T, y, w.M)
+    elif g == T_F32:
+        kt.f32_gemm(w.data, w.K, r0, r1, x, T, y, w.M)
+
+
+cdef void _matmul(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
+                  int64_t T, float *y, int nt) noexcept nogil:
+    """y[T, M] = W x for every token, output rows split across `nt` OpenMP threads in contiguous slices
+    (contiguous slices stream the weights sequentially, which is what a bandwidth-bound GEMV wants)."""
+    cdef int64_t step = (w.M + nt - 1) // nt
+    step = (step + 15) & ~(<int64_t>15)
+    cdef int64_t nchunks = (w.M + step - 1) // step
+    cdef int64_t c
+    if nchunks <= 1:
+        _rows(kt, w, x, q, qi, T, y, 0, w.M)
+        return
+    for c in prange(nchunks, num_threads=nt, schedule='static'):
+        _rows(kt, w, x, q, qi, T, y, c * step, min(w.M, (c + 1) * step))
+
+
+cdef inline bint _is_ternary(int g) noexcept nogil:
+    return g == T_I2_S or g == T_TQ2_0 or g == T_TQ1_0
+
+
+cdef void _quantize_rows(const bn_kernels *kt, const float *x, int64_t T, int64_t n, int8_t *q, bn_qinfo *qi,
+                         int nt) noexcept nogil:
+    cdef int64_t t
+    if T == 1:
+        kt.quantize_act(x, n, q, qi)
+        return
+    for t in prange(T, num_threads=nt, schedule='static'):
+        kt.quantize_act(x + t * n, n, q + t * n, qi + t)
+
+
+cdef void _norm_rows(const float *x, const float *w, int64_t T, int64_t n, float eps, float *out,
+                     int nt) noexcept nogil:
+    cdef int64_t t
+    if T == 1:
+        bn_rmsnorm(x, w, n, eps, out)
+        return
+    for t in prange(T, num_threads=nt, schedule='static'):
+        bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
+
+
+cdef inline void _prepare(const bn_kernels *kt, const Mat *w, const float *x, int64_t T, Scratch *s,
+                          int nt) noexcept nogil:
+    """Quantize x to int8 once when the weight consuming it is ternary."""
+    if _is_ternary(w.gtype):
+        _quantize_rows(kt, x, T, w.K, s.xq, s.qi, nt)
+
+
+# ---------------------------------------------------------------------------------------------- forward
+
+cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, const int32_t *toks, int64_t T,
+                          int64_t pos0, float *logits, bint all_logits, int nt) noexcept nogil:
+    cdef const Dims *d = &m.d
+    cdef int64_t E = d.n_embd, QD = d.q_dim, KVD = d.kv_dim, F = d.n_ff, HD = d.head_dim
+    cdef int64_t t, l, h, i, job, kvh, n_kv
+    cdef int64_t group = d.n_head // d.n_head_kv
+    cdef float att_scale = 1.0 / sqrtf(<float>HD)
+    cdef const Layer *L
+    cdef uint16_t *kc
+    cdef uint16_t *vc
+    cdef const float *src
+    cdef int tid
+
+    for t in range(T):
+        bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, toks[t], s.x + t * E)
+
+    for l in range(d.n_layer):
+        L = &m.layers[l]
+        kc = s.kcache + l * s.n_ctx * KVD
+        vc = s.vcache + l * s.n_ctx * KVD
+
+        # ---- attention
+        _norm_rows(s.x, L.attn_norm, T, E, d.eps, s.xn, nt)
+        _prepare(kt, &L.wq, s.xn, T, s, nt)        # q, k and v share one quantized input
+        _matmul(kt, &L.wq, s.xn, s.xq, s.qi, T, s.q, nt)
+        _matmul(kt, &L.wk, s.xn, s.xq, s.qi, T, s.k, nt)
+        _matmul(kt, &L.wv, s.xn, s.xq, s.qi, T, s.v, nt)
+        for t in range(T):
+            bn_rope(s.q + t * QD, d.n_head, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
+            bn_rope(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
+            bn_f32_to_f16(s.k + t * KVD, kc + (pos0 + t) * KVD, KVD)
+            bn_f32_to_f16(s.v + t * KVD, vc + (pos0 + t) * KVD, KVD)
+        for job in prange(T * d.n_head, num_threads=nt, schedule='dynamic'):
+            t = job // d.n_head
+            h = job % d.n_head
+            kvh = h // group
+            n_kv = pos0 + t + 1
+            tid = threadid()
+            kt.attention(s.q + t * QD + h * HD, kc + kvh * HD, vc + kvh * HD, KVD, n_kv, HD, att_scale,
+                         s.scores + tid * s.n_ctx, s.att + t * QD + h * HD)
+        src = s.att
+        if L.attn_sub_norm != NULL:
+            _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)
+            src = s.xn
+        _prepare(kt, &L.wo, src, T, s, nt)
+        _matmul(kt, &L.wo, src, s.xq, s.qi, T, s.tmp, nt)
+        for i in range(T * E):
+            s.x[i] += s.tmp[i]
+
+        # ---- feed-forward
+        _norm_rows(s.x, L.ffn_norm, T, E, d.eps, s.xn, nt)
+        _prepare(kt, &L.gate, s.xn, T, s, nt)
+        _matmul(kt, &L.gate, s.xn, s.xq, s.qi, T, s.gate, nt)
+        _matmul(kt, &L.up, s.xn, s.xq, s.qi, T, s.up, nt)
+        for t in range(T):
+            if d.ffn_silu:
+                bn_silu_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
+            else:
+                bn_relu2_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
+        src = s.gate
+        if L.ffn_sub_norm != NULL:
+            _norm_rows(s.gate, L.ffn_sub_norm, T, F, d.eps, s.up, nt)
+            src = s.up
+        _prepare(kt, &L.down, src, T, s, nt)
+        _matmul(kt, &L.down, src, s.xq, s.qi, T, s.tmp, nt)
+        for i in range(T * E):
+            s.x[i] += s.tmp[i]
+
+    if logits == NULL:
+        return
+    cdef int64_t first = 0 if all_logits else T - 1
+    cdef int64_t n_out = T - first
+    _norm_rows(s.x + first * E, m.output_norm, n_out, E, d.eps, s.xn, nt)
+    _matmul(kt, &m.output, s.xn, NULL, NULL, n_out, logits, nt)
