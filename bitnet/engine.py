@@ -209,6 +209,49 @@ def _find_stop(text: str, stop: Sequence[str]) -> int | None:
     return min(hits) if hits else None
 
 
+class CompletionStream:
+    """An in-progress generation: iterate it for text pieces; `tokens`, `finish_reason` and `timings` fill in as
+    it runs. `close()` stops it early (e.g. a client disconnected) and releases the session at once."""
+
+    def __init__(self, session: Session, prompt_ids: list[int], params: SamplingParams, load_s: float | None):
+        self.session = session
+        self.prompt_tokens = len(prompt_ids)
+        self.timings = Timings(load_s=load_s)
+        self.text = ""
+        self._result: dict = {"tokens": [], "finish_reason": None}
+        self._pieces = self._run(prompt_ids, params)
+
+    def _run(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[str]:
+        with self.session.lock:
+            for piece in self.session.stream_tokens(prompt_ids, params, self.timings, self._result):
+                self.text += piece
+                yield piece
+
+    def __iter__(self) -> CompletionStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    @property
+    def tokens(self) -> list[int]:
+        return self._result["tokens"]
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._result["finish_reason"]
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def complete(self) -> Completion:
+        """Run to the end and return the whole Completion."""
+        for _ in self:
+            pass
+        return Completion(text=self.text, tokens=list(self.tokens), finish_reason=self.finish_reason or "length",
+                          prompt_tokens=self.prompt_tokens, timings=self.timings)
+
+
 class Model:
     """A loaded BitNet model: `bitnet.load(path)` returns one."""
 
@@ -288,30 +331,22 @@ class Model:
         return ids
 
     # -- generation
-    def stream(self, prompt: str | Sequence[int], *, session: Session | None = None, **kwargs) -> Iterator[str]:
-        """Yield text pieces as they are generated (same arguments as `generate`)."""
-        params = SamplingParams.make(**kwargs)
-        session = session or self._session
-        ids = self._prompt_ids(prompt)
-        with session.lock:
-            yield from session.stream_tokens(ids, params, Timings(load_s=self.load_s), {})
+    def stream(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,
+               top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+               seed: int | None = None, stop: str | Sequence[str] | None = None, *,
+               session: Session | None = None) -> CompletionStream:
+        """Like `generate`, but returns an iterator of text pieces as they decode (see CompletionStream)."""
+        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop)
+        return CompletionStream(session or self._session, self._prompt_ids(prompt), params, self.load_s)
 
     def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,
                  top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                  seed: int | None = None, stop: str | Sequence[str] | None = None, *,
                  session: Session | None = None) -> Completion:
-        """Generate a completion of `prompt` (text, no chat template, BOS added when the file says so; or ids)."""
-        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop)
-        return self._complete(self._prompt_ids(prompt), params, session)
-
-    def _complete(self, ids: list[int], params: SamplingParams, session: Session | None) -> Completion:
-        session = session or self._session
-        timings = Timings(load_s=self.load_s)
-        result: dict = {}
-        with session.lock:
-            text = "".join(session.stream_tokens(ids, params, timings, result))
-        return Completion(text=text, tokens=result.get("tokens", []), finish_reason=result["finish_reason"],
-                          prompt_tokens=len(ids), timings=timings)
+        """Generate a completion of `prompt` (text, no chat template, BOS added when the file says so; or ids).
+        temperature=0 is greedy."""
+        return self.stream(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop,
+                           session=session).complete()
 
     def render_chat(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
         """The chat prompt for `messages` under the template rules of the CLI (see bitnet.chat)."""
@@ -331,13 +366,19 @@ class Model:
         # The rendered text already carries BOS where the format wants it.
         return self.tokenizer.encode(prompt.text, add_bos=False), prompt
 
-    def chat(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
-             session: Session | None = None, **kwargs) -> Completion:
+    def chat_stream(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
+                    session: Session | None = None, **kwargs) -> CompletionStream:
+        """Stream the assistant's reply to `messages` (chat template rules: bitnet.chat / Model.render_chat)."""
         ids, prompt = self.chat_ids(messages, mode=mode, system_prompt=system_prompt)
         stop = kwargs.pop("stop", None)
         stop = [stop] if isinstance(stop, str) else list(stop or [])
         params = SamplingParams.make(stop=stop + list(prompt.stop_texts), **kwargs)
-        return self._complete(ids, params, session)
+        return CompletionStream(session or self._session, ids, params, self.load_s)
+
+    def chat(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
+             session: Session | None = None, **kwargs) -> Completion:
+        return self.chat_stream(messages, mode=mode, system_prompt=system_prompt, session=session,
+                                **kwargs).complete()
 
     # -- evaluation
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
@@ -396,4 +437,4 @@ def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_
     return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path)
 
 
-__all__ = ["BitNetError", "Completion", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load"]
+__all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load"]

@@ -21,3 +21,13 @@ def testdata_path(*parts: str) -> Path:
 @pytest.fixture
 def tinya_dir() -> Path:
     return testdata_path("tinyA")
+
+
+@pytest.fixture(scope="session")
+def small_model_path() -> Path:
+    """A small real model for end-to-end tests: the embedded default model, or tinyA from the reference vectors
+    while the embedded model is not built yet."""
+    from bitnet import default_model_path
+
+    path = default_model_path()
+    return path if path.exists() else testdata_path("tinyA", "tinyA-i2s.gguf")

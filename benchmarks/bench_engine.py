@@ -1,0 +1,200 @@
+"""Engine benchmark on a synthetic BitNet b1.58 2B4T-shape model (issue #2's targets).
+
+Writes (once, never committed) a GGUF with the 2B4T shapes — hidden 2560, 30 layers, 20 heads, 5 KV heads,
+FFN 6912, vocabulary 128256, random ternary I2_S weights, F16 token embedding (~1.19 GB) — with the project's
+own writer, then for 1 and 2 threads reports medians over several runs of: load time, peak RSS, prefill tokens/s
+(128-token prompt) and decode tokens/s (128 tokens). It also measures this machine's read bandwidth in the same
+run and reports decode as a fraction of the bandwidth ceiling (decode at batch 1 reads every weight once per token).
+
+    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--model PATH] [--json out.json]
+
+Each configuration runs in a fresh subprocess so peak RSS is its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHAPE = dict(n_embd=2560, n_layer=30, n_head=20, n_head_kv=5, n_ff=6912, n_vocab=128256, n_ctx=4096)
+DEFAULT_MODEL = Path(__file__).resolve().parent / "out" / "synthetic-2b4t-i2s.gguf"
+
+
+def _random_i2s(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Random ternary codes packed 4 per byte (the layout is irrelevant for random weights) + the scale tail."""
+    digits = np.array([[(v // 3 ** i) % 3 for i in range(4)] for v in range(81)], dtype=np.uint8)
+    table = (digits[:, 0] << 6 | digits[:, 1] << 4 | digits[:, 2] << 2 | digits[:, 3]).astype(np.uint8)
+    packed = table[rng.integers(0, 81, size=rows * cols // 4, dtype=np.uint8)]
+    tail = np.zeros(32, dtype=np.uint8)
+    tail[:4] = np.frombuffer(np.float32(0.02).tobytes(), dtype=np.uint8)
+    return np.concatenate([packed, tail])
+
+
+def write_synthetic(path: Path, seed: int = 0) -> None:
+    from bitnet.gguf import GGMLType, GGUFValueType, GGUFWriter
+
+    s = SHAPE
+    E, F, V, L = s["n_embd"], s["n_ff"], s["n_vocab"], s["n_layer"]
+    hd = E // s["n_head"]
+    kv = hd * s["n_head_kv"]
+    arch = "bitnet-b1.58"
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    w = GGUFWriter(tmp)
+    w.add("general.architecture", arch)
+    w.add("general.name", "synthetic 2B4T-shape benchmark model (random weights)")
+    for key, value in [("context_length", s["n_ctx"]), ("embedding_length", E), ("block_count", L),
+                       ("feed_forward_length", F), ("attention.head_count", s["n_head"]),
+                       ("attention.head_count_kv", s["n_head_kv"]), ("rope.dimension_count", hd),
+                       ("vocab_size", V)]:
+        w.add(f"{arch}.{key}", value)
+    w.add(f"{arch}.rope.freq_base", 500000.0)
+    w.add(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    # A byte-level vocabulary (256 byte tokens, the rest reserved control tokens): enough to load and decode.
+    byte_chars = _byte_level_chars()
+    tokens = byte_chars + [f"<|reserved_{i}|>" for i in range(V - 256)]
+    w.add("tokenizer.ggml.model", "gpt2")
+    w.add("tokenizer.ggml.pre", "llama-bpe")
+    w.add("tokenizer.ggml.tokens", tokens)
+    w.add("tokenizer.ggml.token_type", [1] * 256 + [3] * (V - 256))
+    w.add("tokenizer.ggml.merges", [], elem_type=GGUFValueType.STRING)
+    w.add("tokenizer.ggml.bos_token_id", 256)
+    w.add("tokenizer.ggml.eos_token_id", 257)
+    w.add("tokenizer.ggml.add_bos_token", True)
+
+    def f16_embedding():
+        return (rng.standard_normal((V, E), dtype=np.float32) * 0.02).astype(np.float16)
+
+    w.add_tensor("token_embd.weight", (V, E), GGMLType.F16, f16_embedding)
+    w.add_tensor("output_norm.weight", (E,), GGMLType.F32, np.ones(E, dtype=np.float32))
+    for i in range(L):
+        b = f"blk.{i}."
+        for name, (rows, cols) in {"attn_q": (E, E), "attn_k": (kv, E), "attn_v": (kv, E), "attn_output": (E, E),
+                                   "ffn_gate": (F, E), "ffn_up": (F, E), "ffn_down": (E, F)}.items():
+            w.add_tensor(b + name + ".weight", (rows, cols), GGMLType.I2_S,
+                         lambda r=rows, c=cols: _random_i2s(rng, r, c))
+        for name, n in {"attn_norm": E, "ffn_norm": E, "attn_sub_norm": E, "ffn_sub_norm": F}.items():
+            w.add_tensor(b + name + ".weight", (n,), GGMLType.F32, np.ones(n, dtype=np.float32))
+    w.write()
+    os.replace(tmp, path)
+
+
+def _byte_level_chars() -> list[str]:
+    """GPT-2's byte → printable character mapping (byte-level BPE token texts for the 256 bytes)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
+def read_bandwidth_gbs(n_threads: int, size_mb: int = 1024, repeats: int = 5) -> float:
+    """Median read bandwidth of `n_threads` threads each summing its share of one large array."""
+    data = np.ones(size_mb * 2**20 // 8, dtype=np.uint64)
+    parts = np.array_split(data, n_threads)
+    results = []
+    for _ in range(repeats):
+        threads = [threading.Thread(target=np.add.reduce, args=(p,)) for p in parts]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results.append(data.nbytes / (time.perf_counter() - t0) / 1e9)
+    return statistics.median(results)
+
+
+def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> dict:
+    """One run in this process: load, prefill n_prompt tokens, decode n_gen tokens greedily."""
+    import resource
+
+    import bitnet
+
+    t0 = time.perf_counter()
+    model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"])
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(1)
+    prompt = [int(t) for t in rng.integers(0, 256, size=n_prompt)]
+    session = model.new_session()
+    t0 = time.perf_counter()
+    logits, _ = session.prefill(prompt)
+    prefill_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(n_gen):
+        logits = session.step(int(np.argmax(logits)))
+    decode_s = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    weights = sum(i.nbytes for i in model.reader.tensors.values() if i.ggml_type.name == "I2_S")
+    head = model.reader.tensors["token_embd.weight"].nbytes
+    from bitnet.kernels import ran_kernels
+
+    return dict(threads=n_threads, load_s=load_s, prefill_tps=n_prompt / prefill_s, decode_tps=n_gen / decode_s,
+                peak_rss_mb=rss_mb, bytes_per_token=weights + head, kv_cache_mb=session.context.nbytes / 2**20,
+                file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("-p", "--n-prompt", type=int, default=128)
+    ap.add_argument("-n", "--n-gen", type=int, default=128)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # child-process mode
+    args = ap.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(measure_one(str(args.model), int(args.threads), args.n_prompt, args.n_gen)))
+        return 0
+    if not args.model.exists():
+        print(f"writing {args.model} ...", file=sys.stderr)
+        t0 = time.perf_counter()
+        write_synthetic(args.model)
+        print(f"  written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    rows = []
+    for n_threads in [int(t) for t in args.threads.split(",")]:
+        bw = read_bandwidth_gbs(n_threads)
+        runs = []
+        for _ in range(args.runs):
+            out = subprocess.run([sys.executable, __file__, "--one", "--model", str(args.model),
+                                  "--threads", str(n_threads), "-p", str(args.n_prompt), "-n", str(args.n_gen)],
+                                 capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        med = {k: statistics.median(r[k] for r in runs)
+               for k in ("load_s", "prefill_tps", "decode_tps", "peak_rss_mb")}
+        ceiling = bw * 1e9 / runs[0]["bytes_per_token"]
+        rows.append(dict(threads=n_threads, runs=len(runs), bandwidth_gbs=bw, ceiling_tps=ceiling,
+                         decode_fraction=med["decode_tps"] / ceiling, file_mb=runs[0]["file_mb"],
+                         kv_cache_mb=runs[0]["kv_cache_mb"], kernels=runs[0]["kernels"], **med))
+
+    print(f"| threads | load s | peak RSS MB | prefill tok/s (pp{args.n_prompt}) | decode tok/s (tg{args.n_gen}) "
+          f"| read GB/s | ceiling tok/s | decode / ceiling |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['threads']} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['prefill_tps']:.1f} | "
+              f"{r['decode_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
+              f"{r['decode_fraction']:.2f} |")
+    print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "
+          f"positions, committed lazily), medians of {args.runs} runs; kernels: {', '.join(rows[0]['kernels'])}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
