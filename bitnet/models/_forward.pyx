@@ -21,20 +21,17 @@ from bitnet.kernels._kernels cimport (
     bn_dequant_row,
 )
 
-# ggml type ids used here (FORMATS.md §2)
-DEF T_F32 = 0
-DEF T_F16 = 1
-DEF T_Q8_0 = 8
-DEF T_BF16 = 30
-DEF T_TQ1_0 = 34
-DEF T_TQ2_0 = 35
-DEF T_I2_S = 36
-
-# Tokens evaluated per internal step: bounds scratch memory for long prompts.
-DEF UBATCH = 256
-
-FLOAT_TYPES = (T_F32, T_F16, T_Q8_0, T_BF16)
-TERNARY_TYPES = (T_I2_S, T_TQ2_0, T_TQ1_0)
+cdef enum:
+    # ggml type ids used here (FORMATS.md §2)
+    T_F32 = 0
+    T_F16 = 1
+    T_Q8_0 = 8
+    T_BF16 = 30
+    T_TQ1_0 = 34
+    T_TQ2_0 = 35
+    T_I2_S = 36
+    # Tokens evaluated per internal step: bounds scratch memory for long prompts.
+    UBATCH = 256
 
 
 cdef struct Mat:
