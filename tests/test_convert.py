@@ -392,6 +392,10 @@ def _break(case: str, src: Path) -> None:
         spec = json.loads((src / "tokenizer.json").read_text())
         spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\p{L}+|\p{N}"
         (src / "tokenizer.json").write_text(json.dumps(spec))
+    elif case == "unigram tokenizer":
+        spec = json.loads((src / "tokenizer.json").read_text())
+        spec["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["a", -1.0]]}
+        (src / "tokenizer.json").write_text(json.dumps(spec))
     elif case == "wrong activation":
         _edit_json(src / "config.json", hidden_act="gelu")
 
@@ -409,6 +413,7 @@ BAD_CASES = {
     "unexpected tensor": r"does not use: model\.layers\.0\.self_attn\.q_proj\.bias",
     "unknown pre-tokenizer": r"unknown pre-tokenizer split regex .*known: gpt-2",
     "wrong activation": r"hidden_act 'gelu'",
+    "unigram tokenizer": r"tokenizer\.json: model type 'Unigram' is not supported",
 }
 
 
@@ -504,6 +509,23 @@ def test_failure_mid_write_leaves_no_file(random_b158: Path, tmp_path: Path, mon
         calls.clear()
         convert(random_b158, out_dir / "new.gguf")
     assert sorted(p.name for p in out_dir.iterdir()) == ["model.gguf"]
+
+
+def test_memory_stays_near_the_largest_tensor(tmp_path: Path) -> None:
+    import tracemalloc
+
+    src = make_random_bitnet_checkpoint(tmp_path / "hf", n_layers=8, ffn=1024, dtype="f32", seed=2)
+    ckpt = Checkpoint(src)
+    model_bytes = sum(e.nbytes for e in ckpt.tensors.values())
+    largest = max(e.nbytes for e in ckpt.tensors.values())
+    tracemalloc.start()
+    try:
+        convert(src, tmp_path / "m.gguf")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert model_bytes > 25 * largest
+    assert peak < 6 * largest, (peak, largest)     # a few working copies of one tensor, never the model
 
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(random_b158: Path, tmp_path: Path,
