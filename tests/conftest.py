@@ -18,6 +18,9 @@ def testdata_path(*parts: str) -> Path:
     return path
 
 
+testdata_path.__test__ = False   # a helper, not a test, despite its name
+
+
 @pytest.fixture
 def tinya_dir() -> Path:
     return testdata_path("tinyA")
