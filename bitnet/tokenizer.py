@@ -61,15 +61,18 @@ class _Pre:
 
 _PRE_DEFAULT = _Pre((r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"))
 _PRE_LLAMA3 = _Pre((_LLAMA3,), ignore_merges=True, add_bos=True)
+_PRE_LLAMA3_REGEX = _Pre((_LLAMA3,))
 _PRE_GPT2 = _Pre((_GPT2,))
 _PRE_FALCON = _Pre((r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]"))
 _PRE_STARCODER = _Pre((r"\p{N}", _GPT2))
 _PRE_QWEN2 = _Pre((_QWEN2,))
 
-# The names llama.cpp maps to each regex set (only sets reproduced exactly here are listed).
+# The names llama.cpp maps to each regex set. "falcon3" is left out on purpose: mainline llama.cpp reads it as
+# LLaMA-3, while the reference's fork has a separate FALCON_3 type, so no single behaviour is "the" right one.
 PRE_TOKENIZERS: dict[str, _Pre] = {
     "default": _PRE_DEFAULT,
-    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral"), _PRE_LLAMA3),
+    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon-h1", "pixtral"), _PRE_LLAMA3),
+    **dict.fromkeys(("dbrx", "smaug-bpe"), _PRE_LLAMA3_REGEX),
     **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de",
                      "gigachat", "trillion"), _PRE_GPT2),
     "falcon": _PRE_FALCON,
@@ -187,6 +190,7 @@ class Tokenizer:
         self._special = np.isin(np.asarray(self._types, dtype=np.int64), (CONTROL, UNKNOWN))
         self._pieces: list[bytes] | None = None      # built on first use: decoding is not always needed
         self._pieces_lock = threading.Lock()
+        self._hf_literal: HFTokenizer | None = None   # built on first encode(parse_special=False)
         self._encode_lock = threading.Lock()
 
     # --- construction ----------------------------------------------------------------------------------------
@@ -364,15 +368,8 @@ class Tokenizer:
         """
         if not isinstance(text, str):
             raise TokenizerError(f"encode() needs a str, got {type(text).__name__}")
-        if parse_special:
-            ids = self._hf.encode(text, add_special_tokens=False).ids
-        else:
-            with self._encode_lock:   # the flag lives on the shared tokenizers object
-                self._hf.encode_special_tokens = True
-                try:
-                    ids = self._hf.encode(text, add_special_tokens=False).ids
-                finally:
-                    self._hf.encode_special_tokens = False
+        hf = self._hf if parse_special else self._literal_specials()
+        ids = hf.encode(text, add_special_tokens=False).ids
         if self.add_bos if add_bos is None else add_bos:
             if self.bos_id is None:
                 raise TokenizerError("add_bos was requested, but this tokenizer has no BOS token")
@@ -402,6 +399,17 @@ class Tokenizer:
         return b"".join(out).decode("utf-8", errors="replace")
 
     # --- internals -------------------------------------------------------------------------------------------
+    def _literal_specials(self) -> HFTokenizer:
+        """A copy of the tokenizer that reads control-token text as plain text. `encode_special_tokens` is a
+        setting of the whole tokenizers object, so toggling it per call would race with other threads."""
+        if self._hf_literal is None:
+            with self._encode_lock:
+                if self._hf_literal is None:
+                    literal = HFTokenizer.from_str(self._hf.to_str())
+                    literal.encode_special_tokens = True
+                    self._hf_literal = literal
+        return self._hf_literal
+
     def _check_id(self, token_id: int) -> int:
         if not isinstance(token_id, (int, np.integer)) or isinstance(token_id, bool):
             raise TokenizerError(f"token id must be an int, got {type(token_id).__name__}")

@@ -145,6 +145,29 @@ def test_missing_pre_key_uses_the_default_regexes_and_gpt2_differs(llama3_metada
     assert gpt2.encode("1234567", add_bos=False) != default.encode("1234567", add_bos=False)
 
 
+@pytest.mark.parametrize(("pre", "expected"), [
+    # hand-derived from llama.cpp's regex lists for each name, applied one after the other
+    (None, ["don|'|t|Ġ|123|4", "a|Ġ`|b"]),
+    ("default", ["don|'|t|Ġ|123|4", "a|Ġ`|b"]),
+    ("gpt-2", ["don|'t|Ġ1234", "a|Ġ`|b"]),
+    ("llama-bpe", ["don|'t|Ġ|123|4", "a|Ġ`|b"]),
+    ("dbrx", ["don|'t|Ġ|123|4", "a|Ġ`|b"]),
+    ("qwen2", ["don|'t|Ġ|1|2|3|4", "a|Ġ`|b"]),
+    ("starcoder", ["don|'t|Ġ|1|2|3|4", "a|Ġ`|b"]),
+    ("falcon", ["don|'|t|Ġ|123|4", "a|Ġ|`|b"]),
+])
+def test_pre_tokenizer_names_split_text_like_llama_cpp(pre: str | None, expected: list[str]) -> None:
+    from bitnet.gguf import GGUFReader
+
+    with GGUFReader(data_path("tinyA", "tinyA-i2s.gguf")) as reader:
+        metadata = dict(reader.metadata)
+    if pre is not None:
+        metadata["tokenizer.ggml.pre"] = pre
+    tok = Tokenizer.from_gguf_metadata(metadata)
+    for text, want in zip(["don't 1234", "a `b"], expected):
+        assert "|".join(piece for piece, _ in tok.hf.pre_tokenizer.pre_tokenize_str(text)) == want
+
+
 def test_llama_bpe_agrees_with_hf_tokenizers(llama3_metadata: dict, hf_llama3_json: Path) -> None:
     from tokenizers import Tokenizer as HFTokenizer
 
