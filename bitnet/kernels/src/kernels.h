@@ -105,6 +105,8 @@ void bn_cpu_detect(bn_cpu_features *f);
 int bn_variant_supported(int variant);
 int bn_best_variant(void);
 const bn_kernels *bn_kernels_for(int variant);   /* NULL if not compiled or not supported */
+/* Whether the NEON table was compiled for the dot-product extension, which the CPU must then have. */
+int bn_neon_needs_dotprod(void);
 
 /* ---- portable light ops (ops.c), not ISA-specific: cheap next to the matmuls ---- */
 void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out);  /* sum of squares in double */

@@ -1,0 +1,379 @@
+"""CPU kernels: one table of C kernels per instruction set, chosen at import time.
+
+The variant comes from the environment variable ``BITNET_KERNEL`` (scalar, avx2, avx512, neon, wasm)
+when set, else it is the best one this CPU runs. ``set_variant`` changes it later. The forward pass reaches
+the active table from Cython (``from bitnet.kernels._kernels cimport active_kernels``); the numpy functions
+below wrap the same kernels for tests, benchmarks and tools. Each takes ``variant=`` to run one table.
+
+Weight shapes are numpy order: a matrix of M output rows of K inputs is ``[M, K]`` (GGUF dims ``[K, M]``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from bitnet.errors import KernelError
+from bitnet.kernels import _kernels as _k
+
+__all__ = [
+    "GGML_BF16",
+    "GGML_F16",
+    "GGML_F32",
+    "GGML_I2_S",
+    "GGML_Q8_0",
+    "GGML_TQ1_0",
+    "GGML_TQ2_0",
+    "active_variant",
+    "attention",
+    "bf16_to_f32",
+    "compiled_variants",
+    "cpu_info",
+    "dequant_row",
+    "f16_to_f32",
+    "f32_to_f16",
+    "float_matmul",
+    "quantize_act",
+    "ran_kernels",
+    "relu2_mul",
+    "reset_ran",
+    "rmsnorm",
+    "rope",
+    "set_variant",
+    "silu_mul",
+    "softmax",
+    "supported_variants",
+    "ternary_matmul",
+    "ternary_matmul_q",
+]
+
+GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, 8, 30
+GGML_TQ1_0, GGML_TQ2_0, GGML_I2_S = 34, 35, 36
+
+VARIANTS: tuple[str, ...] = _k.VARIANT_NAMES
+_TERNARY = (GGML_I2_S, GGML_TQ2_0, GGML_TQ1_0)
+_FLOAT = (GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16)
+_TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16", GGML_TQ1_0: "TQ1_0",
+               GGML_TQ2_0: "TQ2_0", GGML_I2_S: "I2_S"}
+
+# CPU features each variant needs at run time (dispatch.c checks the same).
+_NEEDS = {
+    "scalar": (),
+    "avx2": ("avx2", "fma", "f16c"),
+    "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512vnni", "fma", "f16c"),
+    "neon": ("neon",),
+    "wasm": ("wasm_simd",),
+}
+_WHERE = {"avx2": "x86-64", "avx512": "x86-64", "neon": "aarch64", "wasm": "WebAssembly (SIMD128)"}
+
+
+def _needs(name: str) -> tuple[str, ...]:
+    if name == "neon" and _k.neon_needs_dotprod():
+        return ("neon", "dotprod")
+    return _NEEDS[name]
+
+
+def _index(name: str) -> int:
+    """Variant index of a name, with a KernelError that says what is wrong when it cannot run here."""
+    if name not in VARIANTS:
+        raise KernelError(f"unknown kernel variant {name!r}; valid variants: {', '.join(VARIANTS)}")
+    v = VARIANTS.index(name)
+    if not _k.is_compiled(v):
+        raise KernelError(f"kernel variant {name!r} is not compiled into this build (it is built only for "
+                          f"{_WHERE[name]}); this build has: {', '.join(compiled_variants())}")
+    if not _k.is_supported(v):
+        features = _k.detect_features()
+        missing = [f for f in _needs(name) if not features[f]]
+        raise KernelError(f"kernel variant {name!r} cannot run on this CPU: missing CPU features "
+                          f"{', '.join(missing)}; supported variants: {', '.join(supported_variants())}")
+    return v
+
+
+def _table(variant: str | None) -> int:
+    return _k.active_index() if variant is None else _index(variant)
+
+
+def compiled_variants() -> list[str]:
+    return [name for v, name in enumerate(VARIANTS) if _k.is_compiled(v)]
+
+
+def supported_variants() -> list[str]:
+    """Variants this build contains and this CPU can run (in enum order; cpu_info() names the best)."""
+    return [name for v, name in enumerate(VARIANTS) if _k.is_supported(v)]
+
+
+def active_variant() -> str:
+    return VARIANTS[_k.active_index()]
+
+
+def set_variant(name: str) -> None:
+    """Switch the active kernel table (the one the forward pass uses); KernelError if it cannot run here."""
+    _k.activate(_index(name))
+
+
+def cpu_info() -> dict:
+    """Detected CPU features, compiled / supported / best / active variants and the OpenMP thread count."""
+    return {
+        "features": _k.detect_features(),
+        "compiled_variants": compiled_variants(),
+        "supported_variants": supported_variants(),
+        "best_variant": VARIANTS[_k.best_variant()],
+        "variant": active_variant(),
+        "omp_max_threads": _k.omp_max_threads(),
+    }
+
+
+def ran_kernels() -> list[str]:
+    """Kernels that ran since the last reset_ran(), as 'kernel.variant' (e.g. 'i2s_gemv.avx2')."""
+    return [f"{_k.KERNEL_NAMES[k]}.{VARIANTS[v]}" for v, k in _k.ran_flags()]
+
+
+def reset_ran() -> None:
+    _k.reset_ran()
+
+
+# ---- numpy wrappers ----
+
+def _f32_2d(x: np.ndarray, K: int, what: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim not in (1, 2) or x.shape[-1] != K:
+        raise ValueError(f"{what} must have shape [K] or [T, K] with K={K}, got {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{what} is empty")
+    return np.ascontiguousarray(x.reshape(-1, K), dtype=np.float32)
+
+
+def _bytes(data: np.ndarray | bytes | memoryview) -> np.ndarray:
+    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    if buf.dtype != np.uint8:
+        raise ValueError(f"weight data must be uint8 bytes, got dtype {buf.dtype}")
+    return np.ascontiguousarray(buf.reshape(-1))
+
+
+def _weight_bytes(ggml_type: int, K: int, M: int) -> int:
+    """Bytes a [M, K] tensor of this type needs (I2_S: codes plus the 4-byte scale that follows them)."""
+    n = K * M
+    if ggml_type == GGML_I2_S:
+        if n % 128:
+            raise ValueError(f"I2_S needs M*K to be a multiple of 128, got M={M} K={K}")
+        return n // 4 + 4
+    if ggml_type in (GGML_TQ2_0, GGML_TQ1_0):
+        if K % 256:
+            raise ValueError(f"{_TYPE_NAMES[ggml_type]} needs K to be a multiple of 256, got K={K}")
+        return M * (K // 256) * (66 if ggml_type == GGML_TQ2_0 else 54)
+    if ggml_type == GGML_Q8_0:
+        if K % 32:
+            raise ValueError(f"Q8_0 needs K to be a multiple of 32, got K={K}")
+        return M * (K // 32) * 34
+    if ggml_type in (GGML_F16, GGML_BF16):
+        return n * 2
+    if ggml_type == GGML_F32:
+        return n * 4
+    raise KernelError(f"no matmul kernel for ggml type {ggml_type}")
+
+
+def _check_matmul(data, ggml_type: int, K: int, M: int, allowed: tuple[int, ...], what: str) -> np.ndarray:
+    if ggml_type not in allowed:
+        names = ", ".join(f"{_TYPE_NAMES[t]} ({t})" for t in allowed)
+        raise KernelError(f"{what} supports ggml types {names}; got type {ggml_type}")
+    if K <= 0 or M <= 0:
+        raise ValueError(f"matrix dims must be positive, got M={M} K={K}")
+    buf = _bytes(data)
+    need = _weight_bytes(ggml_type, K, M)
+    if buf.size < need:
+        raise ValueError(f"{_TYPE_NAMES[ggml_type]} weight [M={M}, K={K}] needs {need} bytes, got {buf.size}")
+    return buf
+
+
+def quantize_act(x: np.ndarray, variant: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-token int8 quantization of x ([K] or [T, K]): (q int8 [T, K], scale float32 [T], sum int32 [T])."""
+    v = _table(variant)
+    x2 = _f32_2d(x, np.shape(x)[-1], "x")
+    q = np.empty(x2.shape, dtype=np.int8)
+    info = np.empty(x2.shape[0] * 8, dtype=np.uint8)
+    _k.quantize_act(v, x2, q, info)
+    scale = info.view(np.float32)[0::2].copy()
+    total = info.view(np.int32)[1::2].copy()
+    return q, scale, total
+
+
+def ternary_matmul(data, ggml_type: int, K: int, M: int, x: np.ndarray, variant: str | None = None,
+                   n_threads: int | None = None) -> np.ndarray:
+    """y = W x for a ternary weight (I2_S, TQ2_0, TQ1_0) of numpy shape [M, K].
+
+    x is float32 [K] or [T, K]; it is quantized per token, then multiplied with gemv (T == 1) or gemm.
+    Returns float32 [M] or [T, M] like x.
+    """
+    buf = _check_matmul(data, ggml_type, K, M, _TERNARY, "ternary_matmul")
+    v = _table(variant)
+    x2 = _f32_2d(x, K, "x")
+    q = np.empty(x2.shape, dtype=np.int8)
+    info = np.empty(x2.shape[0] * 8, dtype=np.uint8)
+    _k.quantize_act(v, x2, q, info)
+    wscale = float(buf[K * M // 4:K * M // 4 + 4].view(np.float32)[0]) if ggml_type == GGML_I2_S else 1.0
+    y = np.empty((x2.shape[0], M), dtype=np.float32)
+    _k.ternary_matmul(v, ggml_type, buf, K, M, q, info, wscale, y, n_threads)
+    return y if np.ndim(x) == 2 else y[0]
+
+
+def ternary_matmul_q(data, ggml_type: int, K: int, M: int, q: np.ndarray, scale: np.ndarray, qsum: np.ndarray,
+                     variant: str | None = None, n_threads: int | None = None, gemm: bool = False,
+                     row_chunk: int | None = None) -> np.ndarray:
+    """Like ternary_matmul but with already-quantized activations q int8 [T, K] (any int8 values), their
+    scales and sums: for exercising the integer kernels directly. gemm=True sends a single token through the
+    gemm kernel instead of gemv; row_chunk sets how many rows each kernel call gets (row ranges [r0, r1)
+    that start anywhere). Returns float32 [T, M]."""
+    buf = _check_matmul(data, ggml_type, K, M, _TERNARY, "ternary_matmul_q")
+    v = _table(variant)
+    q = np.ascontiguousarray(np.asarray(q, dtype=np.int8).reshape(-1, K))
+    T = q.shape[0]
+    info = np.empty(T * 8, dtype=np.uint8)
+    info.view(np.float32)[0::2] = np.broadcast_to(np.asarray(scale, np.float32), (T,))
+    info.view(np.int32)[1::2] = np.broadcast_to(np.asarray(qsum, np.int32), (T,))
+    wscale = float(buf[K * M // 4:K * M // 4 + 4].view(np.float32)[0]) if ggml_type == GGML_I2_S else 1.0
+    y = np.empty((T, M), dtype=np.float32)
+    _k.ternary_matmul(v, ggml_type, buf, K, M, q, info, wscale, y, n_threads, gemm, row_chunk)
+    return y
+
+
+def float_matmul(data, ggml_type: int, K: int, M: int, x: np.ndarray, variant: str | None = None,
+                 n_threads: int | None = None) -> np.ndarray:
+    """y = W x for a float-type weight (F32, F16, Q8_0, BF16), numpy shape [M, K]; x float32 [K] or [T, K]."""
+    buf = _check_matmul(data, ggml_type, K, M, _FLOAT, "float_matmul")
+    v = _table(variant)
+    x2 = _f32_2d(x, K, "x")
+    y = np.empty((x2.shape[0], M), dtype=np.float32)
+    _k.float_matmul(v, ggml_type, buf, K, M, x2, y, n_threads)
+    return y if np.ndim(x) == 2 else y[0]
+
+
+def _as_u16(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.float16:
+        a = a.view(np.uint16)
+    if a.dtype != np.uint16:
+        raise ValueError(f"{what} must be float16 (or its uint16 bits), got dtype {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def attention(q: np.ndarray, k_f16: np.ndarray, v_f16: np.ndarray, scale: float,
+              variant: str | None = None) -> np.ndarray:
+    """softmax(q . k_i * scale) weighted sum of v_i for one head. q [head_dim]; k, v [n_kv, S] f16 with row
+    stride S >= head_dim (the first head_dim entries of each row are used)."""
+    v = _table(variant)
+    qf = np.ascontiguousarray(q, dtype=np.float32).reshape(-1)
+    k16, v16 = _as_u16(k_f16, "k"), _as_u16(v_f16, "v")
+    hd = qf.size
+    if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0 or hd == 0:
+        raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}], "
+                         f"got {k16.shape} and {v16.shape}")
+    out = np.empty(hd, dtype=np.float32)
+    _k.attention(v, qf, k16, v16, hd, float(scale), out)
+    return out
+
+
+def _vec(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    if x.size == 0:
+        raise ValueError(f"{what} is empty")
+    return x
+
+
+def rmsnorm(x: np.ndarray, w: np.ndarray | None, eps: float) -> np.ndarray:
+    xf = _vec(x, "x")
+    wf = None if w is None else _vec(w, "w")
+    if wf is not None and wf.size != xf.size:
+        raise ValueError(f"rmsnorm weight has {wf.size} entries for {xf.size} inputs")
+    out = np.empty_like(xf)
+    _k.rmsnorm(xf, wf, float(eps), out)
+    return out
+
+
+def rope(x: np.ndarray, pos: int, base: float, rope_dim: int | None = None, neox: bool = True) -> np.ndarray:
+    """Rotary embedding of x [n_heads, head_dim] at position pos (a rotated copy)."""
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    if out.ndim != 2 or out.size == 0:
+        raise ValueError(f"rope expects [n_heads, head_dim], got {out.shape}")
+    rd = out.shape[1] if rope_dim is None else int(rope_dim)
+    if rd <= 0 or rd > out.shape[1] or rd % 2:
+        raise ValueError(f"rope_dim must be even and within head_dim={out.shape[1]}, got {rd}")
+    _k.rope(out, rd, int(pos), float(base), bool(neox))
+    return out
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    out = _vec(x, "x").copy()
+    _k.softmax(out)
+    return out
+
+
+def _pair(g: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gf, uf = _vec(g, "gate"), _vec(u, "up")
+    if gf.size != uf.size:
+        raise ValueError(f"gate and up differ in size: {gf.size} vs {uf.size}")
+    return gf, uf
+
+
+def relu2_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    gf, uf = _pair(gate, up)
+    out = np.empty_like(gf)
+    _k.relu2_mul(gf, uf, out)
+    return out
+
+
+def silu_mul(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    gf, uf = _pair(gate, up)
+    out = np.empty_like(gf)
+    _k.silu_mul(gf, uf, out)
+    return out
+
+
+def f32_to_f16(x: np.ndarray) -> np.ndarray:
+    """float32 -> float16, round to nearest even (returned as a float16 array)."""
+    xf = _vec(x, "x")
+    out = np.empty(xf.size, dtype=np.uint16)
+    _k.f32_to_f16(xf, out)
+    return out.view(np.float16)
+
+
+def f16_to_f32(h: np.ndarray) -> np.ndarray:
+    hu = _as_u16(h, "h").reshape(-1)
+    out = np.empty(hu.size, dtype=np.float32)
+    if hu.size:
+        _k.f16_to_f32(hu, out)
+    return out
+
+
+def bf16_to_f32(h: np.ndarray) -> np.ndarray:
+    hu = np.ascontiguousarray(h, dtype=np.uint16).reshape(-1)
+    out = np.empty(hu.size, dtype=np.float32)
+    if hu.size:
+        _k.bf16_to_f32(hu, out)
+    return out
+
+
+def dequant_row(ggml_type: int, data, K: int, row: int) -> np.ndarray:
+    """Row `row` of a [rows, K] F32 / F16 / Q8_0 / BF16 tensor as float32 (the embedding lookup)."""
+    if ggml_type not in _FLOAT:
+        raise KernelError(f"dequant_row supports ggml types F32, F16, Q8_0, BF16; got type {ggml_type}")
+    buf = _bytes(data)
+    per_row = _weight_bytes(ggml_type, K, 1)
+    if row < 0 or (row + 1) * per_row > buf.size:
+        raise ValueError(f"row {row} is outside the tensor ({buf.size // per_row} rows of {per_row} bytes)")
+    out = np.empty(K, dtype=np.float32)
+    _k.dequant_row(ggml_type, buf, K, row, out)
+    return out
+
+
+def _initial_variant() -> None:
+    name = os.environ.get("BITNET_KERNEL", "").strip().lower()
+    if name:
+        try:
+            set_variant(name)
+        except KernelError as e:
+            raise KernelError(f"BITNET_KERNEL={name}: {e}") from None
+    else:
+        _k.activate(_k.best_variant())
+
+
+_initial_variant()

@@ -1,0 +1,99 @@
+# C-level view of the kernel contract (src/kernels.h), shared with other Cython modules:
+#     from bitnet.kernels._kernels cimport active_kernels, bn_kernels, bn_qinfo
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
+
+
+cdef extern from "kernels.h" nogil:
+    ctypedef uint16_t bn_f16
+
+    ctypedef struct bn_qinfo:
+        float scale
+        int32_t sum
+
+    enum bn_kernel_id:
+        BN_K_QUANTIZE_ACT
+        BN_K_I2S_GEMV
+        BN_K_I2S_GEMM
+        BN_K_TQ2_GEMV
+        BN_K_TQ2_GEMM
+        BN_K_TQ1_GEMV
+        BN_K_TQ1_GEMM
+        BN_K_F16_GEMV
+        BN_K_F16_GEMM
+        BN_K_BF16_GEMV
+        BN_K_BF16_GEMM
+        BN_K_Q80_GEMV
+        BN_K_Q80_GEMM
+        BN_K_F32_GEMV
+        BN_K_F32_GEMM
+        BN_K_ATTENTION
+        BN_K_COUNT
+
+    enum bn_variant:
+        BN_V_SCALAR
+        BN_V_AVX2
+        BN_V_AVX512
+        BN_V_NEON
+        BN_V_WASM
+        BN_V_COUNT
+
+    volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT]
+    const char *const bn_kernel_names[]
+    const char *const bn_variant_names[]
+
+    ctypedef struct bn_kernels:
+        int variant
+        void (*quantize_act)(const float *x, int64_t n, int8_t *q, bn_qinfo *info) noexcept nogil
+        void (*i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const int8_t *q, const bn_qinfo *qi, float wscale, float *y) noexcept nogil
+        void (*i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y,
+                         int64_t ldy) noexcept nogil
+        void (*tq2_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const int8_t *q, const bn_qinfo *qi, float *y) noexcept nogil
+        void (*tq2_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const int8_t *q, const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*tq1_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const int8_t *q, const bn_qinfo *qi, float *y) noexcept nogil
+        void (*tq1_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const int8_t *q, const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*f16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*bf16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                          const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                         const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*attention)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
+                          int64_t head_dim, float scale, float *scores, float *out) noexcept nogil
+
+    const bn_kernels *bn_kernels_scalar()
+    const bn_kernels *bn_kernels_avx2()
+    const bn_kernels *bn_kernels_avx512()
+    const bn_kernels *bn_kernels_neon()
+    const bn_kernels *bn_kernels_wasm()
+
+    ctypedef struct bn_cpu_features:
+        int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, neon, dotprod, wasm_simd
+    void bn_cpu_detect(bn_cpu_features *f)
+
+    int bn_variant_supported(int variant)
+    int bn_best_variant()
+    const bn_kernels *bn_kernels_for(int variant)
+    int bn_neon_needs_dotprod()
+
+    void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out)
+    void bn_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float base, int neox)
+    void bn_softmax(float *x, int64_t n)
+    void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out)
+    void bn_silu_mul(const float *gate, const float *up, int64_t n, float *out)
+    void bn_f32_to_f16(const float *x, bn_f16 *out, int64_t n)
+    void bn_f16_to_f32(const bn_f16 *x, float *out, int64_t n)
+    void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n)
+    float bn_f16_scalar_to_f32(bn_f16 h)
+    int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out)
+
+
+# The table chosen at import (BITNET_KERNEL or the best the CPU runs), changed by set_variant().
+cdef const bn_kernels *active_kernels() noexcept nogil

@@ -1,0 +1,245 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Compiled side of bitnet.kernels: the active dispatch table and nogil drivers over raw buffers.
+
+Argument checking lives in bitnet/kernels/__init__.py; the functions here trust their inputs (shapes,
+dtypes, contiguity) and only release the GIL and split output rows across OpenMP threads.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int bn_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int bn_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    int bn_omp_max_threads() nogil
+
+cdef const bn_kernels *_active = NULL
+
+cdef const bn_kernels *active_kernels() noexcept nogil:
+    return _active
+
+
+cdef int _NV = BN_V_COUNT, _NK = BN_K_COUNT
+VARIANT_NAMES = tuple(bn_variant_names[i].decode() for i in range(_NV))
+KERNEL_NAMES = tuple(bn_kernel_names[i].decode() for i in range(_NK))
+
+
+def detect_features() -> dict:
+    cdef bn_cpu_features f
+    bn_cpu_detect(&f)
+    return {"avx2": bool(f.avx2), "fma": bool(f.fma), "f16c": bool(f.f16c), "avx512f": bool(f.avx512f),
+            "avx512bw": bool(f.avx512bw), "avx512vl": bool(f.avx512vl), "avx512vnni": bool(f.avx512vnni),
+            "neon": bool(f.neon), "dotprod": bool(f.dotprod), "wasm_simd": bool(f.wasm_simd)}
+
+
+cdef const bn_kernels *_compiled(int v) noexcept nogil:
+    if v == BN_V_SCALAR:
+        return bn_kernels_scalar()
+    if v == BN_V_AVX2:
+        return bn_kernels_avx2()
+    if v == BN_V_AVX512:
+        return bn_kernels_avx512()
+    if v == BN_V_NEON:
+        return bn_kernels_neon()
+    if v == BN_V_WASM:
+        return bn_kernels_wasm()
+    return NULL
+
+
+def is_compiled(int v) -> bool:
+    return _compiled(v) != NULL
+
+
+def is_supported(int v) -> bool:
+    return bn_variant_supported(v) != 0
+
+
+def best_variant() -> int:
+    return bn_best_variant()
+
+
+def neon_needs_dotprod() -> bool:
+    return bn_neon_needs_dotprod() != 0
+
+
+def omp_max_threads() -> int:
+    return bn_omp_max_threads()
+
+
+def activate(int v) -> None:
+    """Make variant v the active table (the caller checked that it is supported)."""
+    global _active
+    _active = bn_kernels_for(v)
+
+
+def active_index() -> int:
+    return _active.variant
+
+
+def ran_flags() -> list:
+    cdef int v, k
+    return [(v, k) for v in range(_NV) for k in range(_NK) if bn_ran[v][k]]
+
+
+def reset_ran() -> None:
+    cdef int v, k
+    for v in range(_NV):
+        for k in range(_NK):
+            bn_ran[v][k] = 0
+
+
+cdef inline int _threads(object n_threads):
+    return bn_omp_max_threads() if n_threads is None else max(1, <int>n_threads)
+
+
+cdef inline int64_t _chunk_rows(int64_t M, int64_t K, int nthreads, int64_t bytes_per_row_elem4):
+    """Rows per parallel task: several tasks per thread for balance, and at most ~128 KiB of weights so that a
+    task's rows stay in L2 while its token tiles pass over them."""
+    cdef int64_t by_balance = (M + 4 * nthreads - 1) // (4 * nthreads)
+    cdef int64_t by_cache = (4 * 131072) // max(1, K * bytes_per_row_elem4)
+    cdef int64_t c = min(by_balance, max(by_cache, 8))
+    return max(c, 1)
+
+
+def quantize_act(int v, const float[:, ::1] x, int8_t[:, ::1] q, uint8_t[::1] qinfo) -> None:
+    """Quantize each row of x (T tokens) into q with variant v; qinfo receives T packed bn_qinfo."""
+    cdef const bn_kernels *kt = bn_kernels_for(v)
+    cdef int64_t t, T = x.shape[0], K = x.shape[1]
+    cdef bn_qinfo *qi = <bn_qinfo *>&qinfo[0]
+    with nogil:
+        for t in range(T):
+            kt.quantize_act(&x[t, 0], K, &q[t, 0], &qi[t])
+
+
+def ternary_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int64_t M, const int8_t[:, ::1] q,
+                   const uint8_t[::1] qinfo, float wscale, float[:, ::1] y, object n_threads=None,
+                   bint use_gemm=False, object row_chunk=None) -> None:
+    """y[T, M] = ternary weights (I2_S 36 / TQ1_0 34 / TQ2_0 35) x quantized activations q[T, K].
+    One token goes through gemv unless use_gemm, and row_chunk overrides the rows per task (tests use both)."""
+    cdef const bn_kernels *kt = bn_kernels_for(v)
+    cdef const bn_qinfo *qi = <const bn_qinfo *>&qinfo[0]
+    cdef int64_t T = q.shape[0]
+    cdef bint gemv = T == 1 and not use_gemm
+    cdef int nt = _threads(n_threads)
+    # weight bytes per 4 elements: I2_S 1, TQ2_0 ~1.03, TQ1_0 ~0.84
+    cdef int64_t chunk = _chunk_rows(M, K, nt, 1) if row_chunk is None else max(1, <int64_t>row_chunk)
+    cdef int64_t nchunks = (M + chunk - 1) // chunk
+    cdef int64_t c, r0, r1
+    cdef const uint8_t *w = &data[0]
+    cdef const int8_t *qp = &q[0, 0]
+    cdef float *yp = &y[0, 0]
+    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="static"):
+        r0 = c * chunk
+        r1 = min(r0 + chunk, M)
+        if ggml_type == 36:
+            if gemv:
+                kt.i2s_gemv(w, K, r0, r1, qp, qi, wscale, yp)
+            else:
+                kt.i2s_gemm(w, K, r0, r1, qp, qi, T, wscale, yp, M)
+        elif ggml_type == 35:
+            if gemv:
+                kt.tq2_gemv(w, K, r0, r1, qp, qi, yp)
+            else:
+                kt.tq2_gemm(w, K, r0, r1, qp, qi, T, yp, M)
+        else:
+            if gemv:
+                kt.tq1_gemv(w, K, r0, r1, qp, qi, yp)
+            else:
+                kt.tq1_gemm(w, K, r0, r1, qp, qi, T, yp, M)
+
+
+def float_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int64_t M, const float[:, ::1] x,
+                 float[:, ::1] y, object n_threads=None) -> None:
+    """y[T, M] = float-type weights (F32 0 / F16 1 / Q8_0 8 / BF16 30) x float activations x[T, K]."""
+    cdef const bn_kernels *kt = bn_kernels_for(v)
+    cdef int64_t T = x.shape[0]
+    cdef int nt = _threads(n_threads)
+    cdef int64_t elem4 = 16 if ggml_type == 0 else 8   # weight bytes per 4 elements, roughly
+    cdef int64_t chunk = _chunk_rows(M, K, nt, elem4)
+    cdef int64_t nchunks = (M + chunk - 1) // chunk
+    cdef int64_t c, r0, r1
+    cdef const uint8_t *w = &data[0]
+    cdef const float *xp = &x[0, 0]
+    cdef float *yp = &y[0, 0]
+    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="static"):
+        r0 = c * chunk
+        r1 = min(r0 + chunk, M)
+        if ggml_type == 1:
+            kt.f16_gemm(w, K, r0, r1, xp, T, yp, M)
+        elif ggml_type == 30:
+            kt.bf16_gemm(w, K, r0, r1, xp, T, yp, M)
+        elif ggml_type == 8:
+            kt.q80_gemm(w, K, r0, r1, xp, T, yp, M)
+        else:
+            kt.f32_gemm(w, K, r0, r1, xp, T, yp, M)
+
+
+def attention(int v, const float[::1] q, const uint16_t[:, ::1] k, const uint16_t[:, ::1] vv, int64_t head_dim,
+              float scale, float[::1] out) -> None:
+    cdef const bn_kernels *kt = bn_kernels_for(v)
+    cdef int64_t n_kv = k.shape[0], stride = k.shape[1]
+    cdef float *scores = <float *>malloc(max(n_kv, 1) * sizeof(float))
+    if scores == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            kt.attention(&q[0], &k[0, 0], &vv[0, 0], stride, n_kv, head_dim, scale, scores, &out[0])
+    finally:
+        free(scores)
+
+
+def rmsnorm(const float[::1] x, const float[::1] w, float eps, float[::1] out) -> None:
+    cdef const float *wp = NULL
+    if w is not None:
+        wp = &w[0]
+    with nogil:
+        bn_rmsnorm(&x[0], wp, x.shape[0], eps, &out[0])
+
+
+def rope(float[:, ::1] x, int64_t rope_dim, int64_t pos, float base, bint neox) -> None:
+    with nogil:
+        bn_rope(&x[0, 0], x.shape[0], x.shape[1], rope_dim, pos, base, neox)
+
+
+def softmax(float[::1] x) -> None:
+    with nogil:
+        bn_softmax(&x[0], x.shape[0])
+
+
+def relu2_mul(const float[::1] g, const float[::1] u, float[::1] out) -> None:
+    with nogil:
+        bn_relu2_mul(&g[0], &u[0], g.shape[0], &out[0])
+
+
+def silu_mul(const float[::1] g, const float[::1] u, float[::1] out) -> None:
+    with nogil:
+        bn_silu_mul(&g[0], &u[0], g.shape[0], &out[0])
+
+
+def f32_to_f16(const float[::1] x, uint16_t[::1] out) -> None:
+    with nogil:
+        bn_f32_to_f16(&x[0], &out[0], x.shape[0])
+
+
+def f16_to_f32(const uint16_t[::1] x, float[::1] out) -> None:
+    with nogil:
+        bn_f16_to_f32(&x[0], &out[0], x.shape[0])
+
+
+def bf16_to_f32(const uint16_t[::1] x, float[::1] out) -> None:
+    with nogil:
+        bn_bf16_to_f32(&x[0], &out[0], x.shape[0])
+
+
+def dequant_row(int ggml_type, const uint8_t[::1] data, int64_t K, int64_t row, float[::1] out) -> int:
+    cdef int rc
+    with nogil:
+        rc = bn_dequant_row(ggml_type, &data[0], K, row, &out[0])
+    return rc

@@ -1,0 +1,519 @@
+/* Body of one x86 variant, included by kernels_x86.c once per instruction set (a C "template").
+ *
+ * The including file defines:
+ *   BN_NAME(x)   prefixes the variant's static names          (avx2_x / avx512_x)
+ *   BN_FN        static always-inline + the variant's target attribute
+ *   BN_API       static + the variant's target attribute (table entries)
+ *   BN_VARIANT   enum bn_variant of the table
+ *   BN_GETTER    name of the exported table getter
+ *   BN_VNNI      1: the ternary dot uses vpdpbusd (AVX-512 VNNI on 256-bit vectors), 0: vpmaddubsw (AVX2)
+ *
+ * Everything uses 256-bit vectors; the two variants differ only in the ternary dot primitive. That keeps the
+ * AVX-512 code path (which this project's development machine cannot execute) the same code as the AVX2 path
+ * that the tests exercise here, except for `dot4`/`widen` below.
+ *
+ * Integer bounds (why nothing wraps, for any int8 activations and K <= 2^20):
+ *  - AVX2: vpmaddubsw multiplies unsigned codes c by signed q and adds adjacent pairs into int16 with signed
+ *    saturation. With c <= 2 (I2_S after the code-3 remap, TQ1_0 digits) a pair lies in [-512, 508], a dot4
+ *    (4 planes) in [-2048, 2032], and 16 dot4 results in [-32768, 32512]: an int16 accumulator holds exactly 16
+ *    blocks, then it is widened (vpmaddwd by 1) into int32. TQ2_0 admits code 3: a pair lies in [-768, 762] and
+ *    a 256-element block (2 dot4) in [-6144, 6096]; TQ blocks are widened after each block.
+ *  - VNNI: vpdpbusd adds four u8*s8 products into int32 lanes without saturation.
+ *  - int32: a row dot is bounded by 3*128*K < 2^29.
+ */
+#define F(x) BN_NAME(x)
+
+BN_FN int32_t F(hsum_i32)(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+BN_FN float F(hsum_f32)(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+BN_FN __m256i F(load)(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* ---- ternary dot primitive: four planes of 32 codes against 128 contiguous activations ---- */
+#if BN_VNNI
+BN_FN __m256i F(dot4)(const __m256i *p, const int8_t *a) {
+    /* a chain that starts from zero: blocks stay independent, only the caller's add is loop-carried */
+    __m256i acc = _mm256_dpbusd_epi32(_mm256_setzero_si256(), p[0], F(load)(a));
+    acc = _mm256_dpbusd_epi32(acc, p[1], F(load)(a + 32));
+    acc = _mm256_dpbusd_epi32(acc, p[2], F(load)(a + 64));
+    return _mm256_dpbusd_epi32(acc, p[3], F(load)(a + 96));
+}
+BN_FN __m256i F(acc_add)(__m256i acc, __m256i v) { return _mm256_add_epi32(acc, v); }
+BN_FN __m256i F(widen)(__m256i acc) { return acc; }
+#else
+BN_FN __m256i F(dot4)(const __m256i *p, const int8_t *a) {
+    const __m256i m0 = _mm256_maddubs_epi16(p[0], F(load)(a));
+    const __m256i m1 = _mm256_maddubs_epi16(p[1], F(load)(a + 32));
+    const __m256i m2 = _mm256_maddubs_epi16(p[2], F(load)(a + 64));
+    const __m256i m3 = _mm256_maddubs_epi16(p[3], F(load)(a + 96));
+    return _mm256_add_epi16(_mm256_add_epi16(m0, m1), _mm256_add_epi16(m2, m3));
+}
+BN_FN __m256i F(acc_add)(__m256i acc, __m256i v) { return _mm256_add_epi16(acc, v); }
+BN_FN __m256i F(widen)(__m256i acc) { return _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
+#endif
+
+/* ---- activation quantization (bit-identical to the scalar reference) ---- */
+
+BN_API void F(quantize_act)(const float *x, int64_t n, int8_t *q, bn_qinfo *info) {
+    BN_MARK(BN_VARIANT, BN_K_QUANTIZE_ACT);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    int64_t i = 0;
+    /* |x| first in vmaxps so that a NaN input is skipped, as in the scalar loop */
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), absmask), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 8), absmask), m1);
+        m2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 16), absmask), m2);
+        m3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i + 24), absmask), m3);
+    }
+    for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + i), absmask), m0);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h);
+    for (; i < n; i++) {
+        const float a = x[i] < 0 ? -x[i] : x[i];
+        if (a > amax) amax = a;
+    }
+    const float s = bn_act_scale(amax);
+
+    const __m256 vs = _mm256_set1_ps(s), hi = _mm256_set1_ps(127.0f), lo = _mm256_set1_ps(-128.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i vsum = _mm256_setzero_si256();
+    i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v[4];
+        for (int j = 0; j < 4; j++) {
+            __m256 f = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), vs);
+            f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            f = _mm256_min_ps(_mm256_max_ps(f, lo), hi);
+            v[j] = _mm256_cvtps_epi32(f);
+            vsum = _mm256_add_epi32(vsum, v[j]);
+        }
+        /* packs work per 128-bit lane; the permute restores element order */
+        const __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(q + i), _mm256_permutevar8x32_epi32(w, order));
+    }
+    int32_t sum = F(hsum_i32)(vsum);
+    for (; i < n; i++) {
+        float v = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(x[i] * s),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        if (v > 127.0f) v = 127.0f;
+        if (v < -128.0f) v = -128.0f;
+        q[i] = (int8_t)v;
+        sum += q[i];
+    }
+    info->scale = s;
+    info->sum = sum;
+}
+
+/* ---- I2_S ---- */
+
+/* The four planes of one 32-byte block (plane l = bits 7-2l..6-2l, elements 32l..32l+31), with code 3 mapped
+ * to 1 (value 0). Two nibble lookups per byte do the shift, mask and remap at once. */
+BN_FN void F(i2s_planes)(const uint8_t *blk, __m256i *p) {
+    const __m256i lut_hi = _mm256_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1,
+                                            0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1);
+    const __m256i lut_lo = _mm256_setr_epi8(0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2, 1,
+                                            0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2, 1);
+    const __m256i m0f = _mm256_set1_epi8(0x0f);
+    const __m256i c = F(load)(blk);
+    const __m256i nh = _mm256_and_si256(_mm256_srli_epi16(c, 4), m0f), nl = _mm256_and_si256(c, m0f);
+    p[0] = _mm256_shuffle_epi8(lut_hi, nh);
+    p[1] = _mm256_shuffle_epi8(lut_lo, nh);
+    p[2] = _mm256_shuffle_epi8(lut_hi, nl);
+    p[3] = _mm256_shuffle_epi8(lut_lo, nl);
+}
+
+/* Dot of block elements [jlo, jhi) with src[0 .. jhi-jlo): a row that starts or ends inside a block. The other
+ * elements of the block belong to the neighbouring rows; zero activations cancel them. */
+BN_FN __m256i F(i2s_partial)(const __m256i *p, int64_t jlo, int64_t jhi, const int8_t *src) {
+    int8_t tmp[BN_I2S_BLOCK] __attribute__((aligned(32)));
+    BN_MEMSET(tmp, 0, sizeof(tmp));
+    BN_MEMCPY(tmp + jlo, src, (size_t)(jhi - jlo));
+    return F(widen)(F(dot4)(p, tmp));
+}
+
+/* Rows [r0, r1) for NT (1..4) tokens whose activations are q + t*K. Each block is decoded once per row and
+ * used for all NT tokens. */
+BN_FN void F(i2s_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
+                       const bn_qinfo *qi, float wscale, float *y, int64_t ldy, const int NT) {
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t e0 = r * K;
+        const uint8_t *blk = data + e0 / BN_I2S_BLOCK * BN_I2S_BLOCK_BYTES;
+        const int64_t j0 = e0 % BN_I2S_BLOCK;
+        __m256i acc32[4], acc[4], p[4];
+        for (int t = 0; t < NT; t++) acc32[t] = _mm256_setzero_si256();
+        int64_t k = 0;
+        if (j0 != 0) { /* head: the row starts inside a block */
+            const int64_t n = K < BN_I2S_BLOCK - j0 ? K : BN_I2S_BLOCK - j0;
+            F(i2s_planes)(blk, p);
+            for (int t = 0; t < NT; t++)
+                acc32[t] = _mm256_add_epi32(acc32[t], F(i2s_partial)(p, j0, j0 + n, q + t * K));
+            k = n;
+            blk += BN_I2S_BLOCK_BYTES;
+        }
+        int64_t nfull = (K - k) / BN_I2S_BLOCK;
+        while (nfull > 0) {
+            const int64_t run = nfull < 16 ? nfull : 16; /* int16 accumulators hold 16 blocks */
+            for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_si256();
+            for (int64_t i = 0; i < run; i++) {
+                F(i2s_planes)(blk, p);
+                for (int t = 0; t < NT; t++) acc[t] = F(acc_add)(acc[t], F(dot4)(p, q + t * K + k));
+                blk += BN_I2S_BLOCK_BYTES;
+                k += BN_I2S_BLOCK;
+            }
+            for (int t = 0; t < NT; t++) acc32[t] = _mm256_add_epi32(acc32[t], F(widen)(acc[t]));
+            nfull -= run;
+        }
+        if (k < K) { /* tail: the row ends inside a block */
+            F(i2s_planes)(blk, p);
+            for (int t = 0; t < NT; t++)
+                acc32[t] = _mm256_add_epi32(acc32[t], F(i2s_partial)(p, 0, K - k, q + t * K + k));
+        }
+        for (int t = 0; t < NT; t++) y[t * ldy + r] = bn_i2s_finish(F(hsum_i32)(acc32[t]), qi + t, wscale);
+    }
+}
+
+BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                        const int8_t *q, const bn_qinfo *qi, float wscale, float *y) {
+    BN_MARK(BN_VARIANT, BN_K_I2S_GEMV);
+    F(i2s_tile)(data, K, r0, r1, q, qi, wscale, y, 0, 1);
+}
+
+BN_API void F(i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                        const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, BN_K_I2S_GEMM);
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) F(i2s_tile)(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 4);
+    switch (T - t) {
+    case 3: F(i2s_tile)(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 3); break;
+    case 2: F(i2s_tile)(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 2); break;
+    case 1: F(i2s_tile)(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 1); break;
+    default: break;
+    }
+}
+
+/* ---- TQ2_0 / TQ1_0 ---- */
+
+/* TQ2_0 half-block h: byte 32h+m, bits 2l hold element 128h+32l+m (lowest bits first). Codes 0..3. */
+BN_FN void F(tq2_planes)(const uint8_t *half, __m256i *p) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i c = F(load)(half);
+    p[0] = _mm256_and_si256(c, m3);
+    p[1] = _mm256_and_si256(_mm256_srli_epi16(c, 2), m3);
+    p[2] = _mm256_and_si256(_mm256_srli_epi16(c, 4), m3);
+    p[3] = _mm256_and_si256(_mm256_srli_epi16(c, 6), m3);
+}
+
+/* Base-3 digit of bytes already multiplied by 3^n (mod 256): ((x*3) >> 8) = (x >= 86) + (x >= 171). */
+BN_FN __m256i F(tq1_digit256)(__m256i x) {
+    const __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(86)), x);
+    const __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8((char)171)), x);
+    return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171));
+}
+BN_FN __m128i F(tq1_digit128)(__m128i x) {
+    const __m128i ge86 = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(86)), x);
+    const __m128i ge171 = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8((char)171)), x);
+    return _mm_sub_epi8(_mm_setzero_si128(), _mm_add_epi8(ge86, ge171));
+}
+BN_FN __m256i F(times3_256)(__m256i x) { return _mm256_add_epi8(_mm256_add_epi8(x, x), x); }
+BN_FN __m128i F(times3_128)(__m128i x) { return _mm_add_epi8(_mm_add_epi8(x, x), x); }
+
+/* Decode a TQ1_0 block (FORMATS.md §4) into 256 codes 0..2 in element order. */
+BN_FN void F(tq1_decode)(const uint8_t *blk, uint8_t *codes) {
+    __m256i x = F(load)(blk); /* qs[0..31]: digit n -> elements 32n + m */
+    for (int n = 0; n < 5; n++) {
+        _mm256_store_si256((__m256i *)(codes + 32 * n), F(tq1_digit256)(x));
+        x = F(times3_256)(x);
+    }
+    __m128i z = _mm_loadu_si128((const __m128i *)(blk + 32)); /* qs[32..47]: digit n -> 160 + 16n + m */
+    for (int n = 0; n < 5; n++) {
+        _mm_store_si128((__m128i *)(codes + 160 + 16 * n), F(tq1_digit128)(z));
+        z = F(times3_128)(z);
+    }
+    int32_t qh;
+    BN_MEMCPY(&qh, blk + 48, 4); /* qh[0..3]: digit n -> 240 + 4n + j */
+    __m128i w = _mm_cvtsi32_si128(qh);
+    for (int n = 0; n < 4; n++) {
+        const int32_t d = _mm_cvtsi128_si32(F(tq1_digit128)(w));
+        BN_MEMCPY(codes + 240 + 4 * n, &d, 4);
+        w = F(times3_128)(w);
+    }
+}
+
+/* Rows [r0, r1) of a TQ matrix for NT (1..4) tokens. The row is walked in runs of BN_TQ_RUN blocks: the
+ * activation sums of a run's blocks are computed once per call, and the partial float sum of a row is parked
+ * in y between runs (the same sequence of float operations as the scalar reference). */
+BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
+                      const bn_qinfo *qi, float *y, int64_t ldy, const int tq1, const int NT) {
+    const int64_t nb = K / BN_TQ_BLOCK;
+    const int64_t bbytes = tq1 ? BN_TQ1_BLOCK_BYTES : BN_TQ2_BLOCK_BYTES, row_bytes = nb * bbytes;
+    const int64_t d_off = tq1 ? 52 : 64;
+    int32_t bsum[4][BN_TQ_RUN];
+    uint8_t codes[BN_TQ_BLOCK] __attribute__((aligned(32)));
+    for (int64_t b0 = 0; b0 < nb; b0 += BN_TQ_RUN) {
+        const int64_t n = nb - b0 < BN_TQ_RUN ? nb - b0 : BN_TQ_RUN;
+        const int last = b0 + n == nb;
+        for (int t = 0; t < NT; t++) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, bsum[t]);
+        for (int64_t r = r0; r < r1; r++) {
+            float acc[4];
+            for (int t = 0; t < NT; t++) acc[t] = b0 ? y[t * ldy + r] : 0.0f;
+            const uint8_t *blk = data + r * row_bytes + b0 * bbytes;
+            for (int64_t i = 0; i < n; i++, blk += bbytes) {
+                __m256i p[8];
+                if (tq1) {
+                    F(tq1_decode)(blk, codes);
+                    for (int l = 0; l < 8; l++) p[l] = _mm256_load_si256((const __m256i *)(codes + 32 * l));
+                } else {
+                    F(tq2_planes)(blk, p);
+                    F(tq2_planes)(blk + 32, p + 4);
+                }
+                const float d = bn_half_to_float(bn_load_u16(blk + d_off));
+                for (int t = 0; t < NT; t++) {
+                    const int8_t *a = q + t * K + (b0 + i) * BN_TQ_BLOCK;
+                    const __m256i v = F(acc_add)(F(dot4)(p, a), F(dot4)(p + 4, a + 128));
+                    acc[t] = bn_tq_accumulate(acc[t], d, F(hsum_i32)(F(widen)(v)) - bsum[t][i]);
+                }
+            }
+            for (int t = 0; t < NT; t++) y[t * ldy + r] = last ? acc[t] / qi[t].scale : acc[t];
+        }
+    }
+}
+
+#define BN_TQ_ENTRIES(name, ID_GEMV, ID_GEMM, IS_TQ1)                                                        \
+    BN_API void F(name##_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
+                               const bn_qinfo *qi, float *y) {                                               \
+        BN_MARK(BN_VARIANT, ID_GEMV);                                                                        \
+        F(tq_tile)(data, K, r0, r1, q, qi, y, 0, IS_TQ1, 1);                                                 \
+    }                                                                                                        \
+    BN_API void F(name##_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
+                               const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) {                       \
+        BN_MARK(BN_VARIANT, ID_GEMM);                                                                        \
+        int64_t t = 0;                                                                                       \
+        for (; t + 4 <= T; t += 4) F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 4); \
+        switch (T - t) {                                                                                     \
+        case 3: F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 3); break;          \
+        case 2: F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 2); break;          \
+        case 1: F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 1); break;          \
+        default: break;                                                                                      \
+        }                                                                                                    \
+    }
+
+BN_TQ_ENTRIES(tq2, BN_K_TQ2_GEMV, BN_K_TQ2_GEMM, 0)
+BN_TQ_ENTRIES(tq1, BN_K_TQ1_GEMV, BN_K_TQ1_GEMM, 1)
+#undef BN_TQ_ENTRIES
+
+/* ---- float-weight matmuls (F16 / BF16 / F32): fp32 FMA, RB rows x NT tokens per tile ---- */
+
+BN_FN __m256 F(load_w8)(const uint8_t *row, int64_t k, const int kind) {
+    if (kind == BN_W_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * k)));
+    if (kind == BN_W_BF16)
+        return _mm256_castsi256_ps(
+            _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * k))), 16));
+    return _mm256_loadu_ps((const float *)(row + 4 * k));
+}
+
+BN_FN float F(load_w1)(const uint8_t *row, int64_t k, const int kind) {
+    if (kind == BN_W_F16) return bn_half_to_float(bn_load_u16(row + 2 * k));
+    if (kind == BN_W_BF16) return bn_bf16_to_float(bn_load_u16(row + 2 * k));
+    return bn_load_f32(row + 4 * k);
+}
+
+/* Rows r..r+RB-1 for NT tokens: each weight vector is converted once and used for NT tokens; RB*NT
+ * independent FMA chains hide the FMA latency. */
+BN_FN void F(float_tile)(const uint8_t *data, int64_t K, int64_t r, const float *x, float *y, int64_t ldy,
+                         const int kind, const int RB, const int NT) {
+    const int64_t row_bytes = K * (kind == BN_W_F32 ? 4 : 2);
+    const uint8_t *rows[8];
+    __m256 acc[8][4];
+    for (int i = 0; i < RB; i++) {
+        rows[i] = data + (r + i) * row_bytes;
+        for (int t = 0; t < NT; t++) acc[i][t] = _mm256_setzero_ps();
+    }
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 w[8];
+        for (int i = 0; i < RB; i++) w[i] = F(load_w8)(rows[i], k, kind);
+        for (int t = 0; t < NT; t++) {
+            const __m256 xv = _mm256_loadu_ps(x + t * K + k);
+            for (int i = 0; i < RB; i++) acc[i][t] = _mm256_fmadd_ps(w[i], xv, acc[i][t]);
+        }
+    }
+    for (int i = 0; i < RB; i++)
+        for (int t = 0; t < NT; t++) {
+            float s = F(hsum_f32)(acc[i][t]);
+            for (int64_t kk = k; kk < K; kk++) s += F(load_w1)(rows[i], kk, kind) * x[t * K + kk];
+            y[t * ldy + r + i] = s;
+        }
+}
+
+/* One token: 8 rows at a time (8 FMA chains, 8 sequential weight streams). */
+BN_FN void F(float_rows_nt1)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, float *y,
+                             const int kind) {
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) F(float_tile)(data, K, r, x, y, 0, kind, 8, 1);
+    for (; r < r1; r++) F(float_tile)(data, K, r, x, y, 0, kind, 1, 1);
+}
+
+#define BN_FLOAT_ROWS(NT)                                                                                    \
+    BN_FN void F(float_rows_nt##NT)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x,  \
+                                    float *y, int64_t ldy, const int kind) {                                 \
+        int64_t r = r0;                                                                                      \
+        for (; r + 2 <= r1; r += 2) F(float_tile)(data, K, r, x, y, ldy, kind, 2, NT);                        \
+        if (r < r1) F(float_tile)(data, K, r, x, y, ldy, kind, 1, NT);                                       \
+    }
+BN_FLOAT_ROWS(2)
+BN_FLOAT_ROWS(3)
+BN_FLOAT_ROWS(4)
+#undef BN_FLOAT_ROWS
+
+BN_FN void F(float_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                         float *y, int64_t ldy, const int kind) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) F(float_rows_nt4)(data, K, r0, r1, x + t * K, y + t * ldy, ldy, kind);
+    switch (T - t) {
+    case 3: F(float_rows_nt3)(data, K, r0, r1, x + t * K, y + t * ldy, ldy, kind); break;
+    case 2: F(float_rows_nt2)(data, K, r0, r1, x + t * K, y + t * ldy, ldy, kind); break;
+    case 1: F(float_rows_nt1)(data, K, r0, r1, x + t * K, y + t * ldy, kind); break;
+    default: break;
+    }
+}
+
+BN_API void F(f16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                        float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM);
+    F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_F16);
+}
+
+BN_API void F(bf16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                         float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, T == 1 ? BN_K_BF16_GEMV : BN_K_BF16_GEMM);
+    F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_BF16);
+}
+
+BN_API void F(f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                        float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, T == 1 ? BN_K_F32_GEMV : BN_K_F32_GEMM);
+    F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_F32);
+}
+
+/* ---- Q8_0 ---- */
+
+/* One row for NT tokens: a block's 32 int8 are converted to floats once, dotted with each token's 32
+ * activations, and the block sum is scaled by d into the token's accumulator. */
+BN_FN void F(q80_row)(const uint8_t *row, int64_t nb, const float *x, int64_t K, float *y, int64_t ldy,
+                      const int NT) {
+    __m256 acc[4];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = row + b * BN_Q80_BLOCK_BYTES;
+        __m256 w[4];
+        for (int j = 0; j < 4; j++)
+            w[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + 8 * j))));
+        const __m256 d = _mm256_set1_ps(bn_half_to_float(bn_load_u16(blk)));
+        for (int t = 0; t < NT; t++) {
+            const float *xb = x + t * K + b * BN_Q80_BLOCK;
+            __m256 s = _mm256_mul_ps(w[0], _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xb + 24), s);
+            acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) y[t * ldy] = F(hsum_f32)(acc[t]);
+}
+
+BN_API void F(q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                        float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, T == 1 ? BN_K_Q80_GEMV : BN_K_Q80_GEMM);
+    const int64_t nb = K / BN_Q80_BLOCK, row_bytes = nb * BN_Q80_BLOCK_BYTES;
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4)
+        for (int64_t r = r0; r < r1; r++) F(q80_row)(data + r * row_bytes, nb, x + t * K, K, y + t * ldy + r, ldy, 4);
+    for (; t < T; t++)
+        for (int64_t r = r0; r < r1; r++) F(q80_row)(data + r * row_bytes, nb, x + t * K, K, y + t * ldy + r, ldy, 1);
+}
+
+/* ---- attention (f16 K/V) ---- */
+
+BN_API void F(attention)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
+                         int64_t head_dim, float scale, float *scores, float *out) {
+    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    for (int64_t i = 0; i < n_kv; i++) {
+        const bn_f16 *kr = k + i * kv_stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int64_t d = 0;
+        for (; d + 16 <= head_dim; d += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + d))), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8),
+                                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + d + 8))), a1);
+        }
+        for (; d + 8 <= head_dim; d += 8)
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + d))), a0);
+        float s = F(hsum_f32)(_mm256_add_ps(a0, a1));
+        for (; d < head_dim; d++) s += q[d] * bn_half_to_float(kr[d]);
+        scores[i] = s * scale;
+    }
+    bn_softmax(scores, n_kv);
+    /* out in chunks of 32 dims held in registers; each pass reads one 64-byte line of every V row */
+    int64_t d = 0;
+    for (; d + 32 <= head_dim; d += 32) {
+        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+        for (int64_t i = 0; i < n_kv; i++) {
+            const __m256 p = _mm256_set1_ps(scores[i]);
+            const __m128i *vr = (const __m128i *)(v + i * kv_stride + d);
+            o0 = _mm256_fmadd_ps(p, _mm256_cvtph_ps(_mm_loadu_si128(vr)), o0);
+            o1 = _mm256_fmadd_ps(p, _mm256_cvtph_ps(_mm_loadu_si128(vr + 1)), o1);
+            o2 = _mm256_fmadd_ps(p, _mm256_cvtph_ps(_mm_loadu_si128(vr + 2)), o2);
+            o3 = _mm256_fmadd_ps(p, _mm256_cvtph_ps(_mm_loadu_si128(vr + 3)), o3);
+        }
+        _mm256_storeu_ps(out + d, o0);
+        _mm256_storeu_ps(out + d + 8, o1);
+        _mm256_storeu_ps(out + d + 16, o2);
+        _mm256_storeu_ps(out + d + 24, o3);
+    }
+    for (; d + 8 <= head_dim; d += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int64_t i = 0; i < n_kv; i++)
+            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[i]),
+                                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i * kv_stride + d))), o);
+        _mm256_storeu_ps(out + d, o);
+    }
+    for (; d < head_dim; d++) {
+        float o = 0.0f;
+        for (int64_t i = 0; i < n_kv; i++) o += scores[i] * bn_half_to_float(v[i * kv_stride + d]);
+        out[d] = o;
+    }
+}
+
+static const bn_kernels F(table) = {
+    .variant = BN_VARIANT,
+    .quantize_act = F(quantize_act),
+    .i2s_gemv = F(i2s_gemv),
+    .i2s_gemm = F(i2s_gemm),
+    .tq2_gemv = F(tq2_gemv),
+    .tq2_gemm = F(tq2_gemm),
+    .tq1_gemv = F(tq1_gemv),
+    .tq1_gemm = F(tq1_gemm),
+    .f16_gemm = F(f16_gemm),
+    .bf16_gemm = F(bf16_gemm),
+    .q80_gemm = F(q80_gemm),
+    .f32_gemm = F(f32_gemm),
+    .attention = F(attention),
+};
+
+const bn_kernels *BN_GETTER(void) { return &F(table); }
+
+#undef F

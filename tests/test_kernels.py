@@ -1,0 +1,331 @@
+"""Scalar reference kernels and light ops against independent numpy computations (FORMATS.md §3, §4).
+
+The weight packers here are written from the spec, independently of the C code, and double as helpers for
+test_kernels_simd.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bitnet.kernels as bk
+from bitnet.errors import KernelError
+
+# ---- packers (numpy, from the spec) ----
+
+
+def pack_i2s(codes: np.ndarray, scale: float, rng: np.random.Generator | None = None) -> np.ndarray:
+    """I2_S bytes of a flat code array (0..3, length a multiple of 128) + float scale + 28 tail bytes."""
+    c = np.asarray(codes, dtype=np.uint8).reshape(-1, 4, 32)  # [block, plane l, m]: element 32l + m
+    packed = (c[:, 0] << 6) | (c[:, 1] << 4) | (c[:, 2] << 2) | c[:, 3]
+    tail = (rng.integers(0, 256, 28, dtype=np.uint8) if rng is not None else np.zeros(28, np.uint8))
+    return np.concatenate([packed.reshape(-1), np.frombuffer(np.float32(scale).tobytes(), np.uint8), tail])
+
+
+def pack_tq2(codes: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """TQ2_0 bytes of codes [M, K] (0..3) with per-block f16 scales d [M, K/256]."""
+    M, K = codes.shape
+    c = codes.astype(np.uint8).reshape(M * K // 256, 2, 4, 32)  # [block, h, l, m]
+    qs = (c[:, :, 0] | (c[:, :, 1] << 2) | (c[:, :, 2] << 4) | (c[:, :, 3] << 6)).reshape(-1, 64)
+    dd = np.asarray(d, np.float16).reshape(-1, 1).view(np.uint8)
+    return np.concatenate([qs, dd], axis=1).reshape(-1)
+
+
+def _base3(digits: np.ndarray) -> np.ndarray:
+    """Digits [..., n] (first most significant) -> stored byte ceil(q*256/243)."""
+    q = np.zeros(digits.shape[:-1], np.int64)
+    for i in range(digits.shape[-1]):
+        q = q * 3 + digits[..., i]
+    return ((q * 256 + 242) // 243).astype(np.uint8)
+
+
+def pack_tq1(codes: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """TQ1_0 bytes of codes [M, K] (0..2) with per-block f16 scales d [M, K/256]."""
+    c = codes.astype(np.int64).reshape(-1, 256)
+    qs0 = _base3(np.stack([c[:, m + 32 * np.arange(5)] for m in range(32)], axis=1))           # [nb, 32]
+    qs1 = _base3(np.stack([c[:, 160 + m + 16 * np.arange(5)] for m in range(16)], axis=1))     # [nb, 16]
+    qh_digits = np.stack([c[:, 240 + j + 4 * np.arange(4)] for j in range(4)], axis=1)         # [nb, 4, 4]
+    qh = _base3(np.concatenate([qh_digits, np.zeros(qh_digits.shape[:-1] + (1,), np.int64)], axis=-1))
+    dd = np.asarray(d, np.float16).reshape(-1, 1).view(np.uint8)
+    return np.concatenate([qs0, qs1, qh, dd], axis=1).reshape(-1)
+
+
+def unpack_tq1(data: np.ndarray, M: int, K: int) -> np.ndarray:
+    """Codes [M, K] decoded with the spec's digit formula ((uint8)(byte*3^n) * 3) >> 8."""
+    blk = data.reshape(-1, 54)
+
+    def digits(b: np.ndarray, n: int) -> np.ndarray:
+        return ((b.astype(np.uint16) * 3 ** n % 256) * 3 >> 8).astype(np.int64)
+
+    out = np.empty((blk.shape[0], 256), np.int64)
+    for n in range(5):
+        out[:, 32 * n:32 * n + 32] = digits(blk[:, :32], n)
+        out[:, 160 + 16 * n:176 + 16 * n] = digits(blk[:, 32:48], n)
+    for n in range(4):
+        out[:, 240 + 4 * n:244 + 4 * n] = digits(blk[:, 48:52], n)
+    return out.reshape(M, K)
+
+
+# ---- numpy references ----
+
+
+def np_quantize(x: np.ndarray) -> tuple[np.ndarray, np.float32, int]:
+    amax = max(1e-5, float(np.abs(x.astype(np.float64)).max()))
+    s = np.float32(127.0 / amax)
+    q = np.clip(np.rint(x.astype(np.float32) * s), -128, 127).astype(np.int8)
+    return q, s, int(q.astype(np.int64).sum())
+
+
+def ternary_values(codes: np.ndarray, i2s: bool) -> np.ndarray:
+    """codes -> ternary values: I2_S decodes code 3 as 0; TQ2_0 uses code - 1 for every code."""
+    v = codes.astype(np.int64) - 1
+    return np.where(codes == 3, 0, v) if i2s else v
+
+
+def np_i2s(codes_mk: np.ndarray, wscale: float, q: np.ndarray, s: np.float32, qsum: int) -> np.ndarray:
+    dot = ternary_values(codes_mk, True) @ q.astype(np.int64) + qsum  # sum code*q = sum (v+1) q
+    return ((dot.astype(np.float32) - np.float32(qsum)) / s * np.float32(wscale)).astype(np.float32)
+
+
+def np_tq(codes_mk: np.ndarray, d: np.ndarray, q: np.ndarray, s: np.float32) -> np.ndarray:
+    """Block by block in float32 (two roundings per block), as FORMATS / the scalar reference define it."""
+    M, K = codes_mk.shape
+    vals = codes_mk.astype(np.int64) - 1
+    acc = np.zeros(M, np.float32)
+    df = np.asarray(d, np.float16).astype(np.float32).reshape(M, -1)
+    for b in range(K // 256):
+        sl = slice(256 * b, 256 * b + 256)
+        blk = (vals[:, sl] @ q[sl].astype(np.int64)).astype(np.float32)
+        acc = (acc + (df[:, b] * blk).astype(np.float32)).astype(np.float32)
+    return acc / s
+
+
+# ---- tests: quantization ----
+
+
+def test_quantize_matches_numpy_including_ties() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 1000)).astype(np.float32) * np.float32([[0.01], [1.0], [300.0]])
+    # exact ties: amax 127 makes s == 1, so x.5 values hit round-half-to-even
+    x = np.concatenate([x, np.array([[127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5] + [0.0] * 993], np.float32)])
+    q, scale, qsum = bk.quantize_act(x, variant="scalar")
+    for t in range(4):
+        wq, ws, wsum = np_quantize(x[t])
+        np.testing.assert_array_equal(q[t], wq)
+        assert scale[t] == ws and qsum[t] == wsum
+    assert list(q[3, :7]) == [127, 0, 2, 2, 0, -2, -2]
+
+
+def test_quantize_tiny_input_uses_the_amax_floor() -> None:
+    x = np.full(64, 1e-9, np.float32)
+    q, scale, _ = bk.quantize_act(x, variant="scalar")
+    assert scale[0] == np.float32(127.0 / 1e-5)
+    np.testing.assert_array_equal(q[0], np_quantize(x)[0])
+
+
+# ---- tests: ternary formats, scalar reference ----
+
+
+@pytest.mark.parametrize("K,M", [(256, 6), (640, 5), (96, 8), (8640, 4)])
+def test_i2s_scalar_matches_numpy(K: int, M: int) -> None:
+    """Includes rows that start mid-block (K % 128 != 0) and code 3, which must decode as 0."""
+    rng = np.random.default_rng(K)
+    codes = rng.integers(0, 4, M * K).astype(np.uint8)
+    data = pack_i2s(codes, 0.37, rng)
+    x = rng.standard_normal((3, K)).astype(np.float32)
+    y = bk.ternary_matmul(data, bk.GGML_I2_S, K, M, x, variant="scalar")
+    for t in range(3):
+        q, s, qsum = np_quantize(x[t])
+        np.testing.assert_array_equal(y[t], np_i2s(codes.reshape(M, K), 0.37, q, s, qsum))
+    y1 = bk.ternary_matmul(data, bk.GGML_I2_S, K, M, x[1], variant="scalar")
+    np.testing.assert_array_equal(y1, y[1])
+
+
+def test_i2s_scalar_code3_reads_as_zero() -> None:
+    K, M = 128, 1
+    x = np.linspace(-1, 1, K).astype(np.float32)
+    y3 = bk.ternary_matmul(pack_i2s(np.full(K, 3, np.uint8), 1.0), bk.GGML_I2_S, K, M, x, variant="scalar")
+    y1 = bk.ternary_matmul(pack_i2s(np.full(K, 1, np.uint8), 1.0), bk.GGML_I2_S, K, M, x, variant="scalar")
+    assert y3[0] == y1[0] == 0.0
+
+
+def test_tq2_scalar_matches_numpy() -> None:
+    rng = np.random.default_rng(7)
+    M, K = 5, 768
+    codes = rng.integers(0, 4, (M, K)).astype(np.uint8)  # code 3 is (3 - 1) = +2, as llama.cpp decodes it
+    d = rng.uniform(0.01, 0.1, (M, K // 256)).astype(np.float16)
+    data = pack_tq2(codes, d)
+    x = rng.standard_normal((2, K)).astype(np.float32)
+    y = bk.ternary_matmul(data, bk.GGML_TQ2_0, K, M, x, variant="scalar")
+    for t in range(2):
+        q, s, _ = np_quantize(x[t])
+        np.testing.assert_array_equal(y[t], np_tq(codes, d, q, s))
+
+
+def test_tq1_packer_round_trips_with_the_spec_decoder() -> None:
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 3, (4, 512)).astype(np.uint8)
+    data = pack_tq1(codes, np.ones((4, 2), np.float16))
+    np.testing.assert_array_equal(unpack_tq1(data, 4, 512), codes)
+
+
+def test_tq1_scalar_matches_numpy() -> None:
+    rng = np.random.default_rng(8)
+    M, K = 4, 512
+    codes = rng.integers(0, 3, (M, K)).astype(np.uint8)
+    d = rng.uniform(0.01, 0.1, (M, K // 256)).astype(np.float16)
+    data = pack_tq1(codes, d)
+    x = rng.standard_normal((3, K)).astype(np.float32)
+    y = bk.ternary_matmul(data, bk.GGML_TQ1_0, K, M, x, variant="scalar")
+    for t in range(3):
+        q, s, _ = np_quantize(x[t])
+        np.testing.assert_array_equal(y[t], np_tq(codes, d, q, s))
+
+
+# ---- tests: float-weight matmuls, scalar reference ----
+
+
+def _float_case(ggml_type: int, M: int, K: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, float64 weights [M, K]) of a random tensor of the type."""
+    w = rng.standard_normal((M, K)).astype(np.float32)
+    if ggml_type == bk.GGML_F32:
+        return w.view(np.uint8).reshape(-1), w.astype(np.float64)
+    if ggml_type == bk.GGML_F16:
+        h = w.astype(np.float16)
+        return h.view(np.uint8).reshape(-1), h.astype(np.float64)
+    if ggml_type == bk.GGML_BF16:
+        bits = (w.view(np.uint32) >> 16).astype(np.uint16)  # truncation is a valid bf16 value
+        values = (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        return bits.view(np.uint8).reshape(-1), values
+    blocks = w.reshape(-1, 32)
+    d = (np.abs(blocks).max(1) / 127).astype(np.float16)
+    qs = np.clip(np.rint(blocks / np.maximum(d.astype(np.float32), 1e-8)[:, None]), -127, 127).astype(np.int8)
+    raw = np.concatenate([d.reshape(-1, 1).view(np.uint8), qs.view(np.uint8)], axis=1).reshape(-1)
+    return raw, (qs.astype(np.float64) * d.astype(np.float64)[:, None]).reshape(M, K)
+
+
+FLOAT_TYPES = [bk.GGML_F32, bk.GGML_F16, bk.GGML_BF16, bk.GGML_Q8_0]
+
+
+@pytest.mark.parametrize("ggml_type", FLOAT_TYPES)
+def test_float_matmul_scalar_matches_numpy(ggml_type: int) -> None:
+    rng = np.random.default_rng(ggml_type)
+    M, K = 7, 96
+    raw, w = _float_case(ggml_type, M, K, rng)
+    x = rng.standard_normal((3, K)).astype(np.float32)
+    y = bk.float_matmul(raw, ggml_type, K, M, x, variant="scalar")
+    want = x.astype(np.float64) @ w.T
+    bound = np.abs(x.astype(np.float64)) @ np.abs(w.T) * K * 2.0 ** -23
+    assert np.all(np.abs(y - want) <= bound + 1e-6)
+    np.testing.assert_array_equal(bk.float_matmul(raw, ggml_type, K, M, x[2], variant="scalar"), y[2])
+
+
+@pytest.mark.parametrize("ggml_type", FLOAT_TYPES)
+def test_dequant_row_matches_numpy(ggml_type: int) -> None:
+    rng = np.random.default_rng(10 + ggml_type)
+    raw, w = _float_case(ggml_type, 4, 64, rng)
+    np.testing.assert_array_equal(bk.dequant_row(ggml_type, raw, 64, 2), w[2].astype(np.float32))
+
+
+# ---- tests: attention and light ops ----
+
+
+def np_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    hd = q.size
+    sc = k[:, :hd].astype(np.float64) @ q.astype(np.float64) * scale
+    p = np.exp(sc - sc.max())
+    p /= p.sum()
+    return p @ v[:, :hd].astype(np.float64)
+
+
+def test_attention_scalar_matches_numpy_with_row_stride() -> None:
+    rng = np.random.default_rng(11)
+    hd, n_kv, stride = 64, 37, 80
+    q = rng.standard_normal(hd).astype(np.float32)
+    k = rng.standard_normal((n_kv, stride)).astype(np.float16)
+    v = rng.standard_normal((n_kv, stride)).astype(np.float16)
+    out = bk.attention(q, k, v, 1 / 8, variant="scalar")
+    np.testing.assert_allclose(out, np_attention(q, k, v, 1 / 8), rtol=1e-5, atol=1e-5)
+
+
+def test_rmsnorm_matches_numpy() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(2560).astype(np.float32) * 3
+    w = rng.standard_normal(2560).astype(np.float32)
+    mean = np.float32(np.mean(x.astype(np.float64) ** 2))
+    want = (x * (np.float32(1.0) / np.sqrt(mean + np.float32(1e-5)))) * w
+    np.testing.assert_allclose(bk.rmsnorm(x, w, 1e-5), want, rtol=2e-7, atol=0)
+    np.testing.assert_allclose(bk.rmsnorm(x, None, 1e-5), want / w, rtol=1e-6)
+
+
+@pytest.mark.parametrize("neox", [True, False])
+def test_rope_matches_numpy(neox: bool) -> None:
+    rng = np.random.default_rng(13)
+    heads, hd, rd, pos, base = 3, 64, 48, 1234, 500000.0
+    x = rng.standard_normal((heads, hd)).astype(np.float32)
+    theta = pos * base ** (-2.0 * np.arange(rd // 2) / rd)
+    c, s = np.cos(theta), np.sin(theta)
+    want = x.astype(np.float64).copy()
+    i0 = np.arange(rd // 2) if neox else 2 * np.arange(rd // 2)
+    i1 = i0 + rd // 2 if neox else i0 + 1
+    a, b = x[:, i0].astype(np.float64), x[:, i1].astype(np.float64)
+    want[:, i0], want[:, i1] = a * c - b * s, a * s + b * c
+    out = bk.rope(x, pos, base, rope_dim=rd, neox=neox)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[:, rd:], x[:, rd:])  # beyond rope_dim: untouched
+
+
+def test_softmax_and_activations_match_numpy() -> None:
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal(300).astype(np.float32) * 10
+    e = np.exp(x.astype(np.float64) - x.max())
+    np.testing.assert_allclose(bk.softmax(x), e / e.sum(), rtol=1e-5, atol=1e-9)
+    assert np.all(bk.softmax(np.full(4, -np.inf, np.float32)) == 0)
+    g, u = x[:150], x[150:]
+    np.testing.assert_allclose(bk.relu2_mul(g, u), np.maximum(g, 0) ** 2 * u, rtol=1e-6)
+    np.testing.assert_allclose(bk.silu_mul(g, u), g / (1 + np.exp(-g.astype(np.float64))) * u, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_f16_conversions_round_to_nearest_even_everywhere() -> None:
+    bits = np.arange(1 << 16, dtype=np.uint32)
+    # every half, plus the float midpoint above each one (a tie) and a hair either side of it
+    halves = bits.astype(np.uint16).view(np.float16)
+    finite = np.isfinite(halves)
+    f = halves.astype(np.float32)
+    np.testing.assert_array_equal(bk.f16_to_f32(halves).view(np.uint32), f.view(np.uint32))
+    with np.errstate(over="ignore"):  # the step above 65504 is inf; numpy's own cast overflows to inf too
+        up = np.nextafter(halves[finite], np.float16(np.inf)).astype(np.float64)
+        mids = (f[finite].astype(np.float64) + up) / 2
+        below = np.nextafter(mids.astype(np.float32), np.float32(0))
+        special = np.float32([1e-30, 7e-8, 3e-8, 65519.0, 65520.0, 1e10, -1e10, np.inf, -np.inf])
+        probe = np.concatenate([f, mids.astype(np.float32), below, special])
+        probe = probe[~np.isnan(probe)]
+        want = probe.astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(bk.f32_to_f16(probe).view(np.uint16), want)
+    assert np.isnan(bk.f32_to_f16(np.float32([np.nan]))[0])
+
+
+def test_bf16_to_f32_is_a_shift() -> None:
+    bits = np.array([0x3f80, 0xc000, 0x0001, 0x7f80], np.uint16)
+    np.testing.assert_array_equal(bk.bf16_to_f32(bits), (bits.astype(np.uint32) << 16).view(np.float32))
+
+
+# ---- tests: argument checking ----
+
+
+def test_bad_arguments_give_clear_errors() -> None:
+    x = np.zeros(128, np.float32)
+    with pytest.raises(ValueError, match="needs 36 bytes"):
+        bk.ternary_matmul(np.zeros(10, np.uint8), bk.GGML_I2_S, 128, 1, x)
+    with pytest.raises(ValueError, match="multiple of 128"):
+        bk.ternary_matmul(np.zeros(100, np.uint8), bk.GGML_I2_S, 100, 1, np.zeros(100, np.float32))
+    with pytest.raises(ValueError, match="multiple of 256"):
+        bk.ternary_matmul(np.zeros(100, np.uint8), bk.GGML_TQ2_0, 128, 1, x)
+    with pytest.raises(ValueError, match="shape"):
+        bk.ternary_matmul(pack_i2s(np.zeros(128, np.uint8), 1.0), bk.GGML_I2_S, 128, 1,
+                          np.zeros(64, np.float32))
+    with pytest.raises(KernelError, match="ggml type"):
+        bk.ternary_matmul(np.zeros(64, np.uint8), bk.GGML_F16, 128, 1, x)
+    with pytest.raises(KernelError, match="valid variants"):
+        bk.quantize_act(x, variant="sse9")
