@@ -188,8 +188,8 @@ class Tokenizer:
         if add_eos and eos_id is None:
             raise TokenizerError("the tokenizer adds an EOS token, but no EOS token id is set")
         self._special = np.isin(np.asarray(self._types, dtype=np.int64), (CONTROL, UNKNOWN))
-        self._pieces: list[bytes] | None = None      # built on first use: decoding is not always needed
-        self._pieces_lock = threading.Lock()
+        # Each token's bytes are worked out the first time it is decoded (no start-up cost for 128k tokens).
+        self._pieces: list[bytes | None] = [None] * len(self._tokens)
         self._hf_literal: HFTokenizer | None = None   # built on first encode(parse_special=False)
         self._encode_lock = threading.Lock()
 
@@ -351,7 +351,7 @@ class Tokenizer:
 
     def token_bytes(self, token_id: int) -> bytes:
         """The exact bytes a token stands for (a byte-level token may be a fraction of a UTF-8 character)."""
-        return self._piece_table()[self._check_id(token_id)]
+        return self._piece_of(self._check_id(token_id))
 
     def token_text(self, token_id: int) -> str:
         """The text of one token as it appears in decoded output; special tokens give their literal text."""
@@ -386,13 +386,12 @@ class Tokenizer:
         For SentencePiece vocabularies the space that encoding puts in front of the text is removed again from
         the first piece written, so decode(encode(text), skip_special=True) == text.
         """
-        pieces = self._piece_table()
         out = []
         for token_id in ids:
-            self._check_id(token_id)
+            token_id = self._check_id(token_id)
             if skip_special and self._special[token_id]:
                 continue
-            piece = pieces[token_id]
+            piece = self._piece_of(token_id)
             if not out and self.add_space_prefix and piece.startswith(b" "):
                 piece = piece[1:]
             out.append(piece)
@@ -417,12 +416,11 @@ class Tokenizer:
             raise TokenizerError(f"token id {token_id} is outside the vocabulary (0..{len(self._tokens) - 1})")
         return int(token_id)
 
-    def _piece_table(self) -> list[bytes]:
-        if self._pieces is None:
-            with self._pieces_lock:
-                if self._pieces is None:
-                    self._pieces = [self._piece(text, ttype) for text, ttype in zip(self._tokens, self._types)]
-        return self._pieces
+    def _piece_of(self, token_id: int) -> bytes:
+        piece = self._pieces[token_id]
+        if piece is None:   # two threads may both compute it: same value, so no lock needed
+            piece = self._pieces[token_id] = self._piece(self._tokens[token_id], self._types[token_id])
+        return piece
 
     def _piece(self, text: str, ttype: int) -> bytes:
         """What llama.cpp's token_to_piece gives for one token (with special tokens rendered)."""

@@ -120,12 +120,12 @@ def test_add_bos_and_add_eos_overrides(llama3: Tokenizer) -> None:
 
 
 def test_rebuilding_the_llama3_tokenizer_is_fast(llama3_metadata: dict) -> None:
-    start = time.perf_counter()
+    start = time.process_time()     # CPU time: a busy shared machine stretches wall time, not this
     tok = Tokenizer.from_gguf_metadata(llama3_metadata)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert tok.vocab_size == 128256
-    # ~1 s on an idle core; the bound leaves room for a busy shared CI machine
-    assert elapsed < 5.0, f"rebuilding the 128256-token tokenizer took {elapsed:.2f} s"
+    # ~0.75 s of CPU here; the bound leaves room for a slower CI core
+    assert elapsed < 3.0, f"rebuilding the 128256-token tokenizer took {elapsed:.2f} s of CPU time"
 
 
 def test_missing_pre_key_uses_the_default_regexes_and_gpt2_differs(llama3_metadata: dict,
