@@ -16,6 +16,7 @@ BOS token still has to be added when encoding (`add_bos`: False when the text al
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,11 +197,11 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().astimezone().strftime(fmt)
 
 
-def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos_token: str,
-                  add_generation_prompt: bool) -> str:
-    """Render with the settings transformers uses, in an immutable sandbox: a template from a model file must
-    not reach Python internals or mutate its inputs."""
-    import jinja2
+@functools.lru_cache(maxsize=16)
+def _compile(template: str) -> Any:
+    """Compile once per template text (a server renders the same template for every request). The environment
+    has the settings transformers uses, in an immutable sandbox: a template from a model file must not reach
+    Python internals or mutate its inputs."""
     from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -208,10 +209,16 @@ def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
+    return env.from_string(template)
+
+
+def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos_token: str,
+                  add_generation_prompt: bool) -> str:
+    import jinja2
+
     try:
-        compiled = env.from_string(template)
-        return compiled.render(messages=msgs, bos_token=bos_token, eos_token=eos_token,
-                               add_generation_prompt=add_generation_prompt)
+        return _compile(template).render(messages=msgs, bos_token=bos_token, eos_token=eos_token,
+                                         add_generation_prompt=add_generation_prompt)
     except TokenizerError:
         raise                      # raise_exception() from the template itself
     except jinja2.exceptions.SecurityError as e:
