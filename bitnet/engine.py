@@ -363,8 +363,8 @@ class Model:
 
     def chat_ids(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
         prompt = self.render_chat(messages, mode=mode, system_prompt=system_prompt)
-        # The rendered text already carries BOS where the format wants it.
-        return self.tokenizer.encode(prompt.text, add_bos=False), prompt
+        # prompt.add_bos is False when the rendered text already starts with BOS, None to let the file decide.
+        return self.tokenizer.encode(prompt.text, add_bos=prompt.add_bos), prompt
 
     def chat_stream(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
                     session: Session | None = None, **kwargs) -> CompletionStream:
