@@ -47,8 +47,14 @@ cdef extern from *:
         1.9152065613971474, 1.9360617934922943, 1.9571441241754002, 1.978456026387951,
     };
 
+    /* Never inlined: a caller compiled with contraction could otherwise fuse the final product with its own
+       additions (GCC decides contraction per function, after inlining). */
     #if defined(__GNUC__) && !defined(__clang__)
-    __attribute__((optimize("fp-contract=off")))
+    __attribute__((noinline, optimize("fp-contract=off")))
+    #elif defined(__GNUC__)
+    __attribute__((noinline))
+    #elif defined(_MSC_VER)
+    __declspec(noinline)
     #endif
     static double bn_sampler_exp(double x) {
     #if defined(__clang__)
@@ -181,16 +187,22 @@ cdef void work_free(SamplerWork* work) noexcept nogil:
 
 # ---------------------------------------------------------------- pipeline stages
 
+cdef inline Py_ssize_t penalty_window(const SamplerParams* params, Py_ssize_t n_history) noexcept nogil:
+    # How many of the most recent history tokens the repetition penalty reads.
+    if params.repeat_penalty == 1.0 or params.repeat_last_n == 0 or n_history <= 0:
+        return 0
+    return n_history if params.repeat_last_n < 0 else min(params.repeat_last_n, n_history)
+
+
 cdef Py_ssize_t penalized_tokens(const SamplerParams* params, SamplerWork* work, const float* logits,
                                  Py_ssize_t n_vocab, const int64_t* history,
                                  Py_ssize_t n_history) noexcept nogil:
     """Sorted distinct ids of the penalty window and their penalized logits; count or an error code."""
-    cdef Py_ssize_t n_win, i, n = 0
+    cdef Py_ssize_t n_win = penalty_window(params, n_history), i, n = 0
     cdef int64_t tok
     cdef double v
-    if params.repeat_penalty == 1.0 or params.repeat_last_n == 0 or n_history <= 0:
+    if n_win == 0:
         return 0
-    n_win = n_history if params.repeat_last_n < 0 else min(params.repeat_last_n, n_history)
     history += n_history - n_win
     for i in range(n_win):
         tok = history[i]
@@ -392,18 +404,15 @@ cdef Py_ssize_t sample_logits(const SamplerParams* params, uint64_t* rng, Sample
                               const float* logits, Py_ssize_t n_vocab,
                               const int64_t* history, Py_ssize_t n_history,
                               double* probs_out) noexcept nogil:
-    cdef Py_ssize_t n_pen, n, i, best = 0, n_window, pen_pos = 0
+    cdef Py_ssize_t n_pen, n, i, best = 0
     cdef Candidate* c
-    cdef double max_logit, v, total = 0.0, target, cum
+    cdef double max_logit, total = 0.0, target, cum
     cdef bint use_heap = params.top_k > 0 and params.top_k < n_vocab
     cdef bint weights_final = False
 
     if n_vocab < 1:
         return SAMPLE_ERR_EMPTY
-    n_window = 0
-    if params.repeat_penalty != 1.0 and params.repeat_last_n != 0 and n_history > 0:
-        n_window = n_history if params.repeat_last_n < 0 else min(params.repeat_last_n, n_history)
-    if not work_reserve(work, params.top_k if use_heap else n_vocab, n_window):
+    if not work_reserve(work, params.top_k if use_heap else n_vocab, penalty_window(params, n_history)):
         return SAMPLE_ERR_NO_MEMORY
     c = work.cand
     n_pen = penalized_tokens(params, work, logits, n_vocab, history, n_history)
