@@ -1,0 +1,434 @@
+"""The ASGI application: routes, the API key check, the request log, and the bridge from HTTP to slot jobs."""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bitnet._version import __version__
+from bitnet.engine import CompletionStream, Model, Session
+from bitnet.errors import BitNetError
+from bitnet.server import metrics as metrics_mod
+from bitnet.server.metrics import Metrics
+from bitnet.server.schemas import (
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    ResponseShape,
+    _Sampling,
+    error_body,
+    parse_json_body,
+    sse,
+    validate,
+)
+from bitnet.server.slots import Job, QueueFullError, ShuttingDownError, SlotPool
+
+log = logging.getLogger("bitnet.server")
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+# A body over the limit is still read (and thrown away) up to this much, so that the client, which is
+# usually still sending, gets to read the 413 instead of a connection reset.
+DRAIN_LIMIT_BYTES = 64 << 20
+# OpenAI's documented default for /v1/completions; chat completions default to "until the end of the turn".
+TEXT_DEFAULT_MAX_TOKENS = 16
+STATUS_CLIENT_GONE = 499   # nginx's convention, for the log and metrics only: nobody reads it
+
+
+@dataclass
+class ServerSettings:
+    model_id: str
+    api_key: str | None = None
+    parallel: int = 1
+    queue_size: int = 16
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    shutdown_timeout: float = 10.0
+
+
+@dataclass
+class Prepared:
+    """A request turned into engine terms, before it gets a slot."""
+    prompt_ids: list[int]
+    stop: list[str]
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+
+class ServerState:
+    def __init__(self, model: Model, settings: ServerSettings):
+        self.model = model
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pool = SlotPool([model.new_session() for _ in range(settings.parallel)], settings.queue_size,
+                             on_finished=self._finished)
+        self.fingerprint = f"bitnet-{__version__}"
+        try:
+            self.created = int(model.path.stat().st_mtime)
+        except (AttributeError, OSError):
+            self.created = int(time.time())
+
+    def _finished(self, job: Job) -> None:
+        r = job.result
+        self.metrics.record_generation(r.prompt_tokens, r.completion_tokens, r.timings)
+
+
+# ------------------------------------------------------------------------------------------- engine mapping
+def _engine_defaults() -> dict[str, Any]:
+    """The sampling defaults of `Model.generate`/`Model.chat`: a field a request leaves out gets these, so the
+    server answers exactly what the Python API and the CLI give for the same settings."""
+    params = inspect.signature(Model.generate).parameters
+    names = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty")
+    return {name: params[name].default for name in names}
+
+
+ENGINE_DEFAULTS = _engine_defaults()
+
+
+def sampling_kwargs(req: _Sampling, max_tokens: int) -> dict[str, Any]:
+    out = {name: value if (value := getattr(req, name)) is not None else default
+           for name, default in ENGINE_DEFAULTS.items()}
+    out["max_tokens"] = max_tokens
+    out["seed"] = None if req.seed in (None, -1) else req.seed
+    return out
+
+
+def _check_fits(model: Model, n_prompt: int, what: str) -> None:
+    # The engine needs room for at least one token after the prompt; longer max_tokens are capped by it.
+    if n_prompt >= model.n_ctx:
+        raise APIError(400, f"This model's maximum context length is {model.n_ctx} tokens. However, your {what} "
+                            f"resulted in {n_prompt} tokens. Please reduce the length of the {what}.",
+                       param="messages" if what == "messages" else "prompt", code="context_length_exceeded")
+
+
+def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
+    """Mirror of `Model.chat_stream` (template, ids, the template's stop texts) split so that a prompt that
+    cannot be served is refused before a slot is taken or a stream is opened."""
+    messages = req.message_dicts()
+    try:
+        ids, prompt = model.chat_ids(messages)
+    except BitNetError as exc:
+        raise APIError(400, f"The messages cannot be turned into a prompt: {exc}", param="messages") from None
+    _check_fits(model, len(ids), "messages")
+    max_tokens = req.max_tokens if req.max_tokens is not None else req.max_completion_tokens
+    return Prepared(ids, req.stop_list + list(prompt.stop_texts),
+                    sampling_kwargs(req, max_tokens if max_tokens is not None else model.n_ctx))
+
+
+def prepare_text(model: Model, req: CompletionRequest) -> Prepared:
+    prompt = req.prompt_value()
+    if isinstance(prompt, str):
+        try:
+            ids = model.tokenize(prompt)
+        except BitNetError as exc:
+            raise APIError(400, f"The prompt cannot be tokenized: {exc}", param="prompt") from None
+    else:
+        bad = [t for t in prompt if not 0 <= t < model.n_vocab]
+        if bad:
+            raise APIError(400, f"Token id {bad[0]} is outside the vocabulary (0..{model.n_vocab - 1}).",
+                           param="prompt")
+        ids = prompt
+    if not ids:
+        raise APIError(400, "The prompt is empty: it gives no tokens.", param="prompt")
+    _check_fits(model, len(ids), "prompt")
+    max_tokens = req.max_tokens if req.max_tokens is not None else TEXT_DEFAULT_MAX_TOKENS
+    return Prepared(ids, req.stop_list, sampling_kwargs(req, max_tokens))
+
+
+def starter(model: Model, prepared: Prepared) -> Callable[[Session], CompletionStream]:
+    def start(session: Session) -> CompletionStream:
+        return model.stream(prepared.prompt_ids, stop=prepared.stop, session=session, **prepared.sampling)
+    return start
+
+
+# ------------------------------------------------------------------------------------------- HTTP helpers
+async def read_body(request: Request, limit: int) -> bytes:
+    too_large = APIError(413, f"The request body is larger than this server's limit of {limit} bytes.",
+                         code="request_too_large")
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise APIError(400, "The Content-Length header is not a number.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit or (declared is not None and int(declared) > limit):
+            if size > DRAIN_LIMIT_BYTES:
+                break
+            chunks.clear()   # keep reading, keep nothing
+            continue
+        chunks.append(chunk)
+    if size > limit or (declared is not None and int(declared) > limit):
+        raise too_large
+    return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_disconnect(work: AsyncIterator | Any, receive: Receive) -> Any:
+    """Await `work`, or raise ClientGone as soon as the client hangs up (its task is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, watcher):
+            if not t.done():
+                t.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientGone()
+
+
+class EventStreamResponse(StreamingResponse):
+    """Server-sent events that stop (cancelling the body iterator) the moment the client disconnects.
+
+    Starlette only watches for disconnects on older ASGI spec versions and otherwise notices on the next failed
+    write; a generation has to stop as soon as nobody listens, so this always watches."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, content: AsyncIterator[bytes]):
+        super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async with anyio.create_task_group() as tg:
+            async def body() -> None:
+                try:
+                    await self.stream_response(send)
+                except OSError:   # the peer went away mid-write
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(body)
+            await self.listen_for_disconnect(receive)
+            tg.cancel_scope.cancel()
+
+
+def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# ------------------------------------------------------------------------------------------- middleware
+def _is_api_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+class APIKeyMiddleware:
+    """`Authorization: Bearer KEY` on every /v1 route; /health and /metrics stay open for probes."""
+
+    def __init__(self, app: ASGIApp, api_key: str):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_api_path(scope["path"]):
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            scheme, _, token = given.partition(b" ")
+            ok = scheme.lower() == b"bearer" and hmac.compare_digest(b"Bearer " + token.strip(), self.expected)
+            if not ok:
+                message = ("Incorrect API key provided." if given else
+                           "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.")
+                response = _json_error(401, error_body(message, code="invalid_api_key"),
+                                       {"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+
+
+class AccessLogMiddleware:
+    """One log line per request (when its response has ended) and the request counters."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = STATUS_CLIENT_GONE
+        state = scope.setdefault("state", {})
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            status = 500 if status == STATUS_CLIENT_GONE else status
+            raise
+        finally:
+            seconds = time.perf_counter() - t0
+            path = scope["path"]
+            endpoint = next((e for e in KNOWN_ENDPOINTS if path == e or path.startswith(e + "/")), "other")
+            if state.get("client_gone"):
+                status = STATUS_CLIENT_GONE
+            self.metrics.record_request(endpoint, status, seconds)
+            client = scope.get("client")
+            where = f"{client[0]}:{client[1]}" if client else "-"
+            extra = ""
+            job: Job | None = state.get("job")
+            if job is not None:
+                r = job.result
+                extra = f" prompt={r.prompt_tokens} completion={r.completion_tokens} finish={r.finish_reason}"
+                if state.get("stream"):
+                    extra += " stream"
+            log.info('%s "%s %s" %d %.3fs%s', where, scope["method"], path, status, seconds, extra)
+
+
+# ------------------------------------------------------------------------------------------- application
+def create_app(model: Model, settings: ServerSettings) -> FastAPI:
+    """The OpenAI-compatible application serving `model` (see bitnet.server for the endpoints)."""
+    server = ServerState(model, settings)
+
+    async def lifespan(_app: FastAPI):
+        yield
+        await server.pool.close(settings.shutdown_timeout)
+
+    app = FastAPI(title="bitnet", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.state.server = server
+    if settings.api_key:
+        app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(AccessLogMiddleware, metrics=server.metrics)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
+        headers = {"Retry-After": "1"} if exc.status == 503 else None
+        return _json_error(exc.status, exc.body(), headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"Unknown request URL: {request.method} {request.url.path}."
+            code = "unknown_url"
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}."
+            code = "method_not_allowed"
+        else:
+            message, code = str(exc.detail), None
+        return _json_error(exc.status_code, error_body(message, code=code), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request", exc_info=exc)
+        return _json_error(500, error_body(f"Internal server error: {type(exc).__name__}: {exc}",
+                                           type="server_error"))
+
+    # -- probes
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        pool = server.pool
+        body = {"status": "shutting_down" if pool.closing else "ok", "model": settings.model_id,
+                "slots_total": pool.total, "slots_idle": pool.idle, "slots_busy": pool.busy,
+                "queue_depth": pool.waiting, "queue_size": pool.queue_size}
+        return JSONResponse(body, status_code=503 if pool.closing else 200)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        pool = server.pool
+        text = server.metrics.render(slots_total=pool.total, slots_busy=pool.busy, queue_depth=pool.waiting,
+                                     queue_size=pool.queue_size)
+        return PlainTextResponse(text, media_type=metrics_mod.CONTENT_TYPE)
+
+    # -- models
+    def model_card() -> dict[str, Any]:
+        return {"id": settings.model_id, "object": "model", "created": server.created, "owned_by": "bitnet",
+                "meta": {"arch": model.arch, "n_ctx": model.n_ctx, "n_vocab": model.n_vocab,
+                         "slots": settings.parallel}}
+
+    @app.get("/v1/models")
+    async def list_models() -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [model_card()]})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> JSONResponse:
+        if model_id != settings.model_id:
+            raise APIError(404, f"The model '{model_id}' does not exist; this server serves "
+                                f"'{settings.model_id}'.", param="model", code="model_not_found")
+        return JSONResponse(model_card())
+
+    # -- generation
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        req = validate(ChatRequest, parse_json_body(await read_body(request, settings.max_body_bytes)))
+        prepared = await run_in_threadpool(prepare_chat, model, req)
+        return await generate(request, req, prepared, ResponseShape("chat", settings.model_id, server.fingerprint))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        req = validate(CompletionRequest, parse_json_body(await read_body(request, settings.max_body_bytes)))
+        prepared = await run_in_threadpool(prepare_text, model, req)
+        return await generate(request, req, prepared, ResponseShape("text", settings.model_id, server.fingerprint))
+
+    async def generate(request: Request, req: _Sampling, prepared: Prepared, shape: ResponseShape) -> Response:
+        try:
+            job = server.pool.admit(prepared.prompt_ids, starter(model, prepared))
+        except QueueFullError as exc:
+            raise APIError(503, f"The server is busy ({exc}); retry later.", type="server_error",
+                           code="server_busy") from None
+        except ShuttingDownError:
+            raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
+        request.state.job = job
+        if req.stream:
+            request.state.stream = True
+            return EventStreamResponse(stream_events(job, shape, req.include_usage))
+        try:
+            text = await until_disconnect(job.text(), request.receive)
+        except ClientGone:
+            request.state.client_gone = True
+            return Response(status_code=STATUS_CLIENT_GONE)
+        except ShuttingDownError:
+            raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
+        finally:
+            job.close()
+        r = job.result
+        return JSONResponse(shape.complete(text, r.finish_reason, r.prompt_tokens, r.completion_tokens))
+
+    return app
+
+
+async def stream_events(job: Job, shape: ResponseShape, include_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed completion, ending with `data: [DONE]`. Closing it (the client left) closes
+    the job, which stops the generation and frees the slot."""
+    try:
+        if shape.kind == "chat":
+            yield sse(shape.chunk("", first=True))
+        async for piece in job.pieces():
+            yield sse(shape.chunk(piece))
+        r = job.result
+        yield sse(shape.chunk(None, r.finish_reason))
+        if include_usage:
+            yield sse(shape.usage_chunk(r.prompt_tokens, r.completion_tokens))
+    except ShuttingDownError:
+        yield sse(error_body("The server is shutting down.", type="server_error", code="shutting_down"))
+    except Exception as exc:   # headers are sent: the error can only travel as an event
+        log.exception("generation failed mid-stream", exc_info=exc)
+        yield sse(error_body(f"Generation failed: {type(exc).__name__}: {exc}", type="server_error"))
+    finally:
+        job.close()
+    yield sse("[DONE]")

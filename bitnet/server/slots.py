@@ -1,0 +1,252 @@
+"""Slots: the sessions (KV caches) the server generates with, the bounded wait queue in front of them, and the
+jobs that run a generation on a worker thread while the event loop streams its pieces.
+
+Everything here is driven from the event loop thread except `Job._work`, which runs on the slot's worker thread
+and talks back only through `loop.call_soon_threadsafe`. The compiled forward pass releases the GIL, so N busy
+slots decode in parallel while the loop keeps serving other requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from bitnet.engine import CompletionStream, Session, Timings
+
+log = logging.getLogger("bitnet.server")
+
+
+class QueueFullError(Exception):
+    """Every slot is busy and the wait queue is full."""
+
+
+class ShuttingDownError(Exception):
+    """The server is shutting down and takes no new work."""
+
+
+@dataclass
+class Slot:
+    index: int
+    session: Session
+
+
+@dataclass
+class JobResult:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "length"
+    timings: Timings = field(default_factory=Timings)
+
+
+StartFn = Callable[[Session], CompletionStream]
+
+
+class Job:
+    """One admitted request: waits for a slot, then generates on a worker thread.
+
+    Iterate `pieces()` on the event loop for the text; `result` is filled when it ends. `close()` (idempotent)
+    leaves the queue, or stops the generation after the piece being decoded; the slot returns to the pool as
+    soon as the worker has let go of its session.
+    """
+
+    def __init__(self, pool: SlotPool, prompt_ids: list[int], start: StartFn):
+        self.pool = pool
+        self.prompt_ids = prompt_ids
+        self._start = start
+        self._slot: Slot | None = None
+        self._assigned = asyncio.Event()
+        self._rejected = False          # dropped from the queue by a shutdown
+        self._started = False           # handed to a worker thread (which then owns the slot)
+        self._cancel = threading.Event()
+        self.result = JobResult(prompt_tokens=len(prompt_ids))
+
+    # -- called by the pool
+    def _assign(self, slot: Slot) -> None:
+        self._slot = slot
+        self._assigned.set()
+
+    def _reject(self) -> None:
+        self._rejected = True
+        self._assigned.set()
+
+    # -- the event loop side
+    async def pieces(self) -> AsyncIterator[str]:
+        await self._assigned.wait()
+        if self._cancel.is_set():
+            return
+        if self._rejected:
+            raise ShuttingDownError("the server is shutting down")
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        self._started = True
+        self.pool._running.add(self)
+        self.pool._executor.submit(self._work, loop, events)
+        while True:
+            kind, value = await events.get()
+            if kind == "piece":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+
+    async def text(self) -> str:
+        return "".join([piece async for piece in self.pieces()])
+
+    @property
+    def waiting(self) -> bool:
+        return not self._assigned.is_set()
+
+    def close(self) -> None:
+        if self._cancel.is_set():
+            return
+        self._cancel.set()
+        if not self._assigned.is_set():
+            self.pool._leave_queue(self)
+        elif self._slot is not None and not self._started:
+            self.pool._release(self._slot)   # had a slot but never used it
+
+    # -- the worker thread side
+    def _work(self, loop: asyncio.AbstractEventLoop, events: asyncio.Queue) -> None:
+        def post(kind: str, value=None) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+            except RuntimeError:   # the loop is gone (hard shutdown): nobody is listening any more
+                pass
+
+        stream = None
+        error: BaseException | None = None
+        try:
+            if not self._cancel.is_set():
+                stream = self._start(self._slot.session)
+                for piece in stream:
+                    post("piece", piece)
+                    if self._cancel.is_set():
+                        break
+        except Exception as exc:  # noqa: BLE001 - handed to the request, which answers it
+            error = exc
+        finally:
+            if stream is not None:
+                stream.close()
+                self.result.finish_reason = stream.finish_reason or "length"
+                self.result.prompt_tokens = stream.prompt_tokens
+                self.result.completion_tokens = len(stream.tokens)
+                self.result.timings = stream.timings
+            # The slot goes back before the request hears "done": once a client has its answer, the slot it
+            # used is already free again.
+            try:
+                loop.call_soon_threadsafe(self.pool._finished, self)
+            except RuntimeError:   # the loop is gone (hard shutdown)
+                pass
+            if error is not None:
+                post("error", error)
+            else:
+                post("done")
+
+
+class SlotPool:
+    """`n` slots, each a Session with its own KV cache, and a FIFO queue of at most `queue_size` waiting jobs."""
+
+    def __init__(self, sessions: list[Session], queue_size: int,
+                 on_finished: Callable[[Job], None] | None = None):
+        if not sessions:
+            raise ValueError("a slot pool needs at least one session")
+        if queue_size < 0:
+            raise ValueError(f"queue_size must be >= 0, got {queue_size}")
+        self.slots = [Slot(i, s) for i, s in enumerate(sessions)]
+        self.queue_size = queue_size
+        self._free: list[Slot] = list(self.slots)
+        self._queue: deque[Job] = deque()
+        self._running: set[Job] = set()
+        self._closing = False
+        self._on_finished = on_finished
+        self._executor = ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="bitnet-slot")
+
+    @property
+    def total(self) -> int:
+        return len(self.slots)
+
+    @property
+    def idle(self) -> int:
+        return len(self._free)
+
+    @property
+    def busy(self) -> int:
+        return self.total - self.idle
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def admit(self, prompt_ids: list[int], start: StartFn) -> Job:
+        """Take a slot now or a place in the queue; raises QueueFullError / ShuttingDownError otherwise."""
+        if self._closing:
+            raise ShuttingDownError("the server is shutting down")
+        job = Job(self, prompt_ids, start)
+        if self._free and not self._queue:
+            job._assign(self._take_best(prompt_ids))
+        elif len(self._queue) < self.queue_size:
+            self._queue.append(job)
+        else:
+            raise QueueFullError(f"all {self.total} slots are busy and {self.waiting} requests are waiting")
+        return job
+
+    def _take_best(self, prompt_ids: list[int]) -> Slot:
+        # The free slot whose cache shares the longest prefix with the prompt skips the most prefill work
+        # (a follow-up chat turn lands where its conversation already is).
+        def shared(slot: Slot) -> int:
+            n = 0
+            for a, b in zip(slot.session.cached, prompt_ids):
+                if a != b:
+                    break
+                n += 1
+            return n
+
+        best = max(self._free, key=shared)
+        self._free.remove(best)
+        return best
+
+    def _leave_queue(self, job: Job) -> None:
+        try:
+            self._queue.remove(job)
+        except ValueError:
+            pass
+
+    def _release(self, slot: Slot) -> None:
+        if self._queue:
+            self._queue.popleft()._assign(slot)   # FIFO: the oldest waiter gets the slot
+        else:
+            self._free.append(slot)
+
+    def _finished(self, job: Job) -> None:
+        self._running.discard(job)
+        self._release(job._slot)
+        if self._on_finished is not None:
+            self._on_finished(job)
+
+    def begin_shutdown(self) -> None:
+        """Take no new work and turn the waiting requests away; running generations go on."""
+        self._closing = True
+        while self._queue:
+            self._queue.popleft()._reject()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop everything: cancel running generations and wait (up to `timeout`) for the workers to let go."""
+        self.begin_shutdown()
+        for job in list(self._running):
+            job.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._running and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self._running:
+            log.warning("%d generation(s) still running at shutdown", len(self._running))
+        self._executor.shutdown(wait=False, cancel_futures=True)
