@@ -352,6 +352,16 @@ def test_one_log_line_per_request(server):
     assert any(re.search(r'"POST /v1/completions" 200 .*prompt=\d+ completion=3', line) for line in after)
 
 
+def test_kept_alive_connection_answers_without_delayed_ack_stalls(server):
+    # Without TCP_NODELAY on the server's sockets each answer on a reused connection waits ~40 ms.
+    times = []
+    for _ in range(9):
+        t0 = time.perf_counter()
+        assert server.http.get("/health").status_code == 200
+        times.append(time.perf_counter() - t0)
+    assert sorted(times)[len(times) // 2] < 0.03, times
+
+
 def test_metrics_count_requests_and_tokens(server):
     before = server.metric("bitnet_completion_tokens_total")
     usage = server.http.post("/v1/completions", json={"prompt": "count me", "max_tokens": 7, "seed": 1},
@@ -465,6 +475,22 @@ def test_full_queue_is_503_and_queued_requests_run_after(busy_server, long_reque
     assert busy_server.metric('bitnet_queue_depth') == 0
 
 
+def test_client_leaving_the_queue_frees_its_place(busy_server, long_request):
+    body, _ = long_request
+    running, running_out = _post_in_background(busy_server.url + "/v1/completions", body)
+    assert busy_server.wait_health(lambda h: h["slots_busy"] == 1)["slots_busy"] == 1
+    with httpx.Client(base_url=busy_server.url, timeout=60) as http, \
+            http.stream("POST", "/v1/completions", json={"prompt": "waiting", "stream": True}) as response:
+        assert response.status_code == 200   # accepted into the queue: the stream is open, no token yet
+        assert busy_server.wait_health(lambda h: h["queue_depth"] == 1)["queue_depth"] == 1
+    health = busy_server.wait_health(lambda h: h["queue_depth"] == 0)
+    assert health["queue_depth"] == 0 and health["slots_busy"] == 1, "the long request must still be running"
+    queued, queued_out = _post_in_background(busy_server.url + "/v1/completions", {"prompt": "next", "max_tokens": 2})
+    running.join(30)
+    queued.join(30)
+    assert running_out["status"] == 200 and queued_out["status"] == 200
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_lets_the_running_stream_finish_and_exits_0(busy_server, long_request, sig):
     body, expected = long_request
@@ -472,10 +498,14 @@ def test_signal_lets_the_running_stream_finish_and_exits_0(busy_server, long_req
             http.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
         lines = response.iter_lines()
         first = next(line for line in lines if line.startswith("data: "))
+        queued, queued_out = _post_in_background(busy_server.url + "/v1/completions", {"prompt": "late"})
+        assert busy_server.wait_health(lambda h: h["queue_depth"] == 1)["queue_depth"] == 1
         busy_server.proc.send_signal(sig)
         events = [first[6:]] + _sse_events(lines)
     assert events[-1] == "[DONE]"
     assert _stream_text(events, "text") == expected.text
+    queued.join(30)
+    assert queued_out["status"] == 503 and queued_out["body"]["error"]["code"] == "shutting_down"
     assert busy_server.proc.wait(30) == 0
     with pytest.raises(httpx.TransportError):
         httpx.get(busy_server.url + "/health", timeout=2)

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bitnet._version import __version__
@@ -159,14 +160,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise APIError(400, "The Content-Length header is not a number.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit or (declared is not None and int(declared) > limit):
-            if size > DRAIN_LIMIT_BYTES:
-                break
-            chunks.clear()   # keep reading, keep nothing
-            continue
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit or (declared is not None and int(declared) > limit):
+                if size > DRAIN_LIMIT_BYTES:
+                    break
+                chunks.clear()   # keep reading, keep nothing
+                continue
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientGone() from None
     if size > limit or (declared is not None and int(declared) > limit):
         raise too_large
     return b"".join(chunks)
@@ -218,6 +222,7 @@ class EventStreamResponse(StreamingResponse):
 
             tg.start_soon(body)
             await self.listen_for_disconnect(receive)
+            scope.setdefault("state", {})["disconnected"] = True
             tg.cancel_scope.cancel()
 
 
@@ -290,13 +295,12 @@ class AccessLogMiddleware:
             self.metrics.record_request(endpoint, status, seconds)
             client = scope.get("client")
             where = f"{client[0]}:{client[1]}" if client else "-"
-            extra = ""
+            extra = " client-gone" if state.get("disconnected") else ""   # a stream left before its end
             job: Job | None = state.get("job")
             if job is not None:
                 r = job.result
-                extra = f" prompt={r.prompt_tokens} completion={r.completion_tokens} finish={r.finish_reason}"
-                if state.get("stream"):
-                    extra += " stream"
+                extra = (f" prompt={r.prompt_tokens} completion={r.completion_tokens} finish={r.finish_reason}"
+                         + (" stream" if state.get("stream") else "") + extra)
             log.info('%s "%s %s" %d %.3fs%s', where, scope["method"], path, status, seconds, extra)
 
 
@@ -320,6 +324,11 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
         headers = {"Retry-After": "1"} if exc.status == 503 else None
         return _json_error(exc.status, exc.body(), headers)
+
+    @app.exception_handler(ClientGone)
+    async def _client_gone(request: Request, _exc: ClientGone) -> Response:
+        request.state.client_gone = True
+        return Response(status_code=STATUS_CLIENT_GONE)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -399,9 +408,6 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
             return EventStreamResponse(stream_events(job, shape, req.include_usage))
         try:
             text = await until_disconnect(job.text(), request.receive)
-        except ClientGone:
-            request.state.client_gone = True
-            return Response(status_code=STATUS_CLIENT_GONE)
         except ShuttingDownError:
             raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
         finally:

@@ -40,13 +40,20 @@ class GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         first = not self.should_exit
         super().handle_exit(sig, frame)
-        if not first:
+        if first:
+            log.info("%s: shutting down (running requests get %gs to finish)", signal.Signals(sig).name,
+                     self.config.timeout_graceful_shutdown or 0)
+            action = self.pool.begin_shutdown
+        elif self.force_exit:
+            # uvicorn skips the application's shutdown on a forced exit: stop the generations here, or their
+            # worker threads would keep the process alive until they finish.
+            log.info("%s again: cancelling running requests", signal.Signals(sig).name)
+            action = self.pool.cancel_all
+        else:
             return
-        log.info("%s: shutting down (running requests get %gs to finish)", signal.Signals(sig).name,
-                 self.config.timeout_graceful_shutdown or 0)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
         # A signal handler can interrupt the loop in the middle of its own work: schedule, don't touch.
-        loop.call_soon_threadsafe(self.pool.begin_shutdown)
+        loop.call_soon_threadsafe(action)

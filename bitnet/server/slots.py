@@ -238,11 +238,20 @@ class SlotPool:
         while self._queue:
             self._queue.popleft()._reject()
 
-    async def close(self, timeout: float = 10.0) -> None:
-        """Stop everything: cancel running generations and wait (up to `timeout`) for the workers to let go."""
+    def cancel_all(self) -> None:
+        """Shut down and stop every running generation (each stops after the token it is decoding)."""
         self.begin_shutdown()
         for job in list(self._running):
             job.close()
+
+    @property
+    def running(self) -> int:
+        """Generations whose worker has not let go of its session yet."""
+        return len(self._running)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop everything: cancel running generations and wait (up to `timeout`) for the workers to let go."""
+        self.cancel_all()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._running and loop.time() < deadline:
