@@ -1,0 +1,178 @@
+"""`bitnet bench`: llama-bench-style throughput table (prompt processing ppN, generation tgN, mean ± stddev).
+
+ppN evaluates N random tokens in one batch from an empty cache; tgN evaluates N tokens one at a time, as
+generation does (sampling excluded, as llama-bench does). Each test runs once untimed to warm up, then
+`--repetitions` timed times.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bitnet.cli import _common
+from bitnet.cli._common import CLIError
+
+
+@dataclass
+class BenchResult:
+    test: str            # "pp128" / "tg128"
+    n_prompt: int
+    n_gen: int
+    n_threads: int
+    samples_ts: list[float] = field(default_factory=list)   # tokens/s of each timed repetition
+    samples_s: list[float] = field(default_factory=list)
+
+    @property
+    def avg_ts(self) -> float:
+        return statistics.fmean(self.samples_ts)
+
+    @property
+    def stddev_ts(self) -> float:
+        return statistics.stdev(self.samples_ts) if len(self.samples_ts) > 1 else 0.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="measure prompt and generation throughput (llama-bench style)",
+        description="Measure prompt processing (ppN: N tokens in one batch) and text generation (tgN: N tokens "
+                    "one at a time) in tokens/s, mean ± standard deviation over repetitions, for each thread "
+                    "count. Lists are comma-separated, e.g. -p 128,512 -t 1,2,4.")
+    p.add_argument("-m", "--model", type=Path, default=None, metavar="M.gguf",
+                   help="GGUF model file (default: the embedded model)")
+    p.add_argument("-p", "--n-prompt", type=_common.int_list(0), default=[128], metavar="N[,N...]",
+                   help="prompt sizes to test; 0 skips (default: 128)")
+    p.add_argument("-n", "--n-gen", type=_common.int_list(0), default=[128], metavar="N[,N...]",
+                   help="generation lengths to test; 0 skips (default: 128)")
+    p.add_argument("-t", "--threads", type=_common.int_list(1), default=None, metavar="T[,T...]",
+                   help="thread counts to test (default: all available; 1 when BITNET_DETERMINISTIC=1)")
+    p.add_argument("-r", "--repetitions", type=_common.int_at_least(1), default=5, metavar="R",
+                   help="timed repetitions of each test (default: 5)")
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each test")
+    p.add_argument("--seed", type=_common.seed_value, default=0, metavar="S",
+                   help="seed of the random test tokens (default: 0)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.add_argument("--receipt", type=Path, default=None, metavar="PATH",
+                   help="write a JSON receipt (model hash, kernels that ran, throughput)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress messages on stderr")
+    _common.add_debug(p)
+    p.set_defaults(func=bench)
+
+
+def thread_counts(requested: list[int] | None) -> list[int]:
+    from bitnet.engine import default_threads
+
+    if _common.deterministic():
+        if requested and requested != [1]:
+            print("bitnet bench: BITNET_DETERMINISTIC=1 forces one thread", file=sys.stderr)
+        return [1]
+    return list(dict.fromkeys(requested)) if requested else [default_threads()]
+
+
+def _time_prompt(session, tokens: list[int]) -> float:
+    session.reset()
+    t0 = time.perf_counter()
+    session.prefill(tokens)
+    return time.perf_counter() - t0
+
+
+def _time_generation(session, tokens: list[int]) -> float:
+    session.reset()
+    t0 = time.perf_counter()
+    for token in tokens:
+        session.step(token)
+    return time.perf_counter() - t0
+
+
+def run_bench(model, n_prompt: list[int], n_gen: list[int], threads: list[int], repetitions: int,
+              warmup: bool = True, seed: int = 0, log=None) -> list[BenchResult]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    session = model.new_session()
+    tests = [(f"pp{n}", n, 0) for n in n_prompt if n > 0] + [(f"tg{n}", 0, n) for n in n_gen if n > 0]
+    results = []
+    for nt in threads:
+        model.n_threads = nt   # read by every forward call; the weights stay mapped once
+        for name, np_, ng in tests:
+            tokens = rng.integers(0, model.n_vocab, size=np_ or ng).tolist()
+            timer = _time_prompt if np_ else _time_generation
+            if log:
+                log(f"{name}, {nt} thread(s)")
+            if warmup:
+                timer(session, tokens)
+            result = BenchResult(name, np_, ng, nt)
+            for _ in range(repetitions):
+                seconds = timer(session, tokens)
+                result.samples_s.append(seconds)
+                result.samples_ts.append(len(tokens) / seconds)
+            results.append(result)
+    return results
+
+
+def model_row(model) -> dict:
+    n_params = sum(info.n_elements for info in model.reader.tensors.values())
+    return {"model": model.path.name, "arch": model.arch, "size_bytes": model.path.stat().st_size,
+            "n_params": int(n_params)}
+
+
+def format_table(model, results: list[BenchResult], backend: str) -> str:
+    info = model_row(model)
+    header = ["model", "size", "params", "backend", "threads", "test", "t/s"]
+    rows = [[f"{info['model']} ({info['arch']})", _common.human_bytes(info["size_bytes"]),
+             _common.human_count(info["n_params"]), backend, str(r.n_threads), r.test,
+             f"{r.avg_ts:.2f} ± {r.stddev_ts:.2f}"] for r in results]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    right = {2, 4, 6}   # numbers are right-aligned, as in llama-bench
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    sep = "| " + " | ".join(("-" * (w - 1) + ":") if i in right else "-" * w for i, w in enumerate(widths)) + " |"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def bench(args: argparse.Namespace) -> int:
+    threads = thread_counts(args.threads)
+    if not any(n > 0 for n in args.n_prompt + args.n_gen):
+        raise CLIError("nothing to measure: every -p and -n size is 0")
+    path = _common.model_path(args.model)
+    sha256 = _common.sha256_file(path, quiet=args.quiet) if args.receipt else None
+    n_ctx = max(2, *args.n_prompt, *args.n_gen)
+    args.threads, args.ctx_size, args.tokenizer = max(threads), n_ctx, None
+    model = _common.load_model(args, quiet=args.quiet)
+    import bitnet
+    from bitnet import kernels
+
+    kernels.reset_ran()
+    log = None if args.quiet or args.json else (lambda msg: print(f"bitnet bench: {msg}", file=sys.stderr))
+    results = run_bench(model, args.n_prompt, args.n_gen, threads, args.repetitions, warmup=not args.no_warmup,
+                        seed=args.seed, log=log)
+    ran = kernels.ran_kernels()
+    backend = f"CPU ({bitnet.cpu_info().get('variant', '?')})"
+    if args.json:
+        info = model_row(model)
+        _common.write_json([{**info, "backend": backend, **asdict(r), "avg_ts": r.avg_ts,
+                             "stddev_ts": r.stddev_ts} for r in results])
+    else:
+        print(format_table(model, results, backend))
+    if args.receipt:
+        from bitnet.receipts import make_receipt, write_receipt
+
+        pp = [r for r in results if r.n_prompt]
+        tg = [r for r in results if r.n_gen]
+        write_receipt(args.receipt, make_receipt(
+            command="bench", model=model, sha256=sha256, kernels=ran, threads=max(threads),
+            tokens_in=sum(r.n_prompt * len(r.samples_s) for r in pp),
+            tokens_out=sum(r.n_gen * len(r.samples_s) for r in tg),
+            prefill_tokens=sum(r.n_prompt * len(r.samples_s) for r in pp),
+            prefill_s=sum(sum(r.samples_s) for r in pp),
+            decode_tokens=sum(r.n_gen * len(r.samples_s) for r in tg),
+            decode_s=sum(sum(r.samples_s) for r in tg),
+            extra={"bench": [{"test": r.test, "threads": r.n_threads, "avg_ts": r.avg_ts,
+                              "stddev_ts": r.stddev_ts, "samples_ts": r.samples_ts} for r in results]}))
+    return 0
