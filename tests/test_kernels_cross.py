@@ -1,5 +1,6 @@
-"""Build checks that need a toolchain: the NEON and wasm SIMD128 variants compile for their targets (with
-clang, installable with `apt-get install clang`), and another Cython module can cimport the active table
+"""Checks that need a toolchain: the NEON and wasm SIMD128 variants compile for their targets (clang, from
+`apt-get install clang lld`) and give the scalar reference's results when run (wasm under node, aarch64 under
+qemu-user from `apt-get install qemu-user-static`); and another Cython module can cimport the active table
 through bitnet/kernels/_kernels.pxd (as bitnet.models._forward does)."""
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_kernels import pack_i2s
+
+import bitnet.kernels as bk
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "bitnet" / "kernels" / "src"
 CLANG = shutil.which("clang")
+NODE = shutil.which("node")
+QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 
 CROSS = [
     ("kernels_arm.c", ["--target=aarch64-linux-gnu"], ["neon_i2s_gemm", "smull"]),
@@ -81,3 +88,193 @@ def test_pxd_exposes_the_active_table_to_other_cython_modules(tmp_path: Path) ->
     res = subprocess.run([sys.executable, "-c", check], check=False, cwd=tmp_path, capture_output=True,
                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": env_path})
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+# ---- running the cross variants: a freestanding harness that reads a request and writes the results ----
+
+HARNESS = r"""
+#include "kernels_internal.h"
+
+volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT];
+
+/* table entries the harness never calls (the scalar fallbacks live in kernels_scalar.c, which needs libm) */
+#define TRAP_TQ(name) void name(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const int8_t *q, \
+    const bn_qinfo *qi, float *y) { __builtin_trap(); }
+#define TRAP_TQM(name) void name(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const int8_t *q, \
+    const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) { __builtin_trap(); }
+#define TRAP_F(name) void name(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const float *x, \
+    int64_t T, float *y, int64_t ldy) { __builtin_trap(); }
+TRAP_TQ(bn_scalar_tq2_gemv) TRAP_TQ(bn_scalar_tq1_gemv)
+TRAP_TQM(bn_scalar_tq2_gemm) TRAP_TQM(bn_scalar_tq1_gemm)
+TRAP_F(bn_scalar_bf16_gemm) TRAP_F(bn_scalar_q80_gemm) TRAP_F(bn_scalar_f32_gemm)
+void bn_scalar_attention(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t s, int64_t n, int64_t hd,
+                         float sc, float *scores, float *out) { __builtin_trap(); }
+
+void *memcpy(void *dst, const void *src, size_t n) {
+    uint8_t *d = dst; const uint8_t *s = src;
+    while (n--) *d++ = *s++;
+    return dst;
+}
+void *memset(void *dst, int c, size_t n) {
+    uint8_t *d = dst;
+    while (n--) *d++ = (uint8_t)c;
+    return dst;
+}
+
+static uint8_t g_in[1 << 22] __attribute__((aligned(64)));
+static uint8_t g_out[1 << 20] __attribute__((aligned(64)));
+uint8_t *in_ptr(void) { return g_in; }
+uint8_t *out_ptr(void) { return g_out; }
+
+/* header: int64 op, K, M, T, use_gemm, row_chunk, n_data; then data (padded to 8), then activations */
+int run(void) {
+    const bn_kernels *kt = VARIANT_TABLE();
+    const int64_t *h = (const int64_t *)g_in;
+    const int64_t op = h[0], K = h[1], M = h[2], T = h[3], gemm = h[4], chunk = h[5], n_data = h[6];
+    const uint8_t *data = g_in + 64;
+    const uint8_t *act = data + ((n_data + 7) & ~7);
+    if (op == 1) { /* quantize: act = float x[T][K] -> q[T][K] then T qinfo */
+        bn_qinfo *qi = (bn_qinfo *)(g_out + ((T * K + 7) & ~7));
+        for (int64_t t = 0; t < T; t++)
+            kt->quantize_act((const float *)act + t * K, K, (int8_t *)g_out + t * K, qi + t);
+        return (int)(((T * K + 7) & ~7) + 8 * T);
+    }
+    float *y = (float *)g_out;
+    for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+        const int64_t r1 = r0 + chunk < M ? r0 + chunk : M;
+        if (op == 2) { /* i2s: act = int8 q[T][K] (padded) then T qinfo */
+            const int8_t *q = (const int8_t *)act;
+            const bn_qinfo *qi = (const bn_qinfo *)(act + ((T * K + 7) & ~7));
+            float wscale;
+            memcpy(&wscale, data + M * K / 4, 4);
+            if (T == 1 && !gemm) kt->i2s_gemv(data, K, r0, r1, q, qi, wscale, y);
+            else kt->i2s_gemm(data, K, r0, r1, q, qi, T, wscale, y, M);
+        } else { /* f16: act = float x[T][K] */
+            kt->f16_gemm(data, K, r0, r1, (const float *)act, T, y, M);
+        }
+    }
+    return (int)(4 * T * M);
+}
+
+#if defined(__aarch64__)
+static long sys3(long nr, long a, long b, long c) {
+    register long x8 __asm__("x8") = nr, x0 __asm__("x0") = a, x1 __asm__("x1") = b, x2 __asm__("x2") = c;
+    __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2) : "memory");
+    return x0;
+}
+void _start(void) {
+    long got = 0, n;
+    while ((n = sys3(63, 0, (long)(g_in + got), (long)sizeof(g_in) - got)) > 0) got += n;
+    const long len = run();
+    for (long off = 0; off < len; off += n)
+        if ((n = sys3(64, 1, (long)(g_out + off), len - off)) <= 0) break;
+    sys3(93, 0, 0, 0);
+    __builtin_unreachable();
+}
+#endif
+"""
+
+NODE_RUNNER = """
+const fs = require('fs');
+const [wasmPath, inPath, outPath] = process.argv.slice(2);
+WebAssembly.instantiate(fs.readFileSync(wasmPath), {}).then(({instance}) => {
+  const ex = instance.exports;
+  new Uint8Array(ex.memory.buffer).set(fs.readFileSync(inPath), ex.in_ptr());
+  const n = ex.run();
+  fs.writeFileSync(outPath, Buffer.from(ex.memory.buffer, ex.out_ptr(), n));
+});
+"""
+
+RUNNERS = {
+    "wasm32-simd128": (["--target=wasm32", "-msimd128"], "kernels_wasm.c", "bn_kernels_wasm", NODE),
+    "aarch64": (["--target=aarch64-linux-gnu"], "kernels_arm.c", "bn_kernels_neon", QEMU),
+    "aarch64+dotprod": (["--target=aarch64-linux-gnu", "-march=armv8.2-a+dotprod"], "kernels_arm.c",
+                        "bn_kernels_neon", QEMU),
+}
+
+
+def _build_runner(name: str, tmp_path: Path):
+    """A callable request(bytes) -> bytes that runs the harness for one cross target."""
+    flags, source, table, tool = RUNNERS[name]
+    if CLANG is None or shutil.which("ld.lld") is None:
+        pytest.skip("clang and lld are not installed (apt-get install clang lld)")
+    if tool is None:
+        pytest.skip("node is not installed" if "wasm" in name else
+                    "qemu-user is not installed (apt-get install qemu-user-static)")
+    (tmp_path / "harness.c").write_text(HARNESS)
+    exe = tmp_path / ("h.wasm" if "wasm" in name else "h.elf")
+    link = (["-Wl,--no-entry", "-Wl,--export=run", "-Wl,--export=in_ptr", "-Wl,--export=out_ptr"]
+            if "wasm" in name else ["-static", "-fuse-ld=lld", "-Wl,-e,_start"])
+    cmd = [CLANG, *flags, "-ffreestanding", "-nostdlib", "-O2", f"-DVARIANT_TABLE={table}", "-I", str(SRC),
+           str(tmp_path / "harness.c"), str(SRC / source), *link, "-o", str(exe)]
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+    def request(blob: bytes) -> bytes:
+        if "wasm" in name:
+            (tmp_path / "runner.js").write_text(NODE_RUNNER)
+            (tmp_path / "in.bin").write_bytes(blob)
+            res = subprocess.run([tool, str(tmp_path / "runner.js"), str(exe), str(tmp_path / "in.bin"),
+                                  str(tmp_path / "out.bin")], check=False, capture_output=True, timeout=120)
+            assert res.returncode == 0, res.stderr.decode()
+            return (tmp_path / "out.bin").read_bytes()
+        res = subprocess.run([tool, str(exe)], input=blob, check=False, capture_output=True, timeout=120)
+        assert res.returncode == 0, res.stderr.decode()
+        return res.stdout
+
+    return request
+
+
+def _blob(op: int, K: int, M: int, T: int, data: bytes, act: bytes, gemm: bool = False,
+          chunk: int = 0) -> bytes:
+    head = np.array([op, K, M, T, int(gemm), chunk or M, len(data), 0], np.int64).tobytes()
+    pad = b"\0" * (-len(data) % 8)
+    return head + data + pad + act
+
+
+def _qinfo_bytes(scale: np.ndarray, total: np.ndarray) -> bytes:
+    info = np.empty(2 * len(scale), np.uint32)
+    info[0::2] = np.asarray(scale, np.float32).view(np.uint32)
+    info[1::2] = np.asarray(total, np.int32).view(np.uint32)
+    return info.tobytes()
+
+
+@pytest.mark.parametrize("name", list(RUNNERS))
+def test_cross_variant_runs_like_the_scalar_reference(tmp_path: Path, name: str) -> None:
+    request = _build_runner(name, tmp_path)
+    rng = np.random.default_rng(42)
+
+    # quantize_act: bit-identical (ties included)
+    for K in (7, 100, 2560):
+        x = (rng.standard_normal((3, K)) * 5).astype(np.float32)
+        x[1, :8] = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5, -126.5, 126.5] if K >= 8 else x[1, :8]
+        out = request(_blob(1, K, 0, 3, b"", x.tobytes()))
+        q, scale, total = bk.quantize_act(x, variant="scalar")
+        np.testing.assert_array_equal(np.frombuffer(out[:3 * K], np.int8).reshape(3, K), q)
+        info = np.frombuffer(out[(3 * K + 7) // 8 * 8:], np.uint32)
+        np.testing.assert_array_equal(info[0::2].view(np.float32), scale)
+        np.testing.assert_array_equal(info[1::2].view(np.int32), total)
+
+    # I2_S gemv / gemm, mid-block rows, odd row ranges, extreme and random int8: bit-identical
+    cases = ((640, 10, 1, 3), (8640, 6, 5, 3), (96, 12, 3, 5), (2560, 4, 1, 4), (65536, 2, 2, 1))
+    for K, M, T, chunk in cases:
+        codes = rng.integers(0, 4, M * K).astype(np.uint8) if K < 65536 else np.full(M * K, 2, np.uint8)
+        data = pack_i2s(codes, 0.61, rng)
+        q = rng.integers(-128, 128, (T, K)).astype(np.int8) if K < 65536 else np.full((T, K), -128, np.int8)
+        scale = rng.uniform(0.5, 2, T).astype(np.float32)
+        total = q.astype(np.int64).sum(1).astype(np.int32)
+        want = bk.ternary_matmul_q(data, bk.GGML_I2_S, K, M, q, scale, total, variant="scalar")
+        for gemm in {False, T > 1, True}:
+            act = q.tobytes() + b"\0" * (-q.size % 8) + _qinfo_bytes(scale, total)
+            out = request(_blob(2, K, M, T, data.tobytes(), act, gemm=gemm, chunk=chunk))
+            np.testing.assert_array_equal(np.frombuffer(out, np.float32).reshape(T, M), want)
+
+    # F16 matmul: close to the scalar reference
+    for K, M, T in ((2560, 9, 1), (100, 5, 3), (256, 6, 4)):
+        w = rng.standard_normal((M, K)).astype(np.float16)
+        w.reshape(-1)[:4] = [np.float16(6e-8), np.float16(-3e-5), np.float16(65504), np.float16(0)]
+        x = rng.standard_normal((T, K)).astype(np.float32)
+        out = np.frombuffer(request(_blob(3, K, M, T, w.tobytes(), x.tobytes())), np.float32).reshape(T, M)
+        want = bk.float_matmul(w.view(np.uint8).reshape(-1), bk.GGML_F16, K, M, x, variant="scalar")
+        bound = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64).T) * K * 2.0 ** -23
+        assert np.all(np.abs(out - want) <= bound + 1e-6)

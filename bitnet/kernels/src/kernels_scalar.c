@@ -34,16 +34,17 @@ void bn_scalar_quantize_act(const float *x, int64_t n, int8_t *q, bn_qinfo *info
 
 /* ---- I2_S ---- */
 
-/* Code of flat element e (0..2; the never-written code 3 decodes as 0, i.e. like code 1). */
-static inline int32_t i2s_code(const uint8_t *data, int64_t e) {
-    const int64_t block = e / BN_I2S_BLOCK, j = e % BN_I2S_BLOCK;
-    const int32_t c = (data[block * BN_I2S_BLOCK_BYTES + j % 32] >> (6 - 2 * (j / 32))) & 3;
+/* Code of flat element e (0..2; the never-written code 3 decodes as 0, i.e. like code 1): block e/128,
+ * byte 32*block + j%32 and shift 6 - 2*(j/32) for j = e%128 (written with shifts: e is never negative). */
+static inline int32_t i2s_code(const uint8_t *data, uint64_t e) {
+    const uint64_t block = e >> 7, j = e & 127;
+    const int32_t c = (data[block * BN_I2S_BLOCK_BYTES + (j & 31)] >> (6 - 2 * (j >> 5))) & 3;
     return c == 3 ? 1 : c;
 }
 
 static int32_t i2s_row_dot(const uint8_t *data, int64_t K, int64_t r, const int8_t *q) {
     int32_t dot = 0;
-    for (int64_t k = 0; k < K; k++) dot += i2s_code(data, r * K + k) * q[k];
+    for (int64_t k = 0; k < K; k++) dot += i2s_code(data, (uint64_t)(r * K + k)) * q[k];
     return dot;
 }
 
