@@ -10,10 +10,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import testdata_path
 
 import bitnet
 from bitnet import kernels
-from conftest import testdata_path
 
 VARIANTS = kernels.supported_variants()
 

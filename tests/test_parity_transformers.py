@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import testdata_path
 
 import bitnet
-from conftest import testdata_path
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
