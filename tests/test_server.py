@@ -422,6 +422,7 @@ def test_dropped_stream_stops_generation_and_frees_its_slot(server, long_request
     assert health["status"] == "ok" and health["slots_idle"] == 4
     generated = server.metric("bitnet_completion_tokens_total") - before
     assert 0 < generated < body["max_tokens"] / 2
+    assert re.search(r'"POST /v1/completions" 200 .* stream client-gone$', server.log(), re.MULTILINE)
 
 
 def test_dropped_non_streaming_request_stops_generation(server, long_request):

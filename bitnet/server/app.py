@@ -201,29 +201,39 @@ async def until_disconnect(work: AsyncIterator | Any, receive: Receive) -> Any:
 
 
 class EventStreamResponse(StreamingResponse):
-    """Server-sent events that stop (cancelling the body iterator) the moment the client disconnects.
+    """Server-sent events for one job, which stop (cancelling the body iterator) the moment the client
+    disconnects.
 
     Starlette only watches for disconnects on older ASGI spec versions and otherwise notices on the next failed
-    write; a generation has to stop as soon as nobody listens, so this always watches."""
+    write; a generation has to stop as soon as nobody listens, so this always watches. The job is closed here
+    whatever happens: a body iterator cancelled before its first step never runs its own cleanup."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[bytes]):
+    def __init__(self, job: Job, content: AsyncIterator[bytes]):
         super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.job = job
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with anyio.create_task_group() as tg:
-            async def body() -> None:
-                try:
-                    await self.stream_response(send)
-                except OSError:   # the peer went away mid-write
-                    pass
-                tg.cancel_scope.cancel()
+        completed = False
+        try:
+            async with anyio.create_task_group() as tg:
+                async def body() -> None:
+                    nonlocal completed
+                    try:
+                        await self.stream_response(send)
+                        completed = True
+                    except OSError:   # the peer went away mid-write
+                        pass
+                    tg.cancel_scope.cancel()
 
-            tg.start_soon(body)
-            await self.listen_for_disconnect(receive)
-            scope.setdefault("state", {})["disconnected"] = True
-            tg.cancel_scope.cancel()
+                tg.start_soon(body)
+                await self.listen_for_disconnect(receive)
+                tg.cancel_scope.cancel()
+        finally:
+            self.job.close()
+            if not completed:
+                scope.setdefault("state", {})["disconnected"] = True
 
 
 def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -405,7 +415,7 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         request.state.job = job
         if req.stream:
             request.state.stream = True
-            return EventStreamResponse(stream_events(job, shape, req.include_usage))
+            return EventStreamResponse(job, stream_events(job, shape, req.include_usage))
         try:
             text = await until_disconnect(job.text(), request.receive)
         except ShuttingDownError:
@@ -424,8 +434,11 @@ async def stream_events(job: Job, shape: ResponseShape, include_usage: bool) -> 
     try:
         if shape.kind == "chat":
             yield sse(shape.chunk("", first=True))
-        async for piece in job.pieces():
-            yield sse(shape.chunk(piece))
+        async for batch in job.batches():
+            yield b"".join(sse(shape.chunk(piece)) for piece in batch)
+            # Let the loop run between writes: a client that left is noticed (and the job closed) before the
+            # next write, instead of after a burst of writes into a dead socket.
+            await asyncio.sleep(0)
         r = job.result
         yield sse(shape.chunk(None, r.finish_reason))
         if include_usage:

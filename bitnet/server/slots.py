@@ -48,7 +48,7 @@ StartFn = Callable[[Session], CompletionStream]
 class Job:
     """One admitted request: waits for a slot, then generates on a worker thread.
 
-    Iterate `pieces()` on the event loop for the text; `result` is filled when it ends. `close()` (idempotent)
+    Iterate `batches()` on the event loop for the text; `result` is filled when it ends. `close()` (idempotent)
     leaves the queue, or stops the generation after the piece being decoded; the slot returns to the pool as
     soon as the worker has let go of its session.
     """
@@ -74,7 +74,9 @@ class Job:
         self._assigned.set()
 
     # -- the event loop side
-    async def pieces(self) -> AsyncIterator[str]:
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The text pieces, in lists of those decoded since the last step: when the worker runs ahead of the
+        network, the pieces that piled up leave in one write instead of one write each."""
         await self._assigned.wait()
         if self._cancel.is_set():
             return
@@ -86,16 +88,22 @@ class Job:
         self.pool._running.add(self)
         self.pool._executor.submit(self._work, loop, events)
         while True:
+            batch: list[str] = []
             kind, value = await events.get()
-            if kind == "piece":
-                yield value
-            elif kind == "error":
+            while kind == "piece":
+                batch.append(value)
+                if events.empty():
+                    break
+                kind, value = events.get_nowait()
+            if batch:
+                yield batch
+            if kind == "error":
                 raise value
-            else:
+            if kind == "done":
                 return
 
     async def text(self) -> str:
-        return "".join([piece async for piece in self.pieces()])
+        return "".join([piece async for batch in self.batches() for piece in batch])
 
     @property
     def waiting(self) -> bool:
