@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT
+
+import bitnet
 
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-
-from conftest import PROJECT_ROOT
-
-import bitnet
 
 API_KEY = "sk-test-1234"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -397,7 +396,7 @@ def test_eight_concurrent_streams_match_their_single_client_results(server, ref)
             return await asyncio.gather(*(one(http, path, body) for path, body in requests))
 
     results = asyncio.run(all_at_once())
-    for (path, body), events in zip(requests, results):
+    for (_, body), events in zip(requests, results, strict=True):
         assert events[-1] == "[DONE]"
         kwargs = {"max_tokens": body["max_tokens"], "seed": body["seed"], "temperature": 0.9}
         if "messages" in body:

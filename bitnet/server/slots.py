@@ -212,7 +212,7 @@ class SlotPool:
         # (a follow-up chat turn lands where its conversation already is).
         def shared(slot: Slot) -> int:
             n = 0
-            for a, b in zip(slot.session.cached, prompt_ids):
+            for a, b in zip(slot.session.cached, prompt_ids, strict=False):
                 if a != b:
                     break
                 n += 1
