@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_kernels import pack_i2s
+from test_kernels import pack_i2s, pack_tq1, pack_tq2
 
 import bitnet.kernels as bk
 
@@ -95,6 +95,7 @@ def test_pxd_exposes_the_active_table_to_other_cython_modules(tmp_path: Path) ->
 HARNESS = r"""
 #include "kernels_internal.h"
 
+#ifdef FREESTANDING
 volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT];
 
 /* table entries the harness never calls (the scalar fallbacks live in kernels_scalar.c, which needs libm) */
@@ -120,6 +121,8 @@ void *memset(void *dst, int c, size_t n) {
     while (n--) *d++ = (uint8_t)c;
     return dst;
 }
+
+#endif
 
 static uint8_t g_in[1 << 22] __attribute__((aligned(64)));
 static uint8_t g_out[1 << 20] __attribute__((aligned(64)));
@@ -149,6 +152,11 @@ int run(void) {
             memcpy(&wscale, data + M * K / 4, 4);
             if (T == 1 && !gemm) kt->i2s_gemv(data, K, r0, r1, q, qi, wscale, y);
             else kt->i2s_gemm(data, K, r0, r1, q, qi, T, wscale, y, M);
+        } else if (op == 4 || op == 5) { /* tq2 / tq1: as i2s, without wscale */
+            const int8_t *q = (const int8_t *)act;
+            const bn_qinfo *qi = (const bn_qinfo *)(act + ((T * K + 7) & ~7));
+            if (T == 1 && !gemm) (op == 4 ? kt->tq2_gemv : kt->tq1_gemv)(data, K, r0, r1, q, qi, y);
+            else (op == 4 ? kt->tq2_gemm : kt->tq1_gemm)(data, K, r0, r1, q, qi, T, y, M);
         } else { /* f16: act = float x[T][K] */
             kt->f16_gemm(data, K, r0, r1, (const float *)act, T, y, M);
         }
@@ -170,6 +178,15 @@ void _start(void) {
         if ((n = sys3(64, 1, (long)(g_out + off), len - off)) <= 0) break;
     sys3(93, 0, 0, 0);
     __builtin_unreachable();
+}
+#endif
+
+#ifdef NATIVE_MAIN
+#include <stdio.h>
+int main(void) {
+    fread(g_in, 1, sizeof(g_in), stdin);
+    fwrite(g_out, 1, (size_t)run(), stdout);
+    return 0;
 }
 #endif
 """
@@ -205,7 +222,8 @@ def _build_runner(name: str, tmp_path: Path):
     exe = tmp_path / ("h.wasm" if "wasm" in name else "h.elf")
     link = (["-Wl,--no-entry", "-Wl,--export=run", "-Wl,--export=in_ptr", "-Wl,--export=out_ptr"]
             if "wasm" in name else ["-static", "-fuse-ld=lld", "-Wl,-e,_start"])
-    cmd = [CLANG, *flags, "-ffreestanding", "-nostdlib", "-O2", f"-DVARIANT_TABLE={table}", "-I", str(SRC),
+    cmd = [CLANG, *flags, "-ffreestanding", "-nostdlib", "-O2", "-DFREESTANDING", f"-DVARIANT_TABLE={table}",
+           "-I", str(SRC),
            str(tmp_path / "harness.c"), str(SRC / source), *link, "-o", str(exe)]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -278,3 +296,73 @@ def test_cross_variant_runs_like_the_scalar_reference(tmp_path: Path, name: str)
         want = bk.float_matmul(w.view(np.uint8).reshape(-1), bk.GGML_F16, K, M, x, variant="scalar")
         bound = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64).T) * K * 2.0 ** -23
         assert np.all(np.abs(out - want) <= bound + 1e-6)
+
+
+# ---- the AVX-512 VNNI code path, on a machine without AVX-512 ----
+
+VNNI_EMU = r"""
+/* kernels_x86_impl.h instantiated with BN_VNNI=1 for AVX2, with vpdpbusd emulated exactly for the operands
+   the kernels give it (codes 0..3 times int8: a vpmaddubsw pair never saturates). */
+#include "kernels_internal.h"
+#include <immintrin.h>
+#undef _mm256_dpbusd_epi32
+#define _mm256_dpbusd_epi32(acc, a, b) \
+    _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((a), (b)), _mm256_set1_epi16(1)))
+#define BN_NAME(x) vnniemu_##x
+#define BN_FN static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#define BN_API static __attribute__((target("avx2,fma,f16c")))
+#define BN_VARIANT BN_V_AVX512
+#define BN_GETTER bn_kernels_vnniemu
+#define BN_VNNI 1
+#include "kernels_x86_impl.h"
+"""
+
+
+@pytest.mark.skipif("avx2" not in bk.supported_variants(), reason="the emulation runs on AVX2")
+def test_vnni_template_path_matches_scalar_with_emulated_vpdpbusd(tmp_path: Path) -> None:
+    """The avx512 table differs from avx2 only in its dot primitive (vpdpbusd into int32, no int16 stage).
+    This CPU cannot execute AVX-512, so build that code path with vpdpbusd emulated by AVX2 and check its
+    ternary kernels bit for bit against the scalar reference."""
+    gcc = shutil.which("gcc") or shutil.which("cc") or CLANG
+    if gcc is None:
+        pytest.skip("no C compiler")
+    (tmp_path / "emu.c").write_text(VNNI_EMU)
+    (tmp_path / "harness.c").write_text(HARNESS)
+    exe = tmp_path / "vnniemu"
+    srcs = [str(SRC / f"{n}.c") for n in ("kernels_scalar", "ops", "dispatch", "cpu_features", "kernels_x86",
+                                          "kernels_arm", "kernels_wasm")]
+    (tmp_path / "decl.h").write_text('#include "kernels.h"\nconst bn_kernels *bn_kernels_vnniemu(void);\n')
+    cmd = [gcc, "-O2", "-DNATIVE_MAIN", "-DVARIANT_TABLE=bn_kernels_vnniemu", "-include", str(tmp_path / "decl.h"),
+           "-I", str(SRC), str(tmp_path / "harness.c"), str(tmp_path / "emu.c"), *srcs, "-lm", "-o", str(exe)]
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+    def request(blob: bytes) -> bytes:
+        res = subprocess.run([str(exe)], input=blob, check=False, capture_output=True, timeout=120)
+        assert res.returncode == 0, res.stderr.decode()
+        return res.stdout
+
+    rng = np.random.default_rng(7)
+    for K, M, T, chunk in ((8640, 6, 5, 3), (640, 10, 1, 3), (96, 12, 4, 5), (65536, 2, 2, 1)):
+        extreme = K == 65536
+        codes = np.full(M * K, 2, np.uint8) if extreme else rng.integers(0, 4, M * K).astype(np.uint8)
+        data = pack_i2s(codes, 0.61, rng)
+        q = np.full((T, K), -128, np.int8) if extreme else rng.integers(-128, 128, (T, K)).astype(np.int8)
+        scale = rng.uniform(0.5, 2, T).astype(np.float32)
+        total = q.astype(np.int64).sum(1).astype(np.int32)
+        want = bk.ternary_matmul_q(data, bk.GGML_I2_S, K, M, q, scale, total, variant="scalar")
+        act = q.tobytes() + b"\0" * (-q.size % 8) + _qinfo_bytes(scale, total)
+        for gemm in {False, T > 1}:
+            out = request(_blob(2, K, M, T, data.tobytes(), act, gemm=gemm, chunk=chunk))
+            np.testing.assert_array_equal(np.frombuffer(out, np.float32).reshape(T, M), want)
+    for op, fmt in ((4, bk.GGML_TQ2_0), (5, bk.GGML_TQ1_0)):
+        K, M, T = 768, 5, 5
+        d = rng.uniform(0.01, 0.1, (M, K // 256)).astype(np.float16)
+        codes = rng.integers(0, 4 if op == 4 else 3, (M, K)).astype(np.uint8)
+        data = pack_tq2(codes, d) if op == 4 else pack_tq1(codes, d)
+        q = rng.integers(-128, 128, (T, K)).astype(np.int8)
+        scale = rng.uniform(0.5, 2, T).astype(np.float32)
+        want = bk.ternary_matmul_q(data, fmt, K, M, q, scale, 0, variant="scalar")
+        act = q.tobytes() + b"\0" * (-q.size % 8) + _qinfo_bytes(scale, np.zeros(T, np.int32))
+        out = request(_blob(op, K, M, T, data.tobytes(), act, chunk=2))
+        np.testing.assert_array_equal(np.frombuffer(out, np.float32).reshape(T, M), want)
