@@ -79,6 +79,7 @@ REQUIRED_FLAGS = {
     "bench": ["--model", "-p", "-n", "-t", "-r", "--json", "--receipt"],
     "inspect": ["--tensors", "--json"],
     "perplexity": ["--text", "--ctx", "--threads"],
+    "serve": ["--model", "--host", "--port", "--api-key", "--ctx-size", "--parallel", "--queue-size", "--threads"],
     "convert": ["HF_DIR", "--outfile", "--type", "--embedding-type", "--force"],
     "download": ["REPO_ID", "--file", "--dir", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE"],
     "verify-receipt": ["PATH", "--model"],

@@ -190,3 +190,42 @@ def test_perplexity_matches_the_api(model, small_model_path, tmp_path):
     assert plain.stdout.startswith(f"perplexity: {expected.value:.4f} ± ") and plain.stderr == ""
     short = cli("perplexity", small_model_path, "--text", path, "--ctx", "4096")
     assert short.returncode == 1 and "at least 4096 are needed" in short.stderr
+
+
+def test_serve_is_mounted(small_model_path):
+    """`bitnet serve` is the server's own command: it starts, answers /health, and stops cleanly on SIGINT."""
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("fastapi")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "bitnet", "serve", "-m", str(small_model_path), "--port", "0",
+                             "-t", "1"], stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        for line in proc.stderr:
+            found = re.search(r"on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                break
+        else:
+            pytest.fail("the server never said where it listens")
+        url = f"http://127.0.0.1:{found.group(1)}/health"
+        for _ in range(100):   # the address is announced just before uvicorn starts listening on it
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+                break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        else:
+            pytest.fail(f"{url} never answered")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()

@@ -1,4 +1,4 @@
-"""The `bitnet` command: run, chat, bench, inspect, perplexity, convert, download, verify-receipt.
+"""The `bitnet` command: run, chat, bench, inspect, perplexity, serve, convert, download, verify-receipt.
 
 Each subcommand lives in its own module with `register(subparsers)`, which declares its arguments and sets
 `func(args) -> int`. `main` turns every expected failure into one line on stderr and a non-zero exit status
@@ -20,7 +20,7 @@ log = logging.getLogger("bitnet.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bitnet.cli import _common, bench, chat, convert, download, inspect_model, perplexity, run, verify
+    from bitnet.cli import _common, bench, chat, convert, download, inspect_model, perplexity, run, serve, verify
 
     parser = _common.Parser(
         prog=PROG, description="Run BitNet b1.58 ternary language models on the CPU.",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
                                 parser_class=_common.Parser)
     sub.required = True
-    for module in (run, chat, bench, inspect_model, perplexity, convert, download, verify):
+    for module in (run, chat, bench, inspect_model, perplexity, serve, convert, download, verify):
         module.register(sub)
     return parser
 

@@ -130,7 +130,7 @@ def format_table(model, results: list[BenchResult], backend: str) -> str:
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
 
     sep = "| " + " | ".join(("-" * (w - 1) + ":") if i in right else "-" * w for i, w in enumerate(widths)) + " |"
     return "\n".join([line(header), sep, *(line(r) for r in rows)])

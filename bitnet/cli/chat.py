@@ -2,8 +2,8 @@
 
 The conversation is re-rendered in full every turn and runs in one engine Session whose KV cache keeps the
 longest common prefix; the history keeps the token ids the model saw, so each turn only evaluates the new
-user message (`--verbose` shows how many tokens that was). Ctrl-C while the model answers stops that answer and returns to the prompt; Ctrl-C at the prompt
-clears the line; /exit or Ctrl-D leaves.
+user message (`--verbose` shows how many tokens that was). Ctrl-C while the model answers stops that answer
+and returns to the prompt; Ctrl-C at the prompt clears the line; /exit or Ctrl-D leaves.
 """
 from __future__ import annotations
 
