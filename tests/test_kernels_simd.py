@@ -54,7 +54,7 @@ def test_quantize_act_is_bit_identical(variant: str) -> None:
                                   bk.quantize_act(ties, variant="scalar")[0])
 
 
-I2S_SHAPES = [(128, 6), (640, 10), (384, 9), (96, 12), (8640, 6), (2560, 20), (6912, 4)]
+I2S_SHAPES = [(128, 6), (640, 10), (384, 9), (96, 12), (32, 12), (8640, 6), (2560, 20), (6912, 4)]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
