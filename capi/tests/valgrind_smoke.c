@@ -1,0 +1,46 @@
+/* A short run of every libbitnet entry point, for valgrind (tests/test_capi_valgrind.py): load, generate,
+ * stream (stopped early), tokenize, a few error paths, free.
+ *
+ * usage: valgrind_smoke MODEL
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <bitnet.h>
+
+static int stop_after_one(const char *piece, void *user) {
+    *(size_t *)user += strlen(piece);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2)
+        return 2;
+    bitnet_params params = {1, 64};
+    bitnet_model *m = bitnet_model_load(argv[1], &params);
+    if (!m) {
+        fprintf(stderr, "load: %s\n", bitnet_last_error());
+        return 1;
+    }
+    bitnet_gen_params gen = bitnet_gen_params_default();
+    gen.max_tokens = 3;
+    gen.seed = 1;
+    char *text = bitnet_generate(m, "Hello", &gen);
+    if (!text) {
+        fprintf(stderr, "generate: %s\n", bitnet_last_error());
+        return 1;
+    }
+    size_t streamed = 0;
+    int rc = bitnet_generate_stream(m, "Hello", &gen, stop_after_one, &streamed);
+    int32_t ids[32];
+    int n = bitnet_tokenize(m, "Hello world", ids, 32);
+    int too_small = bitnet_tokenize(m, "Hello world", ids, 1);
+    char *bad = bitnet_generate(m, "\xff", &gen);
+    int bad_code = bitnet_last_error_code();
+    char *null_prompt = bitnet_generate(m, NULL, &gen);
+    printf("text=%zu streamed=%zu rc=%d ids=%d too_small=%d bad=%d/%d null=%d\n", strlen(text), streamed, rc, n,
+           too_small, bad != NULL, bad_code, null_prompt != NULL);
+    bitnet_string_free(text);
+    bitnet_model_free(m);
+    return rc == BITNET_OK && n > 0 && too_small == BITNET_ERR_BUFFER_TOO_SMALL && !bad && !null_prompt ? 0 : 1;
+}
