@@ -186,9 +186,9 @@ def test_perplexity_matches_the_api(model, small_model_path, tmp_path):
     assert got["perplexity"] == pytest.approx(expected.value, rel=1e-6)
     assert got["error"] == pytest.approx(expected.error, rel=1e-6)
     assert (got["n_chunks"], got["n_ctx"], got["n_scored"]) == (expected.n_chunks, 32, expected.n_scored)
-    plain = cli("perplexity", "-m", small_model_path, "--text", path, "--ctx", "32", "-q")
+    plain = cli("perplexity", "-m", small_model_path, "--text", path, "--ctx", "32", "-q", "-t", "1")
     assert plain.stdout.startswith(f"perplexity: {expected.value:.4f} ± ") and plain.stderr == ""
-    short = cli("perplexity", small_model_path, "--text", path, "--ctx", "4096")
+    short = cli("perplexity", small_model_path, "--text", path, "--ctx", "4096", "-t", "1")
     assert short.returncode == 1 and "at least 4096 are needed" in short.stderr
 
 
@@ -229,3 +229,20 @@ def test_serve_is_mounted(small_model_path):
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_convert_is_mounted(tmp_path):
+    """`bitnet convert` is the converter's own command; its output loads in `inspect` and `run`."""
+    from conftest import testdata_path
+
+    hf_dir = testdata_path("tinyA", "hf")
+    out = tmp_path / "tiny.gguf"
+    proc = cli("convert", hf_dir, "-o", out, "--type", "i2_s")
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and f"wrote {out}" in proc.stdout
+    again = cli("convert", hf_dir, "-o", out)
+    assert again.returncode == 1 and "already exists" in again.stderr and again.stderr.count("\n") == 1
+    described = json.loads(cli("inspect", out, "--json").stdout)
+    assert described["supported"] and described["tensor_types"]["I2_S"]["count"] == 14
+    run = cli("run", "-m", out, "-p", PROMPT, "-n", "4", "--greedy", "-t", "1", "-q")
+    assert run.returncode == 0 and run.stdout, run.stderr

@@ -227,3 +227,17 @@ def test_a_file_that_is_not_gguf_is_rejected(tmp_path):
 def test_repo_without_gguf(tmp_path):
     with FakeHub({"org/hf": {"config.json": b"{}", "model.safetensors": b"x"}}) as hub:
         one_line_error(download(hub, tmp_path / "hf", "org/hf"), "no .gguf file", "bitnet convert")
+
+
+def test_progress_bar_on_a_terminal(tmp_path, model_bytes):
+    pexpect = pytest.importorskip("pexpect")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    with FakeHub({"org/tiny": {"model.gguf": model_bytes + bytes(1 << 20)}}) as hub:
+        env.update({"PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": hub.url,
+                    "HF_HUB_DISABLE_TELEMETRY": "1", "TERM": "dumb"})
+        child = pexpect.spawn(sys.executable, ["-m", "bitnet", "download", "org/tiny"], env=env, cwd=str(ROOT),
+                              encoding="utf-8", timeout=60)
+        child.expect(pexpect.EOF)
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert "100%|" in child.before   # the bar, shown because the output is a terminal

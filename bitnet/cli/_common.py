@@ -185,12 +185,30 @@ def stderr_is_tty() -> bool:
         return False
 
 
-def progress(total: int, desc: str, *, quiet: bool = False, unit: str = "B"):
-    """A tqdm bar on stderr when it is a terminal; a no-op bar otherwise (logs and pipes stay clean)."""
-    from tqdm import tqdm
+class _NoBar:
+    """Stands in for a tqdm bar where none is shown."""
 
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def progress(total: int, desc: str, *, quiet: bool = False, unit: str = "B"):
+    """A tqdm bar on stderr when it is a terminal; a no-op bar otherwise (logs and pipes stay clean), or when
+    tqdm (an optional dependency) is not installed."""
+    if quiet or not stderr_is_tty():
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, unit_divisor=1024 if unit == "B" else 1000,
-                disable=quiet or not stderr_is_tty(), leave=False, file=sys.stderr)
+                leave=False, file=sys.stderr)
 
 
 def sha256_file(path: Path, *, quiet: bool = False) -> str:
