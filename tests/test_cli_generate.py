@@ -149,8 +149,10 @@ def test_run_receipt_verifies(small_model_path, tmp_path):
     assert r["command"] == "run" and r["threads"] == 1
     assert r["model"]["sha256"] == file_sha256(small_model_path)
     assert r["tokens_out"] == r["timings"]["decode_tokens"] + 1 or r["finish_reason"] == "stop"
-    assert any(k.startswith("i2s_") for k in r["kernels"]) and any(k.startswith("quantize_act.")
-                                                                      for k in r["kernels"])
+    prefixes = {"I2_S": "i2s_", "TQ2_0": "tq2_", "TQ1_0": "tq1_"}
+    ternary = [prefixes[t] for t in r["model"]["tensor_types"] if t in prefixes]
+    assert ternary and all(any(k.startswith(p) for k in r["kernels"]) for p in ternary), r["kernels"]
+    assert any(k.startswith("quantize_act.") for k in r["kernels"])
     check = cli("verify-receipt", receipt_path, "--model", small_model_path)
     assert check.returncode == 0 and "receipt OK" in check.stdout, check.stdout + check.stderr
 
