@@ -354,16 +354,21 @@ def test_four_threads_fifty_generations_each(programs, model, small_model_path, 
 
 
 # --------------------------------------------------------------------------------------------- installs
-def test_installed_layout_in_a_venv_needs_no_environment(programs, libbitnet, small_model_path, tmp_path, model):
-    """The package copied into a venv's site-packages, as pip installs it (library and header inside): a program
-    built from the venv's flags finds that installation by itself. Its embedded model is planted there only,
+def test_installed_layout_in_a_venv_needs_no_environment(programs, libbitnet, small_model_path, tmp_path, model,
+                                                         monkeypatch):
+    """The package copied into a venv's site-packages, as pip installs it (library and header inside), with a
+    library built by a Python that no longer exists (a wheel built elsewhere): a program built from the venv's
+    flags still finds the venv's interpreter and packages by itself. Its embedded model is planted there only,
     so loading it proves that the venv's copy of the package is the one in use."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(env_dir)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     site = env_dir / "lib" / version / "site-packages"
     shutil.copytree(ROOT / "bitnet", site / "bitnet",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.c", "*.pyx", "*.gguf"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.c", "*.pyx", "*.gguf", libbitnet.name))
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "executable", str(tmp_path / "gone" / "bin" / "python3"))
+        _setup_hook().build_library(site / "bitnet" / "capi", tmp_path / "build", force=True)
     (site / "bitnet" / "capi" / "include").mkdir()
     shutil.copyfile(HEADER, site / "bitnet" / "capi" / "include" / "bitnet.h")
     (site / "bitnet" / "data").mkdir(exist_ok=True)
