@@ -253,23 +253,37 @@ BN_FN void F(tq1_decode)(const uint8_t *blk, uint8_t *codes) {
     }
 }
 
-/* Rows [r0, r1) of a TQ matrix for NT (1..4) tokens. The row is walked in runs of BN_TQ_RUN blocks: the
- * activation sums of a run's blocks are computed once per call, and the partial float sum of a row is parked
- * in y between runs (the same sequence of float operations as the scalar reference). */
+/* Four int32 vectors -> their four horizontal sums, in order. */
+BN_FN __m128i F(reduce4)(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+/* Rows [r0, r1) of a TQ matrix for NT (1..4) tokens, one token per lane of a 4-float accumulator. The row is
+ * walked in runs of BN_TQ_RUN blocks: the activation sums of a run's blocks are computed once per call, and
+ * the partial float sum of a row is parked in y between runs. Per block and token the float steps are those
+ * of the scalar reference (int -> float, times d, plus the running sum: two roundings), so results are
+ * bit-identical to it. */
 BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
                       const bn_qinfo *qi, float *y, int64_t ldy, const int tq1, const int NT) {
     const int64_t nb = K / BN_TQ_BLOCK;
     const int64_t bbytes = tq1 ? BN_TQ1_BLOCK_BYTES : BN_TQ2_BLOCK_BYTES, row_bytes = nb * bbytes;
     const int64_t d_off = tq1 ? 52 : 64;
-    int32_t bsum[4][BN_TQ_RUN];
+    int32_t bsum[BN_TQ_RUN][4] __attribute__((aligned(16))); /* [block][token], 0 for unused tokens */
+    int32_t sums[BN_TQ_RUN];
     uint8_t codes[BN_TQ_BLOCK] __attribute__((aligned(32)));
     for (int64_t b0 = 0; b0 < nb; b0 += BN_TQ_RUN) {
         const int64_t n = nb - b0 < BN_TQ_RUN ? nb - b0 : BN_TQ_RUN;
         const int last = b0 + n == nb;
-        for (int t = 0; t < NT; t++) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, bsum[t]);
+        for (int t = 0; t < 4; t++) {
+            if (t < NT) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, sums);
+            for (int64_t i = 0; i < n; i++) bsum[i][t] = t < NT ? sums[i] : 0;
+        }
         for (int64_t r = r0; r < r1; r++) {
-            float acc[4];
-            for (int t = 0; t < NT; t++) acc[t] = b0 ? y[t * ldy + r] : 0.0f;
+            float lanes[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (b0)
+                for (int t = 0; t < NT; t++) lanes[t] = y[t * ldy + r];
+            __m128 acc = _mm_loadu_ps(lanes);
             const uint8_t *blk = data + r * row_bytes + b0 * bbytes;
             for (int64_t i = 0; i < n; i++, blk += bbytes) {
                 __m256i p[8];
@@ -280,14 +294,21 @@ BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
                     F(tq2_planes)(blk, p);
                     F(tq2_planes)(blk + 32, p + 4);
                 }
-                const float d = bn_half_to_float(bn_load_u16(blk + d_off));
-                for (int t = 0; t < NT; t++) {
+                __m256i v[4];
+                for (int t = 0; t < 4; t++) {
                     const int8_t *a = q + t * K + (b0 + i) * BN_TQ_BLOCK;
-                    const __m256i v = F(acc_add)(F(dot4)(p, a), F(dot4)(p + 4, a + 128));
-                    acc[t] = bn_tq_accumulate(acc[t], d, F(hsum_i32)(F(widen)(v)) - bsum[t][i]);
+                    v[t] = t < NT ? F(widen)(F(acc_add)(F(dot4)(p, a), F(dot4)(p + 4, a + 128)))
+                                  : _mm256_setzero_si256();
                 }
+                const __m128i dots = _mm_sub_epi32(F(reduce4)(v[0], v[1], v[2], v[3]),
+                                                   _mm_load_si128((const __m128i *)bsum[i]));
+                const __m128 d = _mm_cvtph_ps(_mm_set1_epi16((short)bn_load_u16(blk + d_off)));
+                __m128 prod = _mm_mul_ps(_mm_cvtepi32_ps(dots), d);
+                __asm__("" : "+x"(prod)); /* opaque: the add below must not fuse with the multiply (FMA) */
+                acc = _mm_add_ps(acc, prod);
             }
-            for (int t = 0; t < NT; t++) y[t * ldy + r] = last ? acc[t] / qi[t].scale : acc[t];
+            _mm_storeu_ps(lanes, acc);
+            for (int t = 0; t < NT; t++) y[t * ldy + r] = last ? lanes[t] / qi[t].scale : lanes[t];
         }
     }
 }
