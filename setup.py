@@ -6,6 +6,7 @@ developer-only escape hatch for profiling.
 """
 import os
 import platform
+import runpy
 import sys
 
 import numpy as np
@@ -59,7 +60,13 @@ only = [name for name in os.environ.get("BITNET_EXTENSIONS", "").split(",") if n
 if only:
     extensions = [e for e in extensions if e.name in only]
 
+# libbitnet (the C ABI, capi/) is built after the extensions by capi/setup_hook.py; run by path because the
+# build backend does not put the project root on sys.path.
+CAPIBuildExt = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "capi", "setup_hook.py"))[
+    "CAPIBuildExt"]
+
 setup(
+    cmdclass={"build_ext": CAPIBuildExt},
     ext_modules=cythonize(
         extensions,
         compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False,

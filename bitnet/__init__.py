@@ -4,7 +4,15 @@
     model = bitnet.load()                       # the embedded default model, or bitnet.load("model.gguf")
     print(model.generate("Once upon a time", max_tokens=32, seed=1).text)
 """
-from bitnet._version import __version__
+import os as _os
+
+# OpenMP team members spin between the ops of a forward pass and then sleep. libgomp's default spin (300000
+# iterations, milliseconds) lets idle members burn a busy machine's cores while the working thread waits for a
+# core; a short spin keeps consecutive ops fast and yields quickly. Must be set before libgomp loads.
+if "OMP_WAIT_POLICY" not in _os.environ:
+    _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+from bitnet._version import __version__  # noqa: E402
 from bitnet.engine import Completion, Model, Perplexity, Session, Timings, default_model_path, load
 from bitnet.errors import (
     BitNetError,

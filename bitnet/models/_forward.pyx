@@ -32,6 +32,9 @@ cdef enum:
     T_I2_S = 36
     # Tokens evaluated per internal step: bounds scratch memory for long prompts.
     UBATCH = 256
+    # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
+    # it saves, and on a busy machine a descheduled team member stalls the whole op.
+    PARALLEL_MIN_WORK = 1 << 20
 
 
 cdef struct Mat:
@@ -298,6 +301,8 @@ cdef void _matmul(const bn_kernels *kt, const Mat *w, const float *x, const int8
                   int64_t T, float *y, int nt) noexcept nogil:
     """y[T, M] = W x for every token, output rows split across `nt` OpenMP threads in contiguous slices
     (contiguous slices stream the weights sequentially, which is what a bandwidth-bound GEMV wants)."""
+    if w.M * w.K * T < PARALLEL_MIN_WORK:
+        nt = 1
     cdef int64_t step = (w.M + nt - 1) // nt
     step = (step + 15) & ~(<int64_t>15)
     cdef int64_t nchunks = (w.M + step - 1) // step
@@ -316,8 +321,9 @@ cdef inline bint _is_ternary(int g) noexcept nogil:
 cdef void _quantize_rows(const bn_kernels *kt, const float *x, int64_t T, int64_t n, int8_t *q, bn_qinfo *qi,
                          int nt) noexcept nogil:
     cdef int64_t t
-    if T == 1:
-        kt.quantize_act(x, n, q, qi)
+    if T * n * 64 < PARALLEL_MIN_WORK:
+        for t in range(T):
+            kt.quantize_act(x + t * n, n, q + t * n, qi + t)
         return
     for t in prange(T, num_threads=nt, schedule='static'):
         kt.quantize_act(x + t * n, n, q + t * n, qi + t)
@@ -326,8 +332,9 @@ cdef void _quantize_rows(const bn_kernels *kt, const float *x, int64_t T, int64_
 cdef void _norm_rows(const float *x, const float *w, int64_t T, int64_t n, float eps, float *out,
                      int nt) noexcept nogil:
     cdef int64_t t
-    if T == 1:
-        bn_rmsnorm(x, w, n, eps, out)
+    if T * n * 64 < PARALLEL_MIN_WORK:
+        for t in range(T):
+            bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
         return
     for t in prange(T, num_threads=nt, schedule='static'):
         bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
@@ -353,7 +360,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     cdef uint16_t *kc
     cdef uint16_t *vc
     cdef const float *src
-    cdef int tid
+    cdef int tid, att_threads
 
     for t in range(T):
         bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, toks[t], s.x + t * E)
@@ -374,7 +381,9 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             bn_rope(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
             bn_f32_to_f16(s.k + t * KVD, kc + (pos0 + t) * KVD, KVD)
             bn_f32_to_f16(s.v + t * KVD, vc + (pos0 + t) * KVD, KVD)
-        for job in prange(T * d.n_head, num_threads=nt, schedule='dynamic'):
+        # attention work grows with the positions attended: T heads-rows of up to pos0+T positions each
+        att_threads = nt if T * d.n_head * (pos0 + T) * HD * 2 >= PARALLEL_MIN_WORK else 1
+        for job in prange(T * d.n_head, num_threads=att_threads, schedule='dynamic'):
             t = job // d.n_head
             h = job % d.n_head
             kvh = h // group
