@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -234,6 +235,22 @@ def test_stop_sequence_and_token_id_prompt(server, ref):
     assert response["choices"][0]["text"] == expected.text
     assert response["choices"][0]["finish_reason"] == "stop"
     assert stop not in response["choices"][0]["text"]
+
+
+def test_follow_up_turn_reuses_its_slot_cache_and_answers_the_same(server, ref):
+    first = [{"role": "user", "content": "Pick a number."}]
+    a = server.http.post("/v1/chat/completions", json={"messages": first, "max_tokens": 8, "seed": 1},
+                         headers=AUTH).json()
+    follow_up = first + [{"role": "assistant", "content": a["choices"][0]["message"]["content"]},
+                         {"role": "user", "content": "And another one?"}]
+    before = server.metric("bitnet_prefill_tokens_total")
+    b = server.http.post("/v1/chat/completions", json={"messages": follow_up, "max_tokens": 8, "seed": 2},
+                         headers=AUTH).json()
+    evaluated = server.metric("bitnet_prefill_tokens_total") - before
+    # The slot that answered the first turn holds its prompt: only the new part (give or take a token merged
+    # across the boundary) is evaluated again.
+    assert evaluated <= b["usage"]["prompt_tokens"] - a["usage"]["prompt_tokens"] + 3
+    assert b["choices"][0]["message"]["content"] == ref.chat(follow_up, max_tokens=8, seed=2).text
 
 
 def test_unknown_fields_are_ignored(server):
@@ -509,3 +526,19 @@ def test_signal_lets_the_running_stream_finish_and_exits_0(busy_server, long_req
     assert busy_server.proc.wait(30) == 0
     with pytest.raises(httpx.TransportError):
         httpx.get(busy_server.url + "/health", timeout=2)
+
+
+def test_startup_errors_are_one_line_and_exit_1(model_path, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT))
+    missing = subprocess.run([sys.executable, "-m", "bitnet.server", "--model", str(tmp_path / "absent.gguf"),
+                              "--port", "0"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1
+    assert "absent.gguf" in missing.stderr and "Traceback" not in missing.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run([sys.executable, "-m", "bitnet.server", "--model", str(model_path), "--port", str(port)],
+                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr and "Traceback" not in busy.stderr

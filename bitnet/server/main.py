@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--ctx-size", type=_int_at_least(2), default=None, metavar="N",
                         help="context length of each slot in tokens (default: the model's, at most 4096)")
     parser.add_argument("-np", "--parallel", type=_int_at_least(1), default=1, metavar="N",
-                        help="sequences generated at once, each with its own KV cache (default: 1)")
+                        help="sequences generated at once, each with its own KV cache of --ctx-size tokens "
+                             "(memory grows with N) (default: 1)")
     parser.add_argument("--queue-size", type=_int_at_least(0), default=16, metavar="Q",
                         help="requests that may wait for a busy slot; beyond them the answer is 503 (default: 16)")
     parser.add_argument("-t", "--threads", type=_int_at_least(1), default=None, metavar="T",
@@ -102,7 +103,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -132,29 +133,28 @@ def run(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
-    model = bitnet.load(args.model, n_threads=_threads(args), n_ctx=args.ctx_size)
-    model_id = args.alias or Path(model.path).stem
-    settings = ServerSettings(model_id=model_id, api_key=api_key, parallel=args.parallel,
-                              queue_size=args.queue_size, max_body_bytes=args.max_body_size,
-                              shutdown_timeout=args.shutdown_timeout)
-    app = create_app(model, settings)
-    sock = _bind(args.host, args.port)
-    host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none",
-                            timeout_graceful_shutdown=args.shutdown_timeout)
-    server = GracefulServer(config, app.state.server.pool)
-    where = f"[{host}]" if ":" in host else host
-    log.info("serving %s on http://%s:%d (%d slot(s) of %d tokens, queue %d, %d thread(s) each%s)", model_id, where,
-             port, args.parallel, model.n_ctx, args.queue_size, model.n_threads, ", API key required" if api_key
-             else "")
-    if not api_key and host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning("listening on %s without an API key: anyone who can reach this address can use it", host)
+    sock = _bind(args.host, args.port)   # before loading: a busy port fails at once, not after a long load
     try:
-        server.run(sockets=[sock])
+        model = bitnet.load(args.model, n_threads=_threads(args), n_ctx=args.ctx_size)
+        model_id = args.alias or Path(model.path).stem
+        settings = ServerSettings(model_id=model_id, api_key=api_key, parallel=args.parallel,
+                                  queue_size=args.queue_size, max_body_bytes=args.max_body_size,
+                                  shutdown_timeout=args.shutdown_timeout)
+        app = create_app(model, settings)
+        pool = app.state.server.pool
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none",
+                                timeout_graceful_shutdown=args.shutdown_timeout)
+        host, port = sock.getsockname()[:2]
+        log.info("serving %s on http://%s:%d (%d slot(s) of %d tokens, queue %d, %d thread(s) each%s)", model_id,
+                 f"[{host}]" if ":" in host else host, port, args.parallel, model.n_ctx, args.queue_size,
+                 model.n_threads, ", API key required" if api_key else "")
+        if not api_key and host not in ("127.0.0.1", "::1"):
+            log.warning("listening on %s without an API key: anyone who can reach it can use the model", host)
+        GracefulServer(config, pool).run(sockets=[sock])
+        if not pool.running:   # never unmap the weights under a forward pass that is still running
+            model.close()
     finally:
         sock.close()
-        if not app.state.server.pool.running:   # never unmap weights under a forward pass still running
-            model.close()
     log.info("stopped")
     return 0
 
