@@ -136,7 +136,7 @@ def _stream_text(events: list[str], kind: str) -> str:
     out = []
     for event in events[:-1]:
         for choice in json.loads(event)["choices"]:
-            out.append(choice["delta"].get("content") or "" if kind == "chat" else choice["text"])
+            out.append((choice["delta"].get("content") or "") if kind == "chat" else choice["text"])
     return "".join(out)
 
 

@@ -13,7 +13,8 @@ Endpoints
 - `POST /v1/completions`: `prompt` (a string, or token ids; one prompt per request).
 - Both take `max_tokens` (chat also `max_completion_tokens`), `temperature`, `top_p`, `stop` (a string or up to
   16), `seed` (-1: random), `stream`, `stream_options.include_usage`, `n` (1 only), `user`, and the extensions
-  `top_k`, `min_p`, `repeat_penalty`. Fields not listed are ignored; a wrong type or value is a 400.
+  `top_k`, `min_p`, `repeat_penalty`. `model` is accepted whatever it names (one model per server). Fields not
+  listed are ignored; a wrong type or value is a 400.
   Streams are server-sent events of OpenAI chunks ending with `data: [DONE]`; answers carry `usage`.
 - `GET /v1/models`, `GET /v1/models/{id}`; `GET /health` (JSON: status, slots total/idle, queue depth; 503
   while shutting down); `GET /metrics` (Prometheus text: requests, tokens, queue depth, tokens/s).

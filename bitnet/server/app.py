@@ -21,14 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bitnet._version import __version__
 from bitnet.engine import CompletionStream, Model, Session
 from bitnet.errors import BitNetError
-from bitnet.server import metrics as metrics_mod
+from bitnet.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bitnet.server.metrics import Metrics
 from bitnet.server.schemas import (
     APIError,
     ChatRequest,
     CompletionRequest,
     ResponseShape,
-    _Sampling,
+    SamplingFields,
     error_body,
     parse_json_body,
     sse,
@@ -95,7 +95,7 @@ def _engine_defaults() -> dict[str, Any]:
 ENGINE_DEFAULTS = _engine_defaults()
 
 
-def sampling_kwargs(req: _Sampling, max_tokens: int) -> dict[str, Any]:
+def sampling_kwargs(req: SamplingFields, max_tokens: int) -> dict[str, Any]:
     out = {name: value if (value := getattr(req, name)) is not None else default
            for name, default in ENGINE_DEFAULTS.items()}
     out["max_tokens"] = max_tokens
@@ -372,7 +372,7 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         pool = server.pool
         text = server.metrics.render(slots_total=pool.total, slots_busy=pool.busy, queue_depth=pool.waiting,
                                      queue_size=pool.queue_size)
-        return PlainTextResponse(text, media_type=metrics_mod.CONTENT_TYPE)
+        return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
 
     # -- models
     def model_card() -> dict[str, Any]:
@@ -404,7 +404,7 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         prepared = await run_in_threadpool(prepare_text, model, req)
         return await generate(request, req, prepared, ResponseShape("text", settings.model_id, server.fingerprint))
 
-    async def generate(request: Request, req: _Sampling, prepared: Prepared, shape: ResponseShape) -> Response:
+    async def generate(request: Request, req: SamplingFields, prepared: Prepared, shape: ResponseShape) -> Response:
         try:
             job = server.pool.admit(prepared.prompt_ids, starter(model, prepared))
         except QueueFullError as exc:

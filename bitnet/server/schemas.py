@@ -70,7 +70,7 @@ class ChatMessage(_Strict):
         return "".join(pieces)
 
 
-class _Sampling(_Strict):
+class SamplingFields(_Strict):
     """The generation fields shared by both endpoints (OpenAI's, then this server's extensions)."""
 
     model: str | None = None
@@ -108,7 +108,7 @@ class _Sampling(_Strict):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatRequest(_Sampling):
+class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     # The newer OpenAI name for max_tokens; max_tokens wins when both are given.
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -119,7 +119,7 @@ class ChatRequest(_Sampling):
                 for i, m in enumerate(self.messages)]
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
 
     def prompt_value(self) -> str | list[int]:
@@ -152,7 +152,7 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate(model: type[_Sampling], body: dict[str, Any]) -> _Sampling:
+def validate(model: type[SamplingFields], body: dict[str, Any]) -> SamplingFields:
     """Parse a request body, turning the first validation problem into a 400 that names the parameter."""
     try:
         request = model.model_validate(body)
