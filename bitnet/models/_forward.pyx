@@ -35,6 +35,8 @@ cdef enum:
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
     # it saves, and on a busy machine a descheduled team member stalls the whole op.
     PARALLEL_MIN_WORK = 1 << 20
+    # Rows per cache block in multi-token matmuls (32 rows of 6912 ternary weights = 55 KB, L2-resident).
+    GEMM_ROW_BLOCK = 32
 
 
 cdef struct Mat:
@@ -270,7 +272,20 @@ cdef class Context:
 
 cdef inline void _rows(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
                        int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
-    """Output rows [r0, r1) of y[T, M] = x W^T for one weight type."""
+    """Output rows [r0, r1) of y[T, M] = x W^T. With several tokens the rows go in small blocks, each block
+    applied to every token while its weights are still in the core's cache (instead of streaming the whole
+    slice of weights from memory once per tile of tokens)."""
+    cdef int64_t rb = r0
+    if T == 1:
+        _rows_block(kt, w, x, q, qi, T, y, r0, r1)
+        return
+    while rb < r1:
+        _rows_block(kt, w, x, q, qi, T, y, rb, min(rb + GEMM_ROW_BLOCK, r1))
+        rb += GEMM_ROW_BLOCK
+
+
+cdef inline void _rows_block(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q,
+                             const bn_qinfo *qi, int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
     cdef int g = w.gtype
     if g == T_I2_S:
         if T == 1:
