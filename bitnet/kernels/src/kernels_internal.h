@@ -85,9 +85,9 @@ BN_INLINE float bn_act_scale(float amax) {
     return (float)(127.0 / a);
 }
 
-/* acc + d*v with two roundings, never a fused multiply-add, so that every variant accumulates the TQ blocks
- * bit-identically: compilers contract a*b+c into an FMA on FMA targets (GCC does by default), and the store
- * through a volatile is the portable way to forbid it. Runs once per 256-element block. */
+/* acc + d*v with two roundings, never a fused multiply-add (the definition every TQ kernel follows; the x86
+ * kernels do the same four tokens at a time): compilers contract a*b+c into an FMA on FMA targets (GCC does
+ * by default, e.g. on aarch64), and the store through a volatile is the portable way to forbid it. */
 BN_INLINE float bn_tq_accumulate(float acc, float d, int32_t v) {
     volatile float p = d * (float)v;
     return acc + p;
@@ -124,11 +124,6 @@ void bn_scalar_attention(const float *q, const bn_f16 *k, const bn_f16 *v, int64
 BN_INLINE float bn_i2s_finish(int32_t dot, const bn_qinfo *qi, float wscale) {
     return (((float)dot - (float)qi->sum) / qi->scale) * wscale;
 }
-
-/* Remap I2_S code 3 (never written; decoded as 0, like code 1) in a byte holding four codes:
- * clear the high bit of every 2-bit field whose low bit is set. Keeps every code in 0..2, which the int16
- * accumulation bounds of the SIMD kernels rely on. */
-BN_INLINE uint8_t bn_i2s_fix_byte(uint8_t b) { return (uint8_t)(b & ~((b << 1) & 0xaa)); }
 
 /* The TQ1_0 base-3 digit n of a byte that was multiplied by 3^n modulo 256 (FORMATS.md §4). */
 BN_INLINE uint8_t bn_tq1_digit(uint8_t scaled) { return (uint8_t)(((uint16_t)scaled * 3) >> 8); }

@@ -217,40 +217,43 @@ BN_FN void F(tq2_planes)(const uint8_t *half, __m256i *p) {
     p[3] = _mm256_and_si256(_mm256_srli_epi16(c, 6), m3);
 }
 
-/* Base-3 digit of bytes already multiplied by 3^n (mod 256): ((x*3) >> 8) = (x >= 86) + (x >= 171). */
+/* Base-3 digit of bytes already multiplied by 3^n (mod 256): ((x*3) >> 8) = (x > 85) + (x > 170), each
+ * comparison as min(saturating x - c, 1). */
 BN_FN __m256i F(tq1_digit256)(__m256i x) {
-    const __m256i ge86 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(86)), x);
-    const __m256i ge171 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8((char)171)), x);
-    return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge86, ge171));
+    const __m256i one = _mm256_set1_epi8(1);
+    return _mm256_add_epi8(_mm256_min_epu8(_mm256_subs_epu8(x, _mm256_set1_epi8(85)), one),
+                           _mm256_min_epu8(_mm256_subs_epu8(x, _mm256_set1_epi8((char)170)), one));
 }
 BN_FN __m128i F(tq1_digit128)(__m128i x) {
-    const __m128i ge86 = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8(86)), x);
-    const __m128i ge171 = _mm_cmpeq_epi8(_mm_max_epu8(x, _mm_set1_epi8((char)171)), x);
-    return _mm_sub_epi8(_mm_setzero_si128(), _mm_add_epi8(ge86, ge171));
+    const __m128i one = _mm_set1_epi8(1);
+    return _mm_add_epi8(_mm_min_epu8(_mm_subs_epu8(x, _mm_set1_epi8(85)), one),
+                        _mm_min_epu8(_mm_subs_epu8(x, _mm_set1_epi8((char)170)), one));
 }
 BN_FN __m256i F(times3_256)(__m256i x) { return _mm256_add_epi8(_mm256_add_epi8(x, x), x); }
 BN_FN __m128i F(times3_128)(__m128i x) { return _mm_add_epi8(_mm_add_epi8(x, x), x); }
 
-/* Decode a TQ1_0 block (FORMATS.md §4) into 256 codes 0..2 in element order. */
-BN_FN void F(tq1_decode)(const uint8_t *blk, uint8_t *codes) {
+/* The eight 32-code planes of a TQ1_0 block (FORMATS.md §4), codes 0..2 in element order, built in registers
+ * (storing 16- and 4-byte pieces and reloading them as 32 bytes would stall on store forwarding). */
+BN_FN void F(tq1_planes)(const uint8_t *blk, __m256i *p) {
     __m256i x = F(load)(blk); /* qs[0..31]: digit n -> elements 32n + m */
     for (int n = 0; n < 5; n++) {
-        _mm256_store_si256((__m256i *)(codes + 32 * n), F(tq1_digit256)(x));
+        p[n] = F(tq1_digit256)(x);
         x = F(times3_256)(x);
     }
     __m128i z = _mm_loadu_si128((const __m128i *)(blk + 32)); /* qs[32..47]: digit n -> 160 + 16n + m */
+    __m128i d[5];
     for (int n = 0; n < 5; n++) {
-        _mm_store_si128((__m128i *)(codes + 160 + 16 * n), F(tq1_digit128)(z));
+        d[n] = F(tq1_digit128)(z);
         z = F(times3_128)(z);
     }
     int32_t qh;
-    BN_MEMCPY(&qh, blk + 48, 4); /* qh[0..3]: digit n -> 240 + 4n + j */
-    __m128i w = _mm_cvtsi32_si128(qh);
-    for (int n = 0; n < 4; n++) {
-        const int32_t d = _mm_cvtsi128_si32(F(tq1_digit128)(w));
-        BN_MEMCPY(codes + 240 + 4 * n, &d, 4);
-        w = F(times3_128)(w);
-    }
+    BN_MEMCPY(&qh, blk + 48, 4); /* qh[0..3]: digit n -> 240 + 4n + j, i.e. dword n holds qh * 3^n */
+    const __m128i w0 = _mm_set1_epi32(qh), w1 = F(times3_128)(w0), w2 = F(times3_128)(w1);
+    const __m128i w3 = F(times3_128)(w2);
+    const __m128i w = _mm_blend_epi32(_mm_blend_epi32(w0, w1, 0x2), _mm_blend_epi32(w2, w3, 0x8), 0xc);
+    p[5] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[0]), d[1], 1);
+    p[6] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[2]), d[3], 1);
+    p[7] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[4]), F(tq1_digit128)(w), 1);
 }
 
 /* Four int32 vectors -> their four horizontal sums, in order. */
@@ -271,7 +274,6 @@ BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
     const int64_t d_off = tq1 ? 52 : 64;
     int32_t bsum[BN_TQ_RUN][4] __attribute__((aligned(16))); /* [block][token], 0 for unused tokens */
     int32_t sums[BN_TQ_RUN];
-    uint8_t codes[BN_TQ_BLOCK] __attribute__((aligned(32)));
     for (int64_t b0 = 0; b0 < nb; b0 += BN_TQ_RUN) {
         const int64_t n = nb - b0 < BN_TQ_RUN ? nb - b0 : BN_TQ_RUN;
         const int last = b0 + n == nb;
@@ -286,20 +288,20 @@ BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
             __m128 acc = _mm_loadu_ps(lanes);
             const uint8_t *blk = data + r * row_bytes + b0 * bbytes;
             for (int64_t i = 0; i < n; i++, blk += bbytes) {
-                __m256i p[8];
-                if (tq1) {
-                    F(tq1_decode)(blk, codes);
-                    for (int l = 0; l < 8; l++) p[l] = _mm256_load_si256((const __m256i *)(codes + 32 * l));
-                } else {
-                    F(tq2_planes)(blk, p);
-                    F(tq2_planes)(blk + 32, p + 4);
+                /* half by half for TQ2_0, so that only four planes are live next to the token sums */
+                __m256i all[8], v[4];
+                if (tq1) F(tq1_planes)(blk, all);
+                for (int t = 0; t < 4; t++) v[t] = _mm256_setzero_si256();
+                for (int h = 0; h < 2; h++) {
+                    __m256i half[4];
+                    if (tq1)
+                        for (int l = 0; l < 4; l++) half[l] = all[4 * h + l];
+                    else
+                        F(tq2_planes)(blk + 32 * h, half);
+                    for (int t = 0; t < NT; t++)
+                        v[t] = F(acc_add)(v[t], F(dot4)(half, q + t * K + (b0 + i) * BN_TQ_BLOCK + 128 * h));
                 }
-                __m256i v[4];
-                for (int t = 0; t < 4; t++) {
-                    const int8_t *a = q + t * K + (b0 + i) * BN_TQ_BLOCK;
-                    v[t] = t < NT ? F(widen)(F(acc_add)(F(dot4)(p, a), F(dot4)(p + 4, a + 128)))
-                                  : _mm256_setzero_si256();
-                }
+                for (int t = 0; t < NT; t++) v[t] = F(widen)(v[t]);
                 const __m128i dots = _mm_sub_epi32(F(reduce4)(v[0], v[1], v[2], v[3]),
                                                    _mm_load_si128((const __m128i *)bsum[i]));
                 const __m128 d = _mm_cvtph_ps(_mm_set1_epi16((short)bn_load_u16(blk + d_off)));
