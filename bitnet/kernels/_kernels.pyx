@@ -100,9 +100,10 @@ cdef inline int _threads(object n_threads):
 
 
 cdef inline int64_t _chunk_rows(int64_t M, int64_t K, int nthreads, int64_t bytes_per_row_elem4):
-    """Rows per parallel task: several tasks per thread for balance, and at most ~128 KiB of weights so that a
-    task's rows stay in L2 while its token tiles pass over them."""
-    cdef int64_t by_balance = (M + 4 * nthreads - 1) // (4 * nthreads)
+    """Rows per parallel task: about eight tasks per thread, handed out dynamically so that a thread slowed by
+    another process (or a slower core) takes fewer, and at most ~128 KiB of weights so that a task's rows stay
+    in L2 while its token tiles pass over them."""
+    cdef int64_t by_balance = (M + 8 * nthreads - 1) // (8 * nthreads)
     cdef int64_t by_cache = (4 * 131072) // max(1, K * bytes_per_row_elem4)
     cdef int64_t c = min(by_balance, max(by_cache, 8))
     return max(c, 1)
@@ -135,7 +136,7 @@ def ternary_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int
     cdef const uint8_t *w = &data[0]
     cdef const int8_t *qp = &q[0, 0]
     cdef float *yp = &y[0, 0]
-    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="static"):
+    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="dynamic"):
         r0 = c * chunk
         r1 = min(r0 + chunk, M)
         if ggml_type == 36:
@@ -168,7 +169,7 @@ def float_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int64
     cdef const uint8_t *w = &data[0]
     cdef const float *xp = &x[0, 0]
     cdef float *yp = &y[0, 0]
-    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="static"):
+    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="dynamic"):
         r0 = c * chunk
         r1 = min(r0 + chunk, M)
         if ggml_type == 1:
