@@ -108,11 +108,12 @@ def _exact_dot(fmt: int, codes_value: int, qv: int, K: int) -> float:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("fmt", [bk.GGML_I2_S, bk.GGML_TQ2_0, bk.GGML_TQ1_0])
 @pytest.mark.parametrize("qv", [-128, 127])
-def test_extreme_activations_do_not_wrap(variant: str, fmt: int, qv: int) -> None:
-    """All codes at their maximum against all activations at -128 or 127, with K = 65536: every int16 partial
+@pytest.mark.parametrize("K,M", [(65536, 2), (1 << 20, 1)])
+def test_extreme_activations_do_not_wrap(variant: str, fmt: int, qv: int, K: int, M: int) -> None:
+    """All codes at their maximum against all activations at -128 or 127, up to K = 2^20: every int16 partial
     sum of such products would wrap after 64..128 elements. With scale 1, (for I2_S) sum 0 and wscale 1 the
-    output is the exact integer, representable in float32 (|dot| <= 3 * 2^23 for TQ2_0 code 3)."""
-    K, M = 65536, 2
+    output is the exact integer: |dot| <= 2^28 and every partial sum is a multiple of 2^8 * 127 or 2^8 * 128
+    below 2^28, so float32 holds each exactly."""
     cmax = 2 if fmt != bk.GGML_TQ2_0 else 3
     if fmt == bk.GGML_I2_S:
         data = pack_i2s(np.full(M * K, cmax, np.uint8), 1.0)
