@@ -32,18 +32,14 @@ MAX_TOKENS_PER_S = 1e6
 # Recorded tokens/s must agree with recorded tokens / seconds to this relative tolerance (rounding in JSON).
 RATE_TOLERANCE = 0.01
 TERNARY_KERNEL_PREFIX = {"I2_S": "i2s_", "TQ2_0": "tq2_", "TQ1_0": "tq1_"}
-# CPU features a kernel variant needs to run at all (the dispatcher, bitnet/kernels, refuses it otherwise).
-VARIANT_FEATURES = {"avx2": ("avx2", "fma", "f16c"),
-                    "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512vnni", "fma", "f16c"),
-                    "neon": ("neon",), "wasm": ("wasm_simd",)}
 
 
 def known_kernel_ids() -> frozenset[str]:
     """Every kernel id a receipt may name: '<kernel>.<variant>', e.g. 'i2s_gemv.avx2'."""
     # The compiled module's tables are the source of truth: the names the C kernels record themselves under.
-    from bitnet.kernels._kernels import KERNEL_NAMES, VARIANT_NAMES
+    from bitnet.kernels import KERNEL_NAMES, VARIANTS
 
-    return frozenset(f"{k}.{v}" for k in KERNEL_NAMES for v in VARIANT_NAMES)
+    return frozenset(f"{k}.{v}" for k in KERNEL_NAMES for v in VARIANTS)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 16 << 20) -> str:
@@ -231,6 +227,8 @@ def _check_kernels(r: Mapping[str, Any], problems: list[str]) -> None:
     unknown = [k for k in kernels if k not in known]
     if unknown:
         problems.append(f"unknown kernel id(s): {', '.join(unknown)}")
+    from bitnet.kernels import VARIANT_FEATURES
+
     features = set(r["cpu"]["features"])
     for variant in sorted({k.rsplit(".", 1)[-1] for k in kernels if k in known}):
         missing = [f for f in VARIANT_FEATURES.get(variant, ()) if f not in features]

@@ -17,6 +17,7 @@ from bitnet.errors import KernelError
 from bitnet.kernels import _kernels as _k
 
 __all__ = [
+    "KERNEL_NAMES", "VARIANT_FEATURES",
     "GGML_BF16",
     "GGML_F16",
     "GGML_F32",
@@ -51,13 +52,14 @@ GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, 8, 30
 GGML_TQ1_0, GGML_TQ2_0, GGML_I2_S = 34, 35, 36
 
 VARIANTS: tuple[str, ...] = _k.VARIANT_NAMES
+KERNEL_NAMES: tuple[str, ...] = tuple(_k.KERNEL_NAMES)
 _TERNARY = (GGML_I2_S, GGML_TQ2_0, GGML_TQ1_0)
 _FLOAT = (GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16)
 _TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16", GGML_TQ1_0: "TQ1_0",
                GGML_TQ2_0: "TQ2_0", GGML_I2_S: "I2_S"}
 
-# CPU features each variant needs at run time (dispatch.c checks the same).
-_NEEDS = {
+# CPU features each variant needs at run time (dispatch.c checks the same; receipts check them too).
+VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
     "scalar": (),
     "avx2": ("avx2", "fma", "f16c"),
     "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512vnni", "fma", "f16c"),
@@ -70,7 +72,7 @@ _WHERE = {"avx2": "x86-64", "avx512": "x86-64", "neon": "aarch64", "wasm": "WebA
 def _needs(name: str) -> tuple[str, ...]:
     if name == "neon" and _k.neon_needs_dotprod():
         return ("neon", "dotprod")
-    return _NEEDS[name]
+    return VARIANT_FEATURES[name]
 
 
 def _index(name: str) -> int:
