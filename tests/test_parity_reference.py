@@ -97,3 +97,16 @@ def test_batch_and_step_evaluation_agree_bit_for_bit(model):
     session = model.new_session()
     rows = [session.prefill(tokens[:1])[0]] + [session.step(t) for t in tokens[1:]]
     assert np.array_equal(batch, np.stack(rows))
+
+
+def test_converted_tinya_passes_the_same_parity_bar(tmp_path):
+    """Our converter's own file, from the Hugging Face checkpoint, meets the bar the reference file meets."""
+    from bitnet.convert import convert
+
+    ref, ref_logits = _reference()
+    path = convert(testdata_path("tinyA", "hf"), tmp_path / "tinyA-ours.gguf", weight_type="i2_s",
+                   embedding_type="f16", progress=False)
+    model = bitnet.load(path, n_threads=2, n_ctx=64)
+    assert model.tokenize(ref["prompt_text"]) == ref["prompt_tokens"]
+    _assert_matches(model.logits(ref["prompt_tokens"]), ref_logits)
+    assert model.generate(ref["prompt_tokens"], max_tokens=8, temperature=0).tokens == ref["step_greedy_24"][:8]
