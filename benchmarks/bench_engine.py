@@ -59,16 +59,19 @@ def write_synthetic(path: Path, seed: int = 0) -> None:
         w.add(f"{arch}.{key}", value)
     w.add(f"{arch}.rope.freq_base", 500000.0)
     w.add(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
-    # A byte-level vocabulary (256 byte tokens, the rest reserved control tokens): enough to load and decode.
+    # A byte-level vocabulary: 256 byte tokens, a few control tokens as in LLaMA-3, the rest unreachable normal
+    # tokens (no merges). Enough to load, tokenize and decode at the real vocabulary size.
     byte_chars = _byte_level_chars()
-    tokens = byte_chars + [f"<|reserved_{i}|>" for i in range(V - 256)]
+    n_special = 256
+    tokens = byte_chars + [f"tok{i}" for i in range(V - 256 - n_special)] + \
+        [f"<|reserved_special_token_{i}|>" for i in range(n_special)]
     w.add("tokenizer.ggml.model", "gpt2")
     w.add("tokenizer.ggml.pre", "llama-bpe")
     w.add("tokenizer.ggml.tokens", tokens)
-    w.add("tokenizer.ggml.token_type", [1] * 256 + [3] * (V - 256))
+    w.add("tokenizer.ggml.token_type", [1] * (V - n_special) + [3] * n_special)
     w.add("tokenizer.ggml.merges", [], elem_type=GGUFValueType.STRING)
-    w.add("tokenizer.ggml.bos_token_id", 256)
-    w.add("tokenizer.ggml.eos_token_id", 257)
+    w.add("tokenizer.ggml.bos_token_id", V - n_special)
+    w.add("tokenizer.ggml.eos_token_id", V - n_special + 1)
     w.add("tokenizer.ggml.add_bos_token", True)
 
     def f16_embedding():
@@ -117,10 +120,18 @@ def read_bandwidth_gbs(n_threads: int, size_mb: int = 1024, repeats: int = 5) ->
     return statistics.median(results)
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries the parent's peak
+    across fork+exec into it, so a child of the (large) model-writing process would report the parent's."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
+
+
 def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> dict:
     """One run in this process: load, prefill n_prompt tokens, decode n_gen tokens greedily."""
-    import resource
-
     import bitnet
 
     t0 = time.perf_counter()
@@ -136,7 +147,7 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
     for _ in range(n_gen):
         logits = session.step(int(np.argmax(logits)))
     decode_s = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = _peak_rss_mb()
     weights = sum(i.nbytes for i in model.reader.tensors.values() if i.ggml_type.name == "I2_S")
     head = model.reader.tensors["token_embd.weight"].nbytes
     from bitnet.kernels import ran_kernels
