@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from bitnet.argtypes import int_at_least
 from bitnet.engine import SamplingParams
 from bitnet.errors import BitNetError
 
@@ -30,20 +31,6 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- argument types: each rejects a bad value with a message naming what was expected --------------------------
-def int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    parse.__name__ = "integer"   # argparse names the type in some messages
-    return parse
-
-
 def float_in(low: float, high: float | None = None) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:

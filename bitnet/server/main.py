@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bitnet.argtypes import int_at_least
+
 log = logging.getLogger("bitnet.server")
 
 DEFAULT_HOST = "127.0.0.1"
@@ -20,22 +22,8 @@ DEFAULT_PORT = 8080
 API_KEY_ENV = "BITNET_API_KEY"
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
 def _port(text: str) -> int:
-    value = _int_at_least(0)(text)
+    value = int_at_least(0)(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
     return value
@@ -62,18 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", metavar="KEY", default=None,
                         help=f"require 'Authorization: Bearer KEY' on /v1/* (default: ${API_KEY_ENV} if set, "
                              "else no key); /health and /metrics stay open")
-    parser.add_argument("-c", "--ctx-size", type=_int_at_least(2), default=None, metavar="N",
+    parser.add_argument("-c", "--ctx-size", type=int_at_least(2), default=None, metavar="N",
                         help="context length of each slot in tokens (default: the model's, at most 4096)")
-    parser.add_argument("-np", "--parallel", type=_int_at_least(1), default=1, metavar="N",
+    parser.add_argument("-np", "--parallel", type=int_at_least(1), default=1, metavar="N",
                         help="sequences generated at once, each with its own KV cache of --ctx-size tokens "
                              "(memory grows with N) (default: 1)")
-    parser.add_argument("--queue-size", type=_int_at_least(0), default=16, metavar="Q",
+    parser.add_argument("--queue-size", type=int_at_least(0), default=16, metavar="Q",
                         help="requests that may wait for a busy slot; beyond them the answer is 503 (default: 16)")
-    parser.add_argument("-t", "--threads", type=_int_at_least(1), default=None, metavar="T",
+    parser.add_argument("-t", "--threads", type=int_at_least(1), default=None, metavar="T",
                         help="threads of one forward pass (default: all cores, shared out among the slots)")
     parser.add_argument("--alias", metavar="NAME", default=None,
                         help="model id reported by /v1/models and in responses (default: the file's name)")
-    parser.add_argument("--max-body-size", type=_int_at_least(1024), default=1 << 20, metavar="BYTES",
+    parser.add_argument("--max-body-size", type=int_at_least(1024), default=1 << 20, metavar="BYTES",
                         help="largest request body accepted; larger ones get 413 (default: 1048576)")
     parser.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="S",
                         help="on SIGINT/SIGTERM, how long running requests may take to finish before they are "
