@@ -186,6 +186,123 @@ BN_FN void F(i2s_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, c
     }
 }
 
+/* ---- I2_S fast path: rows on block boundaries (K % 128 == 0), RB rows x NT tokens per tile ----
+ *
+ * Planes are cut out of the raw bytes on the fly with a shift and a mask (one constant register, so the tile's
+ * accumulators stay in registers), and each activation vector loaded feeds both rows of the tile. Code 3 is
+ * never written by a converter, so the caller scans the row range once: only a range that holds one pays the
+ * three-instruction remap per block (F(i2s_fix3)); every range gives the scalar reference's integers. */
+
+/* Any code 3 in n bytes (n % 32 == 0)? A pair's two bits are both set. */
+BN_FN int F(i2s_has_code3)(const uint8_t *p, int64_t n) {
+    __m256i any = _mm256_setzero_si256();
+    for (int64_t i = 0; i < n; i += 32) {
+        const __m256i c = F(load)(p + i);
+        any = _mm256_or_si256(any, _mm256_and_si256(c, _mm256_srli_epi16(c, 1)));
+    }
+    /* bit 2k of a byte: low bit of pair k and its high bit (the shift brings bit 8 only into bit 7) */
+    return !_mm256_testz_si256(any, _mm256_set1_epi8(0x55));
+}
+
+/* Code 3 -> 1 in every pair: clear a pair's high bit where its low bit is set (3 -> 1, 1 -> 1; 0 and 2 keep). */
+BN_FN __m256i F(i2s_fix3)(__m256i c) {
+    return _mm256_andnot_si256(_mm256_and_si256(_mm256_slli_epi16(c, 1), _mm256_set1_epi8((char)0xaa)), c);
+}
+
+/* Plane l (elements 32l..32l+31 of the block): bits 7-2l..6-2l of each byte. The 16-bit shift carries bits of
+ * the neighbouring byte into bits 2..7, which the mask drops. */
+BN_FN __m256i F(i2s_plane)(__m256i c, const int l) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    return l == 3 ? _mm256_and_si256(c, m3) : _mm256_and_si256(_mm256_srli_epi16(c, 6 - 2 * l), m3);
+}
+
+#if BN_VNNI
+BN_FN __m256i F(mac)(__m256i acc, __m256i p, __m256i a) { return _mm256_dpbusd_epi32(acc, p, a); }
+#else
+/* One plane into the int16 accumulator: 16 blocks x 4 planes of pairs in [-512, 508] stay >= -32768. The
+ * empty asm keeps the sum a chain: GCC would otherwise reassociate the adds into trees whose partial products
+ * outnumber the 16 registers and spill. */
+BN_FN __m256i F(mac)(__m256i acc, __m256i p, __m256i a) {
+    acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(p, a));
+    __asm__("" : "+x"(acc));
+    return acc;
+}
+#endif
+
+/* Eight int32 vectors -> their eight horizontal sums, in order. */
+BN_FN __m256i F(reduce8)(const __m256i *v) {
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* Rows r..r+RB-1 (RB 1..2) for tokens q + t*K (NT 1..4): y[t*ldy + r + i]. K % 128 == 0. */
+BN_FN void F(i2s_fast_tile)(const uint8_t *data, int64_t K, int64_t r, const int8_t *q, const bn_qinfo *qi,
+                            float wscale, float *y, int64_t ldy, const int RB, const int NT, const int FIX) {
+    const int64_t nb = K / BN_I2S_BLOCK;
+    const uint8_t *w = data + r * (K / 4);
+    __m256i acc32[8];
+    for (int j = 0; j < 8; j++) acc32[j] = _mm256_setzero_si256();
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) { /* int16 accumulators hold 16 blocks */
+        const int64_t n = nb - b0 < 16 ? nb - b0 : 16;
+        __m256i acc[2][4];
+        for (int i = 0; i < RB; i++)
+            for (int t = 0; t < NT; t++) acc[i][t] = _mm256_setzero_si256();
+        for (int64_t b = b0; b < b0 + n; b++) {
+            __m256i c[2];
+            for (int i = 0; i < RB; i++) {
+                c[i] = F(load)(w + i * (K / 4) + b * BN_I2S_BLOCK_BYTES);
+                if (FIX) c[i] = F(i2s_fix3)(c[i]);
+            }
+            const int8_t *qb = q + b * BN_I2S_BLOCK;
+            for (int l = 0; l < 4; l++) {
+                __m256i p[2];
+                for (int i = 0; i < RB; i++) p[i] = F(i2s_plane)(c[i], l);
+                for (int t = 0; t < NT; t++) {
+                    const __m256i a = F(load)(qb + t * K + 32 * l);
+                    for (int i = 0; i < RB; i++) acc[i][t] = F(mac)(acc[i][t], p[i], a);
+                }
+            }
+        }
+        for (int i = 0; i < RB; i++)
+            for (int t = 0; t < NT; t++) acc32[4 * i + t] = _mm256_add_epi32(acc32[4 * i + t], F(widen)(acc[i][t]));
+    }
+    /* lane 4i+t: the scalar finishing steps ((float)dot - (float)sum) / s * wscale, per lane */
+    float sums[8], scales[8], out[8];
+    for (int j = 0; j < 8; j++) {
+        sums[j] = j % 4 < NT ? (float)qi[j % 4].sum : 0.0f;
+        scales[j] = j % 4 < NT ? qi[j % 4].scale : 1.0f;
+    }
+    const __m256 dots = _mm256_cvtepi32_ps(F(reduce8)(acc32));
+    const __m256 v = _mm256_div_ps(_mm256_sub_ps(dots, _mm256_loadu_ps(sums)), _mm256_loadu_ps(scales));
+    _mm256_storeu_ps(out, _mm256_mul_ps(v, _mm256_set1_ps(wscale)));
+    for (int i = 0; i < RB; i++)
+        for (int t = 0; t < NT; t++) y[t * ldy + r + i] = out[4 * i + t];
+}
+
+/* Rows [r0, r1) for NT tokens, two rows at a time. */
+BN_FN void F(i2s_fast_rows)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
+                            const bn_qinfo *qi, float wscale, float *y, int64_t ldy, const int NT, const int FIX) {
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) F(i2s_fast_tile)(data, K, r, q, qi, wscale, y, ldy, 2, NT, FIX);
+    if (r < r1) F(i2s_fast_tile)(data, K, r, q, qi, wscale, y, ldy, 1, NT, FIX);
+}
+
+/* All tokens in groups of four; FIX is a constant wherever this is inlined. */
+BN_FN void F(i2s_fast_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
+                            const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy, const int FIX) {
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4) F(i2s_fast_rows)(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 4, FIX);
+    const int8_t *qt = q + t * K;
+    float *yt = y + t * ldy;
+    switch (T - t) {
+    case 3: F(i2s_fast_rows)(data, K, r0, r1, qt, qi + t, wscale, yt, ldy, 3, FIX); break;
+    case 2: F(i2s_fast_rows)(data, K, r0, r1, qt, qi + t, wscale, yt, ldy, 2, FIX); break;
+    case 1: F(i2s_fast_rows)(data, K, r0, r1, qt, qi + t, wscale, yt, ldy, 1, FIX); break;
+    default: break;
+    }
+}
+
 BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, float wscale, float *y) {
     BN_MARK(BN_VARIANT, BN_K_I2S_GEMV);
@@ -195,6 +312,14 @@ BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
 BN_API void F(i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
     BN_MARK(BN_VARIANT, BN_K_I2S_GEMM);
+    if (K % BN_I2S_BLOCK == 0) {
+        if (r1 <= r0) return;
+        if (F(i2s_has_code3)(data + r0 * (K / 4), (r1 - r0) * (K / 4)))
+            F(i2s_fast_gemm)(data, K, r0, r1, q, qi, T, wscale, y, ldy, 1);
+        else
+            F(i2s_fast_gemm)(data, K, r0, r1, q, qi, T, wscale, y, ldy, 0);
+        return;
+    }
     int64_t t = 0;
     for (; t + 4 <= T; t += 4) F(i2s_tile)(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 4);
     switch (T - t) {
