@@ -34,7 +34,7 @@ cdef enum:
     UBATCH = 256
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
     # it saves, and on a busy machine a descheduled team member stalls the whole op.
-    PARALLEL_MIN_WORK = 1 << 20
+    PARALLEL_MIN_WORK = 1 << 22
     # Rows per cache block in multi-token matmuls (32 rows of 6912 ternary weights = 55 KB, L2-resident).
     GEMM_ROW_BLOCK = 32
 
@@ -312,21 +312,32 @@ cdef inline void _rows_block(const bn_kernels *kt, const Mat *w, const float *x,
         kt.f32_gemm(w.data, w.K, r0, r1, x, T, y, w.M)
 
 
-cdef void _matmul(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
-                  int64_t T, float *y, int nt) noexcept nogil:
-    """y[T, M] = W x for every token, output rows split across `nt` OpenMP threads in contiguous slices
-    (contiguous slices stream the weights sequentially, which is what a bandwidth-bound GEMV wants)."""
-    if w.M * w.K * T < PARALLEL_MIN_WORK:
-        nt = 1
-    cdef int64_t step = (w.M + nt - 1) // nt
-    step = (step + 15) & ~(<int64_t>15)
-    cdef int64_t nchunks = (w.M + step - 1) // step
-    cdef int64_t c
-    if nchunks <= 1:
-        _rows(kt, w, x, q, qi, T, y, 0, w.M)
+cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const float *x, const int8_t *q,
+                  const bn_qinfo *qi, int64_t T, int nt) noexcept nogil:
+    """ys[i][T, M_i] = W_i x for `n` matrices reading the same input, in ONE parallel region: thread c computes
+    the c-th contiguous slice of rows of every matrix (contiguous slices stream the weights sequentially, which is
+    what a bandwidth-bound GEMV wants; one region per group saves the team's wake-ups between the matrices)."""
+    cdef int64_t work = 0, step, c
+    cdef int i
+    for i in range(n):
+        work += ws[i].M * ws[i].K * T
+    if work < PARALLEL_MIN_WORK or nt == 1:
+        for i in range(n):
+            _rows(kt, ws[i], x, q, qi, T, ys[i], 0, ws[i].M)
         return
-    for c in prange(nchunks, num_threads=nt, schedule='static'):
-        _rows(kt, w, x, q, qi, T, y, c * step, min(w.M, (c + 1) * step))
+    for c in prange(nt, num_threads=nt, schedule='static'):
+        for i in range(n):
+            step = (((ws[i].M + nt - 1) // nt) + 15) & ~(<int64_t>15)
+            _rows(kt, ws[i], x, q, qi, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
+
+
+cdef inline void _matmul1(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
+                          int64_t T, float *y, int nt) noexcept nogil:
+    cdef const Mat *ws[1]
+    cdef float *ys[1]
+    ws[0] = w
+    ys[0] = y
+    _matmul(kt, ws, ys, 1, x, q, qi, T, nt)
 
 
 cdef inline bint _is_ternary(int g) noexcept nogil:
@@ -376,6 +387,8 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     cdef uint16_t *vc
     cdef const float *src
     cdef int tid, att_threads
+    cdef const Mat *qkv_w[3]      # matrices sharing one input run in one parallel region
+    cdef float *qkv_y[3]
 
     for t in range(T):
         bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, toks[t], s.x + t * E)
@@ -388,9 +401,13 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         # ---- attention
         _norm_rows(s.x, L.attn_norm, T, E, d.eps, s.xn, nt)
         _prepare(kt, &L.wq, s.xn, T, s, nt)        # q, k and v share one quantized input
-        _matmul(kt, &L.wq, s.xn, s.xq, s.qi, T, s.q, nt)
-        _matmul(kt, &L.wk, s.xn, s.xq, s.qi, T, s.k, nt)
-        _matmul(kt, &L.wv, s.xn, s.xq, s.qi, T, s.v, nt)
+        qkv_w[0] = &L.wq
+        qkv_w[1] = &L.wk
+        qkv_w[2] = &L.wv
+        qkv_y[0] = s.q
+        qkv_y[1] = s.k
+        qkv_y[2] = s.v
+        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, T, nt)
         for t in range(T):
             bn_rope(s.q + t * QD, d.n_head, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
             bn_rope(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
@@ -411,15 +428,18 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)
             src = s.xn
         _prepare(kt, &L.wo, src, T, s, nt)
-        _matmul(kt, &L.wo, src, s.xq, s.qi, T, s.tmp, nt)
+        _matmul1(kt, &L.wo, src, s.xq, s.qi, T, s.tmp, nt)
         for i in range(T * E):
             s.x[i] += s.tmp[i]
 
         # ---- feed-forward
         _norm_rows(s.x, L.ffn_norm, T, E, d.eps, s.xn, nt)
         _prepare(kt, &L.gate, s.xn, T, s, nt)
-        _matmul(kt, &L.gate, s.xn, s.xq, s.qi, T, s.gate, nt)
-        _matmul(kt, &L.up, s.xn, s.xq, s.qi, T, s.up, nt)
+        qkv_w[0] = &L.gate
+        qkv_w[1] = &L.up
+        qkv_y[0] = s.gate
+        qkv_y[1] = s.up
+        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, T, nt)
         for t in range(T):
             if d.ffn_silu:
                 bn_silu_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
@@ -430,7 +450,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.gate, L.ffn_sub_norm, T, F, d.eps, s.up, nt)
             src = s.up
         _prepare(kt, &L.down, src, T, s, nt)
-        _matmul(kt, &L.down, src, s.xq, s.qi, T, s.tmp, nt)
+        _matmul1(kt, &L.down, src, s.xq, s.qi, T, s.tmp, nt)
         for i in range(T * E):
             s.x[i] += s.tmp[i]
 
@@ -439,4 +459,4 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     cdef int64_t first = 0 if all_logits else T - 1
     cdef int64_t n_out = T - first
     _norm_rows(s.x + first * E, m.output_norm, n_out, E, d.eps, s.xn, nt)
-    _matmul(kt, &m.output, s.xn, NULL, NULL, n_out, logits, nt)
+    _matmul1(kt, &m.output, s.xn, NULL, NULL, n_out, logits, nt)
