@@ -247,10 +247,25 @@ def test_saved_weights_reproduce_the_qat_forward(toy):
     ids = tok.encode("The old judge never read the new law.\n%\n").ids
     with torch.no_grad():
         ours = model(torch.tensor([ids]))[0].numpy()
-    ref = _np_forward(load_file(str(out / "model.safetensors")), cfg, ids)
-    cos = (ours * ref).sum(-1) / (np.linalg.norm(ours, axis=-1) * np.linalg.norm(ref, axis=-1))
-    assert cos.min() > 0.9999
+    saved = load_file(str(out / "model.safetensors"))
+    ref = _np_forward(saved, cfg, ids)
+    assert _cos(ours, ref).min() > 0.9999
     assert np.array_equal(ours.argmax(-1), ref.argmax(-1))
+
+    # After a few steps the tied embedding dominates the logits and hides the blocks; scaling every ternary
+    # weight up (codes unchanged, per-tensor scale × 50) makes the blocks dominate, so a wrong RoPE pairing or
+    # a missing activation quantizer would show here.
+    loud = {k: v * 50 if k.endswith("proj.weight") else v for k, v in saved.items()}
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in loud.items()})
+    with torch.no_grad():
+        ours = model(torch.tensor([ids]))[0].numpy()
+    ref = _np_forward(loud, cfg, ids)
+    assert _cos(ours, ref).min() > 0.9999
+    assert np.array_equal(ours.argmax(-1), ref.argmax(-1))
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 def test_reloaded_checkpoint_reproduces_the_logged_perplexity(toy):
@@ -285,3 +300,29 @@ def test_transformers_bitnet_loads_the_checkpoint_and_agrees(toy):
         ours = model(torch.tensor([ids]))[0]
     assert torch.nn.functional.cosine_similarity(theirs, ours, dim=-1).min() > 0.9999
     assert torch.equal(theirs.argmax(-1), ours.argmax(-1))
+
+
+def test_reevaluate_reproduces_eval_json(toy, tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(toy["out"], ckpt)
+    heldout = tmp_path / "heldout.txt"
+    _, docs = corpus.split_train_heldout(corpus.read_documents(toy["base"] / "fortunes"))
+    heldout.write_text(corpus.join_documents(docs), encoding="utf-8")
+    again = train_tiny.reevaluate(ckpt, heldout)
+    assert math.isclose(again["heldout_perplexity"]["ppl"], toy["result"]["heldout_perplexity"]["ppl"],
+                        rel_tol=1e-9)
+    assert again["samples"] == toy["result"]["samples"]
+    assert json.loads((ckpt / "eval.json").read_text()) == again
+
+
+def test_shipped_heldout_slice_is_the_regenerated_one():
+    """bitnet/data/heldout.txt is exactly what tools/corpus.py extracts from the installed fortunes package."""
+    if not corpus.FORTUNE_DIR.is_dir():
+        pytest.skip(f"{corpus.FORTUNE_DIR} is absent (apt-get install fortunes)")
+    shipped = TOOLS.parent / "bitnet" / "data" / "heldout.txt"
+    text = shipped.read_text(encoding="utf-8")
+    assert len(text.encode("utf-8")) <= 100_000
+    _, heldout = corpus.split_train_heldout(corpus.read_documents())
+    assert text == corpus.join_documents(heldout)

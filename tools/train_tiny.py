@@ -11,7 +11,8 @@ the way llama.cpp's perplexity tool does it, and samples) to ``--out`` (default 
 
 Reproduce the shipped model with::
 
-    python tools/train_tiny.py            # ~30 min on 2 CPU threads; log in tools/out/train.log
+    python tools/train_tiny.py    # 600 steps, ~30 min on one idle CPU core; progress is logged to stderr
+    python tools/train_tiny.py --reevaluate    # recompute eval.json (perplexity, samples) of tools/out/tiny-hf
 """
 from __future__ import annotations
 
@@ -358,7 +359,36 @@ def load_checkpoint(out_dir: Path) -> tuple[TinyBitNet, object]:
 
 # --- Training --------------------------------------------------------------------------------------------------
 
-SAMPLE_PROMPTS = ("The ", "A man ", "Love is")
+# No trailing spaces: the split regex makes a trailing space its own token, one the model rarely saw mid-text.
+SAMPLE_PROMPTS = ("The", "A man", "Love is")
+
+
+def draw_samples(model: TinyBitNet, tok, seed: int, n_samples: int = 3, max_new_tokens: int = 60) -> list[dict]:
+    """The first sample is greedy, the others top-k 40 at temperature 0.8 with seeds ``seed + i``."""
+    samples = []
+    for i, prompt in enumerate(SAMPLE_PROMPTS[:n_samples]):
+        temperature = 0.0 if i == 0 else 0.8
+        text = generate(model, tok, prompt, max_new_tokens, temperature, top_k=40, seed=seed + i)
+        samples.append({"prompt": prompt, "temperature": temperature, "top_k": 40 if temperature else None,
+                        "seed": seed + i, "max_new_tokens": max_new_tokens, "text": text})
+        log.info("sample %d (%s): %r", i, "greedy" if temperature == 0 else f"T={temperature}", text)
+    return samples
+
+
+def reevaluate(out_dir: Path, heldout_path: Path) -> dict:
+    """Recompute the held-out perplexity and the samples of a saved checkpoint and update its eval.json."""
+    model, tok = load_checkpoint(out_dir)
+    eval_path = out_dir / "eval.json"
+    result = json.loads(eval_path.read_text(encoding="utf-8"))
+    torch.set_num_threads(result["train_config"]["threads"])
+    ppl = llama_cpp_perplexity(model, tok, heldout_path.read_text(encoding="utf-8"),
+                               result["heldout_perplexity"]["n_ctx"])
+    log.info("held-out perplexity: %.4f +/- %.4f", ppl["ppl"], ppl["ppl_err"])
+    result["heldout_perplexity"] = ppl
+    result["samples"] = draw_samples(model, tok, result["train_config"]["seed"], len(result["samples"]),
+                                     result["samples"][0]["max_new_tokens"])
+    eval_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 def train(mc: ModelConfig, tc: TrainConfig, out_dir: Path, documents: Sequence[corpus.Document] | None = None,
@@ -419,14 +449,7 @@ def train(mc: ModelConfig, tc: TrainConfig, out_dir: Path, documents: Sequence[c
     ppl = llama_cpp_perplexity(model, tok, heldout_text, tc.eval_ctx)
     log.info("held-out perplexity (ternary, llama.cpp method, n_ctx %d, %d chunks): %.4f +/- %.4f",
              ppl["n_ctx"], ppl["chunks"], ppl["ppl"], ppl["ppl_err"])
-    samples = []
-    for i, prompt in enumerate(SAMPLE_PROMPTS[:n_samples]):
-        temperature = 0.0 if i == 0 else 0.8
-        text = generate(model, tok, prompt, sample_tokens, temperature, top_k=40, seed=tc.seed + i)
-        samples.append({"prompt": prompt, "temperature": temperature, "top_k": 40 if temperature else None,
-                        "seed": tc.seed + i, "max_new_tokens": sample_tokens, "text": text})
-        log.info("sample %d (%s): %r", i, "greedy" if temperature == 0 else f"T={temperature}", text)
-
+    samples = draw_samples(model, tok, tc.seed, n_samples, sample_tokens)
     save_checkpoint(model, tok, out_dir)
     result = {
         "heldout_perplexity": ppl,
@@ -458,8 +481,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=tc.lr)
     parser.add_argument("--seed", type=int, default=tc.seed)
     parser.add_argument("--threads", type=int, default=tc.threads)
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="only recompute perplexity and samples of the checkpoint in --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.reevaluate:
+        reevaluate(args.out, ROOT / "bitnet" / "data" / "heldout.txt")
+        return
     mc.num_hidden_layers = args.layers
     tc.steps, tc.batch_size, tc.lr, tc.seed, tc.threads = args.steps, args.batch_size, args.lr, args.seed, args.threads
     tc.warmup_steps = min(tc.warmup_steps, max(1, tc.steps // 10))
