@@ -257,6 +257,19 @@ def read_prompt(prompt: str | None, prompt_file: Path | None, stdin: IO[str] | N
     return stdin.read()
 
 
+def write_stream(stream, out: IO[str]) -> bool:
+    """Write a generation's pieces as they come; Ctrl-C stops the generation (not the program).
+    Returns True when it was interrupted."""
+    try:
+        for piece in stream:
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        stream.close()
+        return True
+    return False
+
+
 def write_json(data: Any, out: IO[str] | None = None) -> None:
     import json
 

@@ -84,14 +84,8 @@ class Conversation:
         kwargs = dict(self.kwargs)
         kwargs["stop"] = list(kwargs["stop"]) + list(prompt.stop_texts)
         stream = self.model.stream(ids, session=self.session, **kwargs)
-        interrupted = False
         try:
-            for piece in stream:
-                out.write(piece)
-                out.flush()
-        except KeyboardInterrupt:
-            stream.close()
-            interrupted = True
+            interrupted = _common.write_stream(stream, out)
         except ContextOverflowError as e:
             self.messages.pop()
             print(f"error: {e} (/reset starts a new conversation)", file=sys.stderr)

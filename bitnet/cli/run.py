@@ -93,15 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     kernels.reset_ran()
     stream = start_stream(model, prompt, args.prompt_template, args.system_prompt, kwargs)
-    interrupted = False
     out = sys.stdout
-    try:
-        for piece in stream:
-            out.write(piece)
-            out.flush()
-    except KeyboardInterrupt:
-        stream.close()
-        interrupted = True
+    interrupted = _common.write_stream(stream, out)
     ran = kernels.ran_kernels()
     if stream.text and not stream.text.endswith("\n"):
         out.write("\n")
