@@ -437,4 +437,5 @@ def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_
     return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path)
 
 
-__all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load"]
+__all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Session", "Timings",
+           "default_model_path", "load"]

@@ -20,7 +20,8 @@ CONVERTER_TEMPLATE = ("{% for message in messages %}{% if loop.first %}{{ bos_to
                       " + eos_token }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
                       "{% endif %}{% endfor %}")
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+          "'<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 LLAMA3_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + "
                    "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{% endfor %}")
 # Roles capitalised, content stripped, <|eot_id|> after each: the layout of the 2B4T tokenizer_config template.

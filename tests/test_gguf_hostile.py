@@ -161,7 +161,8 @@ CASES = [
     ("misaligned", build(tensors=[tinfo("a", (8,), 0, 4)]), "data offset 4 is not a multiple of the alignment 32"),
     ("overlap", build(tensors=[tinfo("a", (16,), 0, 0), tinfo("b", (8,), 0, 32)]),
      r"tensor 'b': data starting at \d+ overlaps tensor 'a'"),
-    ("TQ2_0 row", build(tensors=[tinfo("a", (100, 1), GGMLType.TQ2_0, 0)]), r"TQ2_0 rows \(ne0\) must be a multiple of 256"),
+    ("TQ2_0 row", build(tensors=[tinfo("a", (100, 1), GGMLType.TQ2_0, 0)]),
+     r"TQ2_0 rows \(ne0\) must be a multiple of 256"),
     ("Q8_0 row", build(tensors=[tinfo("a", (48,), GGMLType.Q8_0, 0)]), r"'a': Q8_0 rows .* got ne0=48"),
     ("I2_S count", build(tensors=[tinfo("a", (96,), GGMLType.I2_S, 0)]), "I2_S needs an element count .* 128"),
 ]
