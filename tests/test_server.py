@@ -29,6 +29,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 START_TIMEOUT_S = 60
 LONG_PROMPT = "The long story begins"
 LONG_MAX_TOKENS = 3000
+# Server and reference share this context: long enough that a "long" request takes a good fraction of a second
+# even with a small, fast model (the embedded model was trained at 256 positions; more is fine for these tests).
+CTX = 2048
 SAMPLING = {"temperature": 0.7, "top_p": 0.9, "top_k": 30, "min_p": 0.02, "repeat_penalty": 1.1}
 
 
@@ -42,7 +45,8 @@ class ServerProcess:
         with open(log_path, "w") as log:   # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bitnet.server", "--model", str(model_path), "--port", "0", "--threads",
-                 "1", *args], cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                 "1", "--ctx-size", str(CTX), *args],
+                cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             match = re.search(r"on http://127\.0\.0\.1:(\d+) ", self.log())
@@ -96,7 +100,7 @@ def model_path(small_model_path) -> Path:
 @pytest.fixture(scope="module")
 def ref(model_path):
     """The in-process model the server's answers are compared with (same file, same thread count)."""
-    model = bitnet.load(model_path, n_threads=1)
+    model = bitnet.load(model_path, n_threads=1, n_ctx=CTX)
     yield model
     model.close()
 
@@ -444,7 +448,7 @@ def test_dropped_stream_stops_generation_and_frees_its_slot(server, long_request
 def test_dropped_non_streaming_request_stops_generation(server, long_request):
     body = long_request[0]
     before = server.metric("bitnet_completion_tokens_total")
-    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(60, read=0.2)) as http, \
+    with httpx.Client(base_url=server.url, timeout=httpx.Timeout(60, read=0.1)) as http, \
             pytest.raises(httpx.ReadTimeout):
         http.post("/v1/completions", json=body, headers=AUTH)
     health = server.wait_health(lambda h: h["slots_idle"] == h["slots_total"], timeout=5)
