@@ -303,10 +303,65 @@ BN_FN void F(i2s_fast_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t 
     }
 }
 
+/* Four int32 vectors -> their four horizontal sums, in order. */
+BN_FN __m128i F(reduce4)(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+/* ---- I2_S gemv (one token), rows on block boundaries (K % 128 == 0) ----
+ *
+ * Decode reads each weight once, so the remap of code 3 stays inline: the pshufb planes of F(i2s_planes) do it
+ * at no extra cost. RB rows share each block's four activation loads and one vector finish (a row alone pays
+ * a horizontal sum and a division), and their RB independent accumulator chains run side by side. Prefetch
+ * addresses past the matrix (last tiles) are harmless: prefetches never fault. */
+BN_FN void F(i2s_gemv_tile)(const uint8_t *data, int64_t K, int64_t r, const int8_t *q, const bn_qinfo *qi,
+                            float wscale, float *y, const int RB) {
+    const int64_t nb = K / BN_I2S_BLOCK, rb = K / 4;
+    const uint8_t *w = data + r * rb;
+    __m256i acc32[4];
+    for (int i = 0; i < 4; i++) acc32[i] = _mm256_setzero_si256();
+    for (int64_t b0 = 0; b0 < nb; b0 += 16) { /* int16 accumulators hold 16 blocks */
+        const int64_t n = nb - b0 < 16 ? nb - b0 : 16;
+        __m256i acc[4];
+        for (int i = 0; i < RB; i++) acc[i] = _mm256_setzero_si256();
+        for (int64_t b = b0; b < b0 + n; b++) {
+            const int8_t *qb = q + b * BN_I2S_BLOCK;
+            /* the tile reads RB short strided streams, which the hardware prefetcher does not follow: fetch
+             * the bytes two tiles ahead (RB * rb bytes per tile, 128 per block step), linearly */
+            _mm_prefetch((const char *)(w + 2 * RB * rb + b * 128), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 2 * RB * rb + b * 128 + 64), _MM_HINT_T0);
+            for (int i = 0; i < RB; i++) {
+                __m256i p[4];
+                F(i2s_planes)(w + i * rb + b * BN_I2S_BLOCK_BYTES, p);
+                acc[i] = F(acc_add)(acc[i], F(dot4)(p, qb));
+            }
+        }
+        for (int i = 0; i < RB; i++) acc32[i] = _mm256_add_epi32(acc32[i], F(widen)(acc[i]));
+    }
+    /* lane i: the scalar finishing steps ((float)dot - (float)sum) / s * wscale */
+    const __m128 dots = _mm_cvtepi32_ps(F(reduce4)(acc32[0], acc32[1], acc32[2], acc32[3]));
+    const __m128 v = _mm_div_ps(_mm_sub_ps(dots, _mm_set1_ps((float)qi->sum)), _mm_set1_ps(qi->scale));
+    float out[4];
+    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(wscale)));
+    for (int i = 0; i < RB; i++) y[r + i] = out[i];
+}
+
 BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, float wscale, float *y) {
     BN_MARK(BN_VARIANT, BN_K_I2S_GEMV);
-    F(i2s_tile)(data, K, r0, r1, q, qi, wscale, y, 0, 1);
+    if (K % BN_I2S_BLOCK != 0) { /* rows start inside blocks */
+        F(i2s_tile)(data, K, r0, r1, q, qi, wscale, y, 0, 1);
+        return;
+    }
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) F(i2s_gemv_tile)(data, K, r, q, qi, wscale, y, 4);
+    switch (r1 - r) {
+    case 3: F(i2s_gemv_tile)(data, K, r, q, qi, wscale, y, 3); break;
+    case 2: F(i2s_gemv_tile)(data, K, r, q, qi, wscale, y, 2); break;
+    case 1: F(i2s_gemv_tile)(data, K, r, q, qi, wscale, y, 1); break;
+    default: break;
+    }
 }
 
 BN_API void F(i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
@@ -379,12 +434,6 @@ BN_FN void F(tq1_planes)(const uint8_t *blk, __m256i *p) {
     p[5] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[0]), d[1], 1);
     p[6] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[2]), d[3], 1);
     p[7] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[4]), F(tq1_digit128)(w), 1);
-}
-
-/* Four int32 vectors -> their four horizontal sums, in order. */
-BN_FN __m128i F(reduce4)(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
-    const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-    return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
 }
 
 /* Rows [r0, r1) of a TQ matrix for NT (1..4) tokens, one token per lane of a 4-float accumulator. The row is
