@@ -35,10 +35,15 @@ kernel_sources = [
 ]
 
 
+# Headers the C sources include: listed so that editing one rebuilds the extensions that use it.
+kernel_headers = [f"{KERNEL_DIR}/src/{name}" for name in sorted(os.listdir(f"{KERNEL_DIR}/src")) if name.endswith(".h")]
+
+
 def ext(name: str, pyx: str, sources: list[str] = ()) -> Extension:
     return Extension(
         name,
         [pyx, *sources],
+        depends=kernel_headers if sources else [],
         include_dirs=[np.get_include(), f"{KERNEL_DIR}/src"],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
