@@ -329,3 +329,12 @@ def test_bad_arguments_give_clear_errors() -> None:
         bk.ternary_matmul(np.zeros(64, np.uint8), bk.GGML_F16, 128, 1, x)
     with pytest.raises(KernelError, match="valid variants"):
         bk.quantize_act(x, variant="sse9")
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_stream_read_reads_every_word_once(n_threads):
+    """The benchmark's bandwidth probe must really read everything (its sum proves it), whatever the split."""
+    from bitnet.kernels import _kernels
+
+    data = np.arange(1, 100_003, dtype=np.uint64)
+    assert _kernels.stream_read(data, n_threads) == int(data.sum())

@@ -5,7 +5,7 @@ Argument checking lives in bitnet/kernels/__init__.py; the functions here trust 
 dtypes, contiguity) and only release the GIL and split output rows across OpenMP threads.
 """
 from cython.parallel cimport prange
-from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -244,3 +244,25 @@ def dequant_row(int ggml_type, const uint8_t[::1] data, int64_t K, int64_t row, 
     with nogil:
         rc = bn_dequant_row(ggml_type, &data[0], K, row, &out[0])
     return rc
+
+
+def stream_read(const uint64_t[::1] data, int n_threads) -> int:
+    """Read every word of `data` once and return their sum (so the reads cannot be optimised away): contiguous
+    slices over `n_threads` OpenMP threads, each read as 8 interleaved sequential streams as the matmul kernels
+    read 8 weight rows at once (more requests in flight than one stream). Benchmarks time it to measure the
+    machine's read bandwidth, the ceiling of batch-1 decoding."""
+    cdef int64_t n = data.shape[0], c, j, lo, L, s
+    cdef int64_t step = (n + n_threads - 1) // n_threads
+    cdef uint64_t total = 0, part
+    for c in prange(n_threads, nogil=True, num_threads=n_threads, schedule="static"):
+        lo = c * step
+        L = (min(n, lo + step) - lo) // 8
+        part = 0
+        for j in range(L):
+            part = part + (data[lo + j] + data[lo + L + j] + data[lo + 2 * L + j] + data[lo + 3 * L + j]
+                           + data[lo + 4 * L + j] + data[lo + 5 * L + j] + data[lo + 6 * L + j]
+                           + data[lo + 7 * L + j])
+        for s in range(lo + 8 * L, min(n, lo + step)):   # the slice's last few words
+            part = part + data[s]
+        total += part
+    return total
