@@ -1,9 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The transformer forward pass, entirely in compiled code with the GIL released.
 
-One function serves every supported architecture; the differences are data (ArchFlags): the FFN activation
-(relu² for BitNet b1.58, SiLU for 1bitLLM / llama), whether sub-norms exist, the RoPE style, and whether the LM
-head is the tied token embedding. Each op is a loop over tokens or an OpenMP-parallel matmul over output rows;
+One function serves every supported architecture; the differences are data (the `Dims` flags and which tensors
+are bound, from bitnet.models.common.ArchSpec): the FFN activation (relu² for BitNet b1.58, SiLU for 1bitLLM /
+llama), whether sub-norms exist, the RoPE style, and whether the LM head is the tied token embedding. Each op is a loop over tokens or an OpenMP-parallel matmul over output rows;
 there is no Python call inside a forward.
 
 Every output row and every attention head is computed by a single thread in a fixed order, so results do not
