@@ -48,6 +48,12 @@ class ChatPrompt:
     format: str = "raw"
     add_bos: bool | None = None
 
+    def stops(self, extra: str | Sequence[str] | None = None) -> list[str]:
+        """The caller's stop sequences (one string, several, or None) followed by this format's end-of-turn texts:
+        what every chat surface (API, CLI, server) generates with."""
+        extra = [extra] if isinstance(extra, str) else list(extra or [])
+        return extra + list(self.stop_texts)
+
 
 def validate_messages(messages: Any) -> list[dict[str, str]]:
     """Check a conversation and return it as plain {role, content} dicts.

@@ -370,9 +370,7 @@ class Model:
                     session: Session | None = None, **kwargs) -> CompletionStream:
         """Stream the assistant's reply to `messages` (chat template rules: bitnet.chat / Model.render_chat)."""
         ids, prompt = self.chat_ids(messages, mode=mode, system_prompt=system_prompt)
-        stop = kwargs.pop("stop", None)
-        stop = [stop] if isinstance(stop, str) else list(stop or [])
-        params = SamplingParams.make(stop=stop + list(prompt.stop_texts), **kwargs)
+        params = SamplingParams.make(stop=prompt.stops(kwargs.pop("stop", None)), **kwargs)
         return CompletionStream(session or self._session, ids, params, self.load_s)
 
     def chat(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,

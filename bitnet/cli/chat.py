@@ -82,7 +82,7 @@ class Conversation:
         self.messages.append({"role": "user", "content": text})
         ids, prompt = self.prompt_ids()
         kwargs = dict(self.kwargs)
-        kwargs["stop"] = list(kwargs["stop"]) + list(prompt.stop_texts)
+        kwargs["stop"] = prompt.stops(kwargs["stop"])
         stream = self.model.stream(ids, session=self.session, **kwargs)
         try:
             interrupted = _common.write_stream(stream, out)

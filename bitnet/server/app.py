@@ -121,7 +121,7 @@ def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
         raise APIError(400, f"The messages cannot be turned into a prompt: {exc}", param="messages") from None
     _check_fits(model, len(ids), "messages")
     max_tokens = req.max_tokens if req.max_tokens is not None else req.max_completion_tokens
-    return Prepared(ids, req.stop_list + list(prompt.stop_texts),
+    return Prepared(ids, prompt.stops(req.stop_list),
                     sampling_kwargs(req, max_tokens if max_tokens is not None else model.n_ctx))
 
 
