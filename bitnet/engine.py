@@ -382,14 +382,17 @@ class Model:
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """Float32 logits [n, vocab] for every position of `token_ids`, evaluated from position 0 in a scratch
         context (generation state is left untouched)."""
+        from bitnet.models._forward import Context
+
         ids = self._prompt_ids(token_ids)
         if not ids:
             raise ValueError("logits() needs at least one token")
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(f"{len(ids)} tokens do not fit in the context of {self.n_ctx} tokens")
-        from bitnet.models._forward import Context
+        return self._all_logits(ids, Context(self._transformer, len(ids)))
 
-        ctx = Context(self._transformer, len(ids))
+    def _all_logits(self, ids: list[int], ctx) -> np.ndarray:
+        """Logits at every position of `ids`, evaluated from position 0 in `ctx` (a scratch Context)."""
         out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
         self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), 0, out, True, self.n_threads)
         return out
@@ -407,13 +410,16 @@ class Model:
             raise ValueError(f"the text has {len(tokens)} tokens: at least {n_ctx} are needed for one chunk")
         add_bos = self.tokenizer.add_bos and self.tokenizer.bos_id is not None
         first = n_ctx // 2
+        from bitnet.models._forward import Context
+
+        scratch = Context(self._transformer, n_ctx)   # one KV cache for every chunk: each starts at position 0
         nll = nll2 = 0.0
         count = 0
         for c in range(n_chunks):
             chunk = tokens[c * n_ctx:(c + 1) * n_ctx]
             if add_bos:
                 chunk[0] = self.tokenizer.bos_id
-            logits = self.logits(chunk).astype(np.float64)
+            logits = self._all_logits(chunk, scratch).astype(np.float64)
             rows = logits[first:n_ctx - 1]
             targets = np.asarray(tokens[c * n_ctx + first + 1:(c + 1) * n_ctx])
             peak = rows.max(axis=1)
