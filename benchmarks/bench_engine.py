@@ -40,6 +40,7 @@ def _random_i2s(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
 
 def write_synthetic(path: Path, seed: int = 0) -> None:
     from bitnet.gguf import GGMLType, GGUFValueType, GGUFWriter
+    from bitnet.tokenizer import byte_level_tokens
 
     s = SHAPE
     E, F, V, L = s["n_embd"], s["n_ff"], s["n_vocab"], s["n_layer"]
@@ -61,7 +62,7 @@ def write_synthetic(path: Path, seed: int = 0) -> None:
     w.add(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
     # A byte-level vocabulary: 256 byte tokens, a few control tokens as in LLaMA-3, the rest unreachable normal
     # tokens (no merges). Enough to load, tokenize and decode at the real vocabulary size.
-    byte_chars = _byte_level_chars()
+    byte_chars = byte_level_tokens()
     n_special = 256
     tokens = byte_chars + [f"tok{i}" for i in range(V - 256 - n_special)] + \
         [f"<|reserved_special_token_{i}|>" for i in range(n_special)]
@@ -89,19 +90,6 @@ def write_synthetic(path: Path, seed: int = 0) -> None:
             w.add_tensor(b + name + ".weight", (n,), GGMLType.F32, np.ones(n, dtype=np.float32))
     w.write()
     os.replace(tmp, path)
-
-
-def _byte_level_chars() -> list[str]:
-    """GPT-2's byte → printable character mapping (byte-level BPE token texts for the 256 bytes)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return [chars[b] for b in range(256)]
 
 
 def read_bandwidth_gbs(n_threads: int, size_mb: int = 512, repeats: int = 5) -> float:

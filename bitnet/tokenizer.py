@@ -99,6 +99,13 @@ def _byte_level_table() -> dict[int, int]:
 
 
 _BYTE_LEVEL = _byte_level_table()
+
+
+def byte_level_tokens() -> list[str]:
+    """The texts of the 256 single-byte tokens of a byte-level BPE vocabulary, in byte order."""
+    chars = {b: chr(cp) for cp, b in _BYTE_LEVEL.items()}
+    return [chars[b] for b in range(256)]
+
 # str.translate table: byte-level characters -> the Latin-1 character of their byte, so that
 # `.encode("latin-1")` yields the bytes. Latin-1 characters that are NOT byte-level characters map to a
 # character Latin-1 cannot encode, sending those (malformed) tokens down the slow path.
