@@ -4,8 +4,8 @@ Writes (once, never committed) a GGUF with the 2B4T shapes — hidden 2560, 30 l
 FFN 6912, vocabulary 128256, random ternary I2_S weights, F16 token embedding (~1.19 GB) — with the project's
 own writer, then for 1 and 2 threads reports medians over several runs of: load time, peak RSS, prefill tokens/s
 (128-token prompt) and decode tokens/s (128 tokens). Each run also measures the machine's read bandwidth with the
-same thread count right after decoding, and decode is reported as a fraction of that ceiling (decode at batch 1
-reads every weight once per token).
+same thread count right before and right after decoding, and decode is reported as a fraction of that ceiling
+(decode at batch 1 reads every weight once per token).
 
     python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--model PATH] [--json out.json]
 
@@ -92,34 +92,40 @@ def write_synthetic(path: Path, seed: int = 0) -> None:
     os.replace(tmp, path)
 
 
-def read_bandwidth_gbs(n_threads: int, size_mb: int = 512, repeats: int = 5) -> float:
-    """Read bandwidth with `n_threads` OpenMP threads streaming one large array (bitnet.kernels' stream_read:
-    contiguous slices, 8 interleaved streams each, like the decode kernels): the best of several repeats, since
-    the ceiling is what the machine can do at its best (a shared VM's dips only lower it)."""
+PROBE_MB = 256   # well past the last-level cache (32 MB here)
+
+
+def read_bandwidth_gbs(probe: np.ndarray, n_threads: int, repeats: int = 3) -> float:
+    """Read bandwidth with `n_threads` OpenMP threads streaming `probe` (bitnet.kernels' stream_read: contiguous
+    slices, 8 interleaved streams each, like the decode kernels): the best of a few repeats, since the ceiling is
+    what the machine can do at its best (a shared VM's dips only lower it)."""
     from bitnet.kernels import _kernels
 
-    data = np.ones(size_mb * 2**20 // 8, dtype=np.uint64)
     best = 0.0
     for _ in range(repeats):
         t0 = time.perf_counter()
-        _kernels.stream_read(data, n_threads)
-        best = max(best, data.nbytes / (time.perf_counter() - t0) / 1e9)
+        _kernels.stream_read(probe, n_threads)
+        best = max(best, probe.nbytes / (time.perf_counter() - t0) / 1e9)
     return best
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries the parent's peak
-    across fork+exec into it, so a child of the (large) model-writing process would report the parent's."""
+def _proc_status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
+    raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
 def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> dict:
-    """One run in this process: load, prefill n_prompt tokens, decode n_gen tokens greedily."""
+    """One run in this process: load, prefill n_prompt tokens, decode n_gen tokens greedily.
+
+    The read bandwidth is probed right before and right after decoding (this VM's bandwidth drifts by a third
+    from minute to minute, so a probe minutes away says little about the decode) and the better of the two is
+    this run's ceiling. Peak RSS is this process's high-water mark (VmHWM; not getrusage's ru_maxrss, which
+    Linux carries across fork+exec from the model-writing parent) without the probe's own buffer."""
     import bitnet
+    from bitnet.kernels import ran_kernels
 
     t0 = time.perf_counter()
     model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"])
@@ -130,19 +136,23 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
     t0 = time.perf_counter()
     logits, _ = session.prefill(prompt)
     prefill_s = time.perf_counter() - t0
+
+    peak_rss_mb = _proc_status_mb("VmHWM")
+    probe = np.ones(PROBE_MB * 2**20 // 8, dtype=np.uint64)
+    bandwidth = read_bandwidth_gbs(probe, n_threads)
     t0 = time.perf_counter()
     for _ in range(n_gen):
         logits = session.step(int(np.argmax(logits)))
     decode_s = time.perf_counter() - t0
-    rss_mb = _peak_rss_mb()          # before the bandwidth probe's buffer
-    bandwidth = read_bandwidth_gbs(n_threads)
+    peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - probe.nbytes / 2**20)   # decode only grows
+    bandwidth = max(bandwidth, read_bandwidth_gbs(probe, n_threads))
+
     weights = sum(i.nbytes for i in model.reader.tensors.values() if i.ggml_type.name == "I2_S")
     head = model.reader.tensors["token_embd.weight"].nbytes
-    from bitnet.kernels import ran_kernels
-
+    decode_tps = n_gen / decode_s
     return dict(threads=n_threads, bandwidth_gbs=bandwidth, load_s=load_s, prefill_tps=n_prompt / prefill_s,
-                decode_tps=n_gen / decode_s,
-                peak_rss_mb=rss_mb, bytes_per_token=weights + head, kv_cache_mb=session.context.nbytes / 2**20,
+                decode_tps=decode_tps, decode_fraction=decode_tps * (weights + head) / (bandwidth * 1e9),
+                peak_rss_mb=peak_rss_mb, bytes_per_token=weights + head, kv_cache_mb=session.context.nbytes / 2**20,
                 file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels())
 
 
@@ -166,21 +176,23 @@ def main(argv=None) -> int:
         write_synthetic(args.model)
         print(f"  written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
-    rows = []
-    for n_threads in [int(t) for t in args.threads.split(",")]:
-        runs = []
-        for _ in range(args.runs):
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    runs: dict[int, list[dict]] = {n: [] for n in thread_counts}
+    for _ in range(args.runs):            # interleaved, so that the VM's drift touches every configuration alike
+        for n_threads in thread_counts:
             out = subprocess.run([sys.executable, __file__, "--one", "--model", str(args.model),
                                   "--threads", str(n_threads), "-p", str(args.n_prompt), "-n", str(args.n_gen)],
                                  capture_output=True, text=True, check=True)
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        med = {k: statistics.median(r[k] for r in runs)
-               for k in ("load_s", "prefill_tps", "decode_tps", "peak_rss_mb")}
-        bw = max(r["bandwidth_gbs"] for r in runs)
-        ceiling = bw * 1e9 / runs[0]["bytes_per_token"]
-        rows.append(dict(threads=n_threads, runs=len(runs), bandwidth_gbs=bw, ceiling_tps=ceiling,
-                         decode_fraction=med["decode_tps"] / ceiling, file_mb=runs[0]["file_mb"],
-                         kv_cache_mb=runs[0]["kv_cache_mb"], kernels=runs[0]["kernels"], **med))
+            runs[n_threads].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    rows = []
+    for n_threads, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs)
+               for k in ("load_s", "prefill_tps", "decode_tps", "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
+        ceiling = med["bandwidth_gbs"] * 1e9 / rs[0]["bytes_per_token"]
+        rows.append(dict(threads=n_threads, runs=len(rs), ceiling_tps=ceiling,
+                         file_mb=rs[0]["file_mb"], kv_cache_mb=rs[0]["kv_cache_mb"], kernels=rs[0]["kernels"],
+                         prefill_all=[round(r["prefill_tps"], 1) for r in rs],
+                         decode_fraction_all=[round(r["decode_fraction"], 2) for r in rs], **med))
 
     print(f"| threads | load s | peak RSS MB | prefill tok/s (pp{args.n_prompt}) | decode tok/s (tg{args.n_gen}) "
           f"| read GB/s | ceiling tok/s | decode / ceiling |")
@@ -189,8 +201,12 @@ def main(argv=None) -> int:
         print(f"| {r['threads']} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['prefill_tps']:.1f} | "
               f"{r['decode_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
               f"{r['decode_fraction']:.2f} |")
+    for r in rows:
+        print(f"threads {r['threads']}: prefill per run {r['prefill_all']}, decode / ceiling per run "
+              f"{r['decode_fraction_all']}")
     print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "
-          f"positions, committed lazily), medians of {args.runs} runs; kernels: {', '.join(rows[0]['kernels'])}")
+          f"positions, committed lazily), medians of {args.runs} runs (decode / ceiling: the median of each run's own "
+          f"ratio, its bandwidth probed just before and after its decode); kernels: {', '.join(rows[0]['kernels'])}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

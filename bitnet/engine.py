@@ -269,7 +269,7 @@ class Model:
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
         self.path = path
-        self.reader = GGUFReader(path)
+        self.reader = GGUFReader(path, populate=True)
         self.metadata = self.reader.metadata
         self._transformer, self.hparams, self.spec = build_transformer(self.reader)
         self.arch = self.hparams.arch

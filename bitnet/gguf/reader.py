@@ -42,14 +42,20 @@ class GGUFReader:
     reader or any such view does (`close()` only drops the reader's own reference while views are alive).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], populate: bool = False) -> None:
+        """`populate=True` maps every page of the file up front (Linux MAP_POPULATE) for a reader whose tensors
+        will all be read, as the engine's are: one pass in the kernel instead of ~1 fault per 4 KiB page inside
+        the first forward pass (a quarter-million faults, a fifth of a second, for a 2B model)."""
         self.path = Path(path)
         self._mm: mmap.mmap | None = None
         with open(self.path, "rb") as f:
             self.file_size = os.fstat(f.fileno()).st_size
             if self.file_size == 0:
                 raise GGUFError(f"{self.path}: empty file, not a GGUF file")
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            if populate and hasattr(mmap, "MAP_POPULATE"):
+                self._mm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+            else:
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
             info = _reader.parse(self._mm)
         except GGUFError as e:

@@ -84,7 +84,8 @@ cdef extern from "kernels.h" nogil:
     int bn_neon_needs_dotprod()
 
     void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out)
-    void bn_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float base, int neox)
+    void bn_rope_angles(int64_t pos, int64_t rope_dim, float base, float *cs)
+    void bn_rope_apply(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cs, int neox)
     void bn_softmax(float *x, int64_t n)
     void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out)
     void bn_silu_mul(const float *gate, const float *up, int64_t n, float *out)

@@ -205,8 +205,13 @@ def rmsnorm(const float[::1] x, const float[::1] w, float eps, float[::1] out) -
 
 
 def rope(float[:, ::1] x, int64_t rope_dim, int64_t pos, float base, bint neox) -> None:
+    cdef float *cs = <float *>malloc(max(rope_dim, 2) * sizeof(float))
+    if cs == NULL:
+        raise MemoryError("rope: cannot allocate the angle table")
     with nogil:
-        bn_rope(&x[0, 0], x.shape[0], x.shape[1], rope_dim, pos, base, neox)
+        bn_rope_angles(pos, rope_dim, base, cs)
+        bn_rope_apply(&x[0, 0], x.shape[0], x.shape[1], rope_dim, cs, neox)
+    free(cs)
 
 
 def softmax(float[::1] x) -> None:

@@ -14,11 +14,13 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
 from cython.parallel cimport prange, threadid
 
+import mmap
+
 import numpy as np
 
 from bitnet.kernels._kernels cimport (
-    active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope, bn_relu2_mul, bn_silu_mul, bn_f32_to_f16,
-    bn_dequant_row,
+    active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
+    bn_f32_to_f16, bn_dequant_row,
 )
 
 cdef enum:
@@ -85,6 +87,7 @@ cdef struct Scratch:
     int8_t *xq        # [T, max_dim] int8 activations
     bn_qinfo *qi      # [T]
     float *scores     # [n_threads, n_ctx]
+    float *rope       # [T, rope_dim] cos/sin of each token's RoPE angles, shared by all layers
     uint16_t *kcache  # [n_layer, n_ctx, kv_dim] f16, as the reference keeps K/V
     uint16_t *vcache
     int64_t n_ctx
@@ -201,6 +204,18 @@ cdef class Transformer:
                 start += chunk
 
 
+def _lazy_zeros(shape) -> np.ndarray:
+    """A zero-filled uint16 array whose pages are committed only as they are written, in 4 KiB pages: with
+    transparent huge pages the first write to each layer's stripe of the KV cache would zero (and commit) 2 MiB,
+    ~120 MB and tens of milliseconds for the first short prompt of a 2B model."""
+    if not hasattr(mmap, "MADV_NOHUGEPAGE"):      # no transparent huge pages to keep out (not Linux)
+        return np.zeros(shape, dtype=np.uint16)
+    nbytes = int(np.prod(shape)) * 2
+    buf = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buf, dtype=np.uint16, count=nbytes // 2).reshape(shape)
+
+
 cdef class Context:
     """One sequence's state: the f16 KV cache for n_ctx positions and the scratch buffers of the forward."""
     cdef readonly int64_t n_ctx
@@ -217,9 +232,9 @@ cdef class Context:
         if n_ctx < 1:
             raise ValueError("n_ctx must be >= 1")
         self.n_ctx = n_ctx
-        # np.zeros maps fresh pages lazily: memory is committed only as positions are written.
-        k = np.zeros((model.w.d.n_layer, n_ctx, model.w.d.kv_dim), dtype=np.uint16)
-        v = np.zeros((model.w.d.n_layer, n_ctx, model.w.d.kv_dim), dtype=np.uint16)
+        shape = (model.w.d.n_layer, n_ctx, model.w.d.kv_dim)
+        k = _lazy_zeros(shape)
+        v = _lazy_zeros(shape)
         self._kv = (k, v)
         cdef uint16_t[:, :, ::1] kview = k
         cdef uint16_t[:, :, ::1] vview = v
@@ -249,9 +264,10 @@ cdef class Context:
         self.s.xq = <int8_t *>malloc(T * m.w.max_dim + 64)
         self.s.qi = <bn_qinfo *>malloc(T * sizeof(bn_qinfo))
         self.s.scores = <float *>malloc(n_threads * self.n_ctx * sizeof(float))
+        self.s.rope = <float *>malloc(T * max(d.rope_dim, 2) * sizeof(float))
         if (self.s.x == NULL or self.s.xn == NULL or self.s.q == NULL or self.s.k == NULL or self.s.v == NULL
                 or self.s.att == NULL or self.s.gate == NULL or self.s.up == NULL or self.s.tmp == NULL
-                or self.s.xq == NULL or self.s.qi == NULL or self.s.scores == NULL):
+                or self.s.xq == NULL or self.s.qi == NULL or self.s.scores == NULL or self.s.rope == NULL):
             self._free_scratch()
             raise MemoryError("cannot allocate the forward pass scratch buffers")
         self.s_dim = m.w.max_dim
@@ -260,7 +276,7 @@ cdef class Context:
     cdef _free_scratch(self):
         free(self.s.x); free(self.s.xn); free(self.s.q); free(self.s.k); free(self.s.v); free(self.s.att)
         free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi)
-        free(self.s.scores)
+        free(self.s.scores); free(self.s.rope)
         self.s.x = NULL
         self.s_dim = 0
 
@@ -347,7 +363,7 @@ cdef inline bint _is_ternary(int g) noexcept nogil:
 cdef void _quantize_rows(const bn_kernels *kt, const float *x, int64_t T, int64_t n, int8_t *q, bn_qinfo *qi,
                          int nt) noexcept nogil:
     cdef int64_t t
-    if T * n * 64 < PARALLEL_MIN_WORK:
+    if _team(T, n, nt) == 1:
         for t in range(T):
             kt.quantize_act(x + t * n, n, q + t * n, qi + t)
         return
@@ -355,15 +371,30 @@ cdef void _quantize_rows(const bn_kernels *kt, const float *x, int64_t T, int64_
         kt.quantize_act(x + t * n, n, q + t * n, qi + t)
 
 
+cdef inline int _team(int64_t T, int64_t n, int nt) noexcept nogil:
+    """Threads for a loop over T tokens of about n elements of light work each: the calling thread alone when
+    the loop is too small to pay for waking the team (every decode step). A prefill runs them all in parallel:
+    left serial, these loops cost a 2-thread prefill a tenth of its time."""
+    return 1 if T * n * 64 < PARALLEL_MIN_WORK else nt
+
+
 cdef void _norm_rows(const float *x, const float *w, int64_t T, int64_t n, float eps, float *out,
                      int nt) noexcept nogil:
     cdef int64_t t
-    if T * n * 64 < PARALLEL_MIN_WORK:
+    if _team(T, n, nt) == 1:
         for t in range(T):
             bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
         return
     for t in prange(T, num_threads=nt, schedule='static'):
         bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
+
+
+cdef void _add_rows(float *x, const float *y, int64_t T, int64_t n, int nt) noexcept nogil:
+    """x += y over T rows of n (the residual connection)."""
+    cdef int64_t t, i
+    for t in prange(T, num_threads=_team(T, n, nt), schedule='static'):
+        for i in range(t * n, (t + 1) * n):
+            x[i] += y[i]
 
 
 cdef inline void _prepare(const bn_kernels *kt, const Mat *w, const float *x, int64_t T, Scratch *s,
@@ -387,11 +418,13 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     cdef uint16_t *vc
     cdef const float *src
     cdef int tid, att_threads
+    cdef int64_t RD = max(d.rope_dim, 2)
     cdef const Mat *qkv_w[3]      # matrices sharing one input run in one parallel region
     cdef float *qkv_y[3]
 
     for t in range(T):
         bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, toks[t], s.x + t * E)
+        bn_rope_angles(pos0 + t, d.rope_dim, d.rope_base, s.rope + t * RD)
 
     for l in range(d.n_layer):
         L = &m.layers[l]
@@ -408,9 +441,9 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_y[1] = s.k
         qkv_y[2] = s.v
         _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, T, nt)
-        for t in range(T):
-            bn_rope(s.q + t * QD, d.n_head, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
-            bn_rope(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, pos0 + t, d.rope_base, d.rope_neox)
+        for t in prange(T, num_threads=_team(T, QD, nt), schedule='static'):
+            bn_rope_apply(s.q + t * QD, d.n_head, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
+            bn_rope_apply(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             bn_f32_to_f16(s.k + t * KVD, kc + (pos0 + t) * KVD, KVD)
             bn_f32_to_f16(s.v + t * KVD, vc + (pos0 + t) * KVD, KVD)
         # attention work grows with the positions attended: T heads-rows of up to pos0+T positions each
@@ -429,8 +462,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             src = s.xn
         _prepare(kt, &L.wo, src, T, s, nt)
         _matmul1(kt, &L.wo, src, s.xq, s.qi, T, s.tmp, nt)
-        for i in range(T * E):
-            s.x[i] += s.tmp[i]
+        _add_rows(s.x, s.tmp, T, E, nt)
 
         # ---- feed-forward
         _norm_rows(s.x, L.ffn_norm, T, E, d.eps, s.xn, nt)
@@ -440,7 +472,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_y[0] = s.gate
         qkv_y[1] = s.up
         _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, T, nt)
-        for t in range(T):
+        for t in prange(T, num_threads=_team(T, F, nt), schedule='static'):
             if d.ffn_silu:
                 bn_silu_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
             else:
@@ -451,8 +483,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             src = s.up
         _prepare(kt, &L.down, src, T, s, nt)
         _matmul1(kt, &L.down, src, s.xq, s.qi, T, s.tmp, nt)
-        for i in range(T * E):
-            s.x[i] += s.tmp[i]
+        _add_rows(s.x, s.tmp, T, E, nt)
 
     if logits == NULL:
         return

@@ -110,8 +110,12 @@ int bn_neon_needs_dotprod(void);
 
 /* ---- portable light ops (ops.c), not ISA-specific: cheap next to the matmuls ---- */
 void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out);  /* sum of squares in double */
-void bn_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float base,
-             int neox);                                     /* in place; neox=1 pairs i with i+rope_dim/2 */
+/* RoPE in two steps, so that a forward pass computes a position's angles once for all layers: cs[2i], cs[2i+1] =
+ * cos, sin of pos * base^(-2i/rope_dim) for i < rope_dim/2 (theta in double, as the reference's float32
+ * values come out), then the rotation of the first rope_dim dims of each head, in place (neox=1 pairs i with
+ * i+rope_dim/2, else 2i with 2i+1). */
+void bn_rope_angles(int64_t pos, int64_t rope_dim, float base, float *cs);
+void bn_rope_apply(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cs, int neox);
 void bn_softmax(float *x, int64_t n);
 void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out);  /* relu(g)^2 * u */
 void bn_silu_mul(const float *gate, const float *up, int64_t n, float *out);   /* silu(g) * u */

@@ -259,7 +259,10 @@ BN_FN void F(i2s_fast_tile)(const uint8_t *data, int64_t K, int64_t r, const int
                 __m256i p[2];
                 for (int i = 0; i < RB; i++) p[i] = F(i2s_plane)(c[i], l);
                 for (int t = 0; t < NT; t++) {
-                    const __m256i a = F(load)(qb + t * K + 32 * l);
+                    __m256i a = F(load)(qb + t * K + 32 * l);
+                    /* one load feeds both rows: GCC would otherwise fold it into each vpmaddubsw as a memory
+                     * operand, and twice the loads cost Zen 3 a quarter of the tile's speed */
+                    __asm__("" : "+x"(a));
                     for (int i = 0; i < RB; i++) acc[i][t] = F(mac)(acc[i][t], p[i], a);
                 }
             }

@@ -25,11 +25,18 @@ void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out
  * Pair i (i < rope_dim/2) is (i, i + rope_dim/2) for NEOX, (2i, 2i+1) for NORM; theta_i = pos * base^(-2i/rope_dim),
  * computed in double (more accurate than the reference's running float product; the difference is far below
  * the f16 K cache rounding). */
-void bn_rope(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, int64_t pos, float base, int neox) {
+void bn_rope_angles(int64_t pos, int64_t rope_dim, float base, float *cs) {
+    for (int64_t i = 0; i < rope_dim / 2; i++) {
+        const double theta = (double)pos * pow((double)base, -2.0 * (double)i / (double)rope_dim);
+        cs[2 * i] = (float)cos(theta);
+        cs[2 * i + 1] = (float)sin(theta);
+    }
+}
+
+void bn_rope_apply(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cs, int neox) {
     const int64_t half = rope_dim / 2;
     for (int64_t i = 0; i < half; i++) {
-        const double theta = (double)pos * pow((double)base, -2.0 * (double)i / (double)rope_dim);
-        const float c = (float)cos(theta), s = (float)sin(theta);
+        const float c = cs[2 * i], s = cs[2 * i + 1];
         const int64_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         for (int64_t h = 0; h < n_heads; h++) {
             float *v = x + h * head_dim;
