@@ -38,11 +38,12 @@ def _random_i2s(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     return np.concatenate([packed, tail])
 
 
-def write_synthetic(path: Path, seed: int = 0) -> None:
+def write_synthetic(path: Path, seed: int = 0, shape: dict | None = None) -> None:
+    """The benchmark model, or with `shape` (SHAPE's keys) a smaller one of the same architecture (tests)."""
     from bitnet.gguf import GGMLType, GGUFValueType, GGUFWriter
     from bitnet.tokenizer import byte_level_tokens
 
-    s = SHAPE
+    s = shape or SHAPE
     E, F, V, L = s["n_embd"], s["n_ff"], s["n_vocab"], s["n_layer"]
     hd = E // s["n_head"]
     kv = hd * s["n_head_kv"]

@@ -37,6 +37,11 @@ cdef enum:
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
     # it saves, and on a busy machine a descheduled team member stalls the whole op.
     PARALLEL_MIN_WORK = 1 << 22
+    # Attention splits into one job per (token, head), each a few microseconds even at decode: a lower bar than
+    # the matmuls' (a decode step at position 128 of the 2B shape gains 4% from a parallel attention).
+    ATTENTION_MIN_WORK = 1 << 17
+    # Row slices per thread in a parallel matmul, taken dynamically (see _matmul).
+    MATMUL_CHUNKS_PER_THREAD = 4
     # Rows per cache block in multi-token matmuls (32 rows of 6912 ternary weights = 55 KB, L2-resident).
     GEMM_ROW_BLOCK = 32
 
@@ -330,10 +335,13 @@ cdef inline void _rows_block(const bn_kernels *kt, const Mat *w, const float *x,
 
 cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const float *x, const int8_t *q,
                   const bn_qinfo *qi, int64_t T, int nt) noexcept nogil:
-    """ys[i][T, M_i] = W_i x for `n` matrices reading the same input, in ONE parallel region: thread c computes
-    the c-th contiguous slice of rows of every matrix (contiguous slices stream the weights sequentially, which is
-    what a bandwidth-bound GEMV wants; one region per group saves the team's wake-ups between the matrices)."""
-    cdef int64_t work = 0, step, c
+    """ys[i][T, M_i] = W_i x for `n` matrices reading the same input, in ONE parallel region (one wake-up of the
+    team for the group). Each matrix is cut into MATMUL_CHUNKS_PER_THREAD * nt contiguous slices of rows, handed
+    out dynamically: on a shared VM one vCPU often runs slower than the other for a while, and a static half each
+    left the faster one waiting at the barrier for a tenth of a decode step. A slice is still long and contiguous
+    (the weights stream sequentially), and each row is computed whole by one thread, so results do not depend on
+    which thread took which slice."""
+    cdef int64_t work = 0, chunks, job, step, c
     cdef int i
     for i in range(n):
         work += ws[i].M * ws[i].K * T
@@ -341,10 +349,12 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
         for i in range(n):
             _rows(kt, ws[i], x, q, qi, T, ys[i], 0, ws[i].M)
         return
-    for c in prange(nt, num_threads=nt, schedule='static'):
-        for i in range(n):
-            step = (((ws[i].M + nt - 1) // nt) + 15) & ~(<int64_t>15)
-            _rows(kt, ws[i], x, q, qi, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
+    chunks = MATMUL_CHUNKS_PER_THREAD * nt
+    for job in prange(n * chunks, num_threads=nt, schedule='dynamic'):
+        i = job // chunks
+        c = job % chunks
+        step = (((ws[i].M + chunks - 1) // chunks) + 15) & ~(<int64_t>15)
+        _rows(kt, ws[i], x, q, qi, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
 
 
 cdef inline void _matmul1(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
@@ -447,7 +457,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             bn_f32_to_f16(s.k + t * KVD, kc + (pos0 + t) * KVD, KVD)
             bn_f32_to_f16(s.v + t * KVD, vc + (pos0 + t) * KVD, KVD)
         # attention work grows with the positions attended: T heads-rows of up to pos0+T positions each
-        att_threads = nt if T * d.n_head * (pos0 + T) * HD * 2 >= PARALLEL_MIN_WORK else 1
+        att_threads = nt if T * d.n_head * (pos0 + T) * HD * 2 >= ATTENTION_MIN_WORK else 1
         for job in prange(T * d.n_head, num_threads=att_threads, schedule='dynamic'):
             t = job // d.n_head
             h = job % d.n_head

@@ -1,0 +1,50 @@
+"""Logits do not depend on the thread count where the forward pass really runs in parallel.
+
+The reference-parity model (tinyA) is too small for the engine to wake a team: its matmuls and attention stay on
+the calling thread. This model is wide enough that prefill and decode matmuls (>= 4M multiply-adds) and the
+attention of later positions (>= 128K) are split across threads, with slices of rows handed out dynamically —
+so any dependence of a row's result on which thread computed it, or on where its slice began, shows here.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bitnet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_engine  # noqa: E402  (benchmarks/ is not a package)
+
+SHAPE = dict(n_embd=1024, n_layer=2, n_head=8, n_head_kv=2, n_ff=4096, n_vocab=1024, n_ctx=256)
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("wide") / "wide.gguf"
+    bench_engine.write_synthetic(path, seed=3, shape=SHAPE)
+    return path
+
+
+def _run(path: Path, n_threads: int, prompt: list[int], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    model = bitnet.load(path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"])
+    batch = model.logits(prompt)
+    session = model.new_session()
+    logits, _ = session.prefill(prompt)
+    steps = []
+    for _ in range(n_steps):
+        logits = session.step(int(np.argmax(logits)))
+        steps.append(logits)
+    return batch, np.stack(steps)
+
+
+def test_logits_are_bit_identical_for_1_2_and_3_threads(wide_model):
+    prompt = [int(t) for t in np.random.default_rng(0).integers(0, 256, size=70)]
+    batch1, steps1 = _run(wide_model, 1, prompt, 6)
+    assert np.isfinite(batch1).all() and np.std(batch1) > 0
+    for n_threads in (2, 3):     # 3 threads on 2 cores still splits every op three ways
+        batch, steps = _run(wide_model, n_threads, prompt, 6)
+        assert np.array_equal(batch, batch1), f"prefill logits differ with {n_threads} threads"
+        assert np.array_equal(steps, steps1), f"decode logits differ with {n_threads} threads"
