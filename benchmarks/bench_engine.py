@@ -4,8 +4,8 @@ Writes (once, never committed) a GGUF with the 2B4T shapes — hidden 2560, 30 l
 FFN 6912, vocabulary 128256, random ternary I2_S weights, F16 token embedding (~1.19 GB) — with the project's
 own writer, then for 1 and 2 threads reports medians over several runs of: load time, peak RSS, prefill tokens/s
 (128-token prompt) and decode tokens/s (128 tokens). Each run also measures the machine's read bandwidth with the
-same thread count right before and right after decoding, and decode is reported as a fraction of that ceiling
-(decode at batch 1 reads every weight once per token).
+same thread count between segments of the decode, and decode is reported as a fraction of that ceiling (decode at
+batch 1 reads every weight once per token).
 
     python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--model PATH] [--json out.json]
 
@@ -93,21 +93,18 @@ def write_synthetic(path: Path, seed: int = 0, shape: dict | None = None) -> Non
     os.replace(tmp, path)
 
 
-PROBE_MB = 256   # well past the last-level cache (32 MB here)
+PROBE_MB = 256       # well past the last-level cache (32 MB here)
+DECODE_SEGMENT = 16  # decode steps between two bandwidth probes
 
 
-def read_bandwidth_gbs(probe: np.ndarray, n_threads: int, repeats: int = 3) -> float:
-    """Read bandwidth with `n_threads` OpenMP threads streaming `probe` (bitnet.kernels' stream_read: contiguous
-    slices, 8 interleaved streams each, like the decode kernels): the best of a few repeats, since the ceiling is
-    what the machine can do at its best (a shared VM's dips only lower it)."""
+def read_bandwidth_gbs(probe: np.ndarray, n_threads: int) -> float:
+    """The machine's read bandwidth right now: one pass of `n_threads` OpenMP threads over `probe`
+    (bitnet.kernels' stream_read: contiguous slices, 8 interleaved streams each, like the decode kernels)."""
     from bitnet.kernels import _kernels
 
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _kernels.stream_read(probe, n_threads)
-        best = max(best, probe.nbytes / (time.perf_counter() - t0) / 1e9)
-    return best
+    t0 = time.perf_counter()
+    _kernels.stream_read(probe, n_threads)
+    return probe.nbytes / (time.perf_counter() - t0) / 1e9
 
 
 def _proc_status_mb(field: str) -> float:
@@ -121,10 +118,11 @@ def _proc_status_mb(field: str) -> float:
 def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> dict:
     """One run in this process: load, prefill n_prompt tokens, decode n_gen tokens greedily.
 
-    The read bandwidth is probed right before and right after decoding (this VM's bandwidth drifts by a third
-    from minute to minute, so a probe minutes away says little about the decode) and the better of the two is
-    this run's ceiling. Peak RSS is this process's high-water mark (VmHWM; not getrusage's ru_maxrss, which
-    Linux carries across fork+exec from the model-writing parent) without the probe's own buffer."""
+    This VM's read bandwidth drifts by a third within seconds (other tenants), so the decode runs in segments of
+    DECODE_SEGMENT steps with a bandwidth probe before each and after the last: a segment's fraction of the
+    ceiling uses the mean of the two probes around it, and the run reports the median fraction. Decode tokens/s
+    is over the decode steps alone. Peak RSS is this process's high-water mark (VmHWM; not getrusage's
+    ru_maxrss, which Linux carries across fork+exec from the model-writing parent) without the probe's buffer."""
     import bitnet
     from bitnet.kernels import ran_kernels
 
@@ -140,20 +138,26 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
 
     peak_rss_mb = _proc_status_mb("VmHWM")
     probe = np.ones(PROBE_MB * 2**20 // 8, dtype=np.uint64)
-    bandwidth = read_bandwidth_gbs(probe, n_threads)
-    t0 = time.perf_counter()
-    for _ in range(n_gen):
-        logits = session.step(int(np.argmax(logits)))
-    decode_s = time.perf_counter() - t0
+    probes = [read_bandwidth_gbs(probe, n_threads)]
+    segments = []              # (steps, seconds)
+    while (done := sum(n for n, _ in segments)) < n_gen:
+        steps = min(DECODE_SEGMENT, n_gen - done)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            logits = session.step(int(np.argmax(logits)))
+        segments.append((steps, time.perf_counter() - t0))
+        probes.append(read_bandwidth_gbs(probe, n_threads))
     peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - probe.nbytes / 2**20)   # decode only grows
-    bandwidth = max(bandwidth, read_bandwidth_gbs(probe, n_threads))
 
     weights = sum(i.nbytes for i in model.reader.tensors.values() if i.ggml_type.name == "I2_S")
     head = model.reader.tensors["token_embd.weight"].nbytes
-    decode_tps = n_gen / decode_s
-    return dict(threads=n_threads, bandwidth_gbs=bandwidth, load_s=load_s, prefill_tps=n_prompt / prefill_s,
-                decode_tps=decode_tps, decode_fraction=decode_tps * (weights + head) / (bandwidth * 1e9),
-                peak_rss_mb=peak_rss_mb, bytes_per_token=weights + head, kv_cache_mb=session.context.nbytes / 2**20,
+    bytes_per_token = weights + head
+    fractions = [n / dt * bytes_per_token / ((probes[i] + probes[i + 1]) / 2 * 1e9)
+                 for i, (n, dt) in enumerate(segments)]
+    return dict(threads=n_threads, bandwidth_gbs=statistics.median(probes), load_s=load_s,
+                prefill_tps=n_prompt / prefill_s, decode_tps=n_gen / sum(dt for _, dt in segments),
+                decode_fraction=statistics.median(fractions), peak_rss_mb=peak_rss_mb,
+                bytes_per_token=bytes_per_token, kv_cache_mb=session.context.nbytes / 2**20,
                 file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels())
 
 
@@ -206,8 +210,9 @@ def main(argv=None) -> int:
         print(f"threads {r['threads']}: prefill per run {r['prefill_all']}, decode / ceiling per run "
               f"{r['decode_fraction_all']}")
     print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "
-          f"positions, committed lazily), medians of {args.runs} runs (decode / ceiling: the median of each run's own "
-          f"ratio, its bandwidth probed just before and after its decode); kernels: {', '.join(rows[0]['kernels'])}")
+          f"positions, committed lazily), medians of {args.runs} runs (read GB/s: the median probe; decode / ceiling: "
+          f"the median over runs of each run's median over its {DECODE_SEGMENT}-step segments, each against the "
+          f"probes just before and after it); kernels: {', '.join(rows[0]['kernels'])}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
