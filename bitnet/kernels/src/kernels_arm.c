@@ -1,5 +1,5 @@
-/* aarch64 NEON variant: activation quantization, I2_S gemv/gemm and the F16 matmul; the other entries are the
- * scalar reference.
+/* aarch64 NEON variant: activation quantization, I2_S gemv/gemm and the F16 matmul (their loops shared with the
+ * WebAssembly variant in kernels_simd128_impl.h); the other entries are the scalar reference.
  *
  * The ternary dot uses SDOT (vdotq_s32) when the build targets the dot-product extension
  * (__ARM_FEATURE_DOTPROD, e.g. -march=armv8.2-a+dotprod); dispatch then requires it at run time. Otherwise it
@@ -13,8 +13,13 @@
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #include <arm_neon.h>
 
-#define V BN_V_NEON
-#define FN static inline __attribute__((always_inline))
+#define BN_NAME(x) neon_##x
+#define BN_FN static inline __attribute__((always_inline))
+#define BN_VARIANT BN_V_NEON
+#define BN_GETTER bn_kernels_neon
+typedef int8x16_t vi8;
+typedef int32x4_t vi32;
+typedef float32x4_t vf32;
 
 int bn_neon_needs_dotprod(void) {
 #if defined(__ARM_FEATURE_DOTPROD)
@@ -25,7 +30,7 @@ int bn_neon_needs_dotprod(void) {
 }
 
 static void neon_quantize_act(const float *x, int64_t n, int8_t *q, bn_qinfo *info) {
-    BN_MARK(V, BN_K_QUANTIZE_ACT);
+    BN_MARK(BN_VARIANT, BN_K_QUANTIZE_ACT);
     float32x4_t m0 = vdupq_n_f32(0.0f), m1 = m0;
     int64_t i = 0;
     /* FMAXNM ignores a quiet NaN operand, as the scalar loop does */
@@ -62,10 +67,9 @@ static void neon_quantize_act(const float *x, int64_t n, int8_t *q, bn_qinfo *in
     info->sum = sum;
 }
 
-/* ---- I2_S ---- */
+/* ---- primitives of kernels_simd128_impl.h ---- */
 
-/* The eight 16-byte plane halves of a block: p[2l + h] = codes of elements 32l + 16h .. +15, code 3 -> 1. */
-FN void i2s_planes(const uint8_t *blk, int8x16_t *p) {
+BN_FN void i2s_planes(const uint8_t *blk, vi8 *p) {
     const uint8x16_t m3 = vdupq_n_u8(3), maa = vdupq_n_u8(0xaa);
     for (int h = 0; h < 2; h++) {
         uint8x16_t c = vld1q_u8(blk + 16 * h);
@@ -77,7 +81,9 @@ FN void i2s_planes(const uint8_t *blk, int8x16_t *p) {
     }
 }
 
-FN int32x4_t dot16(int32x4_t acc, int8x16_t p, int8x16_t a) {
+BN_FN vi8 load_i8(const int8_t *a) { return vld1q_s8(a); }
+
+BN_FN vi32 dot16(vi32 acc, vi8 p, vi8 a) {
 #if defined(__ARM_FEATURE_DOTPROD)
     return vdotq_s32(acc, p, a);
 #else
@@ -87,129 +93,21 @@ FN int32x4_t dot16(int32x4_t acc, int8x16_t p, int8x16_t a) {
 #endif
 }
 
-/* 128 codes against 128 contiguous activations. */
-FN int32x4_t block_dot(int32x4_t acc, const int8x16_t *p, const int8_t *a) {
-    for (int j = 0; j < 8; j++) acc = dot16(acc, p[j], vld1q_s8(a + 16 * j));
-    return acc;
+BN_FN vi32 zero_i32(void) { return vdupq_n_s32(0); }
+BN_FN int32_t hsum_i32(vi32 v) { return vaddvq_s32(v); }
+
+BN_FN void load_f16x8(const uint8_t *p, vf32 *w) {
+    const float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p));
+    w[0] = vcvt_f32_f16(vget_low_f16(h));
+    w[1] = vcvt_high_f32_f16(h);
 }
 
-FN int32x4_t i2s_partial(int32x4_t acc, const int8x16_t *p, int64_t jlo, int64_t jhi, const int8_t *src) {
-    int8_t tmp[BN_I2S_BLOCK];
-    BN_MEMSET(tmp, 0, sizeof(tmp));
-    BN_MEMCPY(tmp + jlo, src, (size_t)(jhi - jlo));
-    return block_dot(acc, p, tmp);
-}
+BN_FN vf32 zero_f32(void) { return vdupq_n_f32(0.0f); }
+BN_FN vf32 load_f32(const float *x) { return vld1q_f32(x); }
+BN_FN vf32 madd_f32(vf32 acc, vf32 w, vf32 x) { return vfmaq_f32(acc, w, x); }
+BN_FN float hsum_f32(vf32 a, vf32 b) { return vaddvq_f32(vaddq_f32(a, b)); }
 
-FN void i2s_tile(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q, const bn_qinfo *qi,
-                 float wscale, float *y, int64_t ldy, const int NT) {
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t e0 = r * K;
-        const uint8_t *blk = data + e0 / BN_I2S_BLOCK * BN_I2S_BLOCK_BYTES;
-        const int64_t j0 = e0 % BN_I2S_BLOCK;
-        int32x4_t acc[4];
-        int8x16_t p[8];
-        for (int t = 0; t < NT; t++) acc[t] = vdupq_n_s32(0);
-        int64_t k = 0;
-        if (j0 != 0) {
-            const int64_t n = K < BN_I2S_BLOCK - j0 ? K : BN_I2S_BLOCK - j0;
-            i2s_planes(blk, p);
-            for (int t = 0; t < NT; t++) acc[t] = i2s_partial(acc[t], p, j0, j0 + n, q + t * K);
-            k = n;
-            blk += BN_I2S_BLOCK_BYTES;
-        }
-        for (; k + BN_I2S_BLOCK <= K; k += BN_I2S_BLOCK, blk += BN_I2S_BLOCK_BYTES) {
-            i2s_planes(blk, p);
-            for (int t = 0; t < NT; t++) acc[t] = block_dot(acc[t], p, q + t * K + k);
-        }
-        if (k < K) {
-            i2s_planes(blk, p);
-            for (int t = 0; t < NT; t++) acc[t] = i2s_partial(acc[t], p, 0, K - k, q + t * K + k);
-        }
-        for (int t = 0; t < NT; t++) y[t * ldy + r] = bn_i2s_finish(vaddvq_s32(acc[t]), qi + t, wscale);
-    }
-}
-
-static void neon_i2s_gemv(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
-                          const int8_t *q, const bn_qinfo *qi, float wscale, float *y) {
-    BN_MARK(V, BN_K_I2S_GEMV);
-    i2s_tile(data, K, r0, r1, q, qi, wscale, y, 0, 1);
-}
-
-static void neon_i2s_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
-                          const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
-    BN_MARK(V, BN_K_I2S_GEMM);
-    int64_t t = 0;
-    for (; t + 4 <= T; t += 4) i2s_tile(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 4);
-    for (; t < T; t++) i2s_tile(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 1);
-}
-
-/* ---- F16 weights x float activations: RB rows x NT tokens, 8 elements per step ---- */
-
-FN void f16_tile(const uint8_t *data, int64_t K, int64_t r, const float *x, float *y, int64_t ldy, const int RB,
-                 const int NT) {
-    float32x4_t acc[4][4][2];
-    const uint16_t *rows[4];
-    for (int i = 0; i < RB; i++) {
-        rows[i] = (const uint16_t *)(data + (r + i) * K * 2);
-        for (int t = 0; t < NT; t++) acc[i][t][0] = acc[i][t][1] = vdupq_n_f32(0.0f);
-    }
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        float32x4_t w[4][2];
-        for (int i = 0; i < RB; i++) {
-            const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(rows[i] + k));
-            w[i][0] = vcvt_f32_f16(vget_low_f16(h));
-            w[i][1] = vcvt_high_f32_f16(h);
-        }
-        for (int t = 0; t < NT; t++) {
-            const float32x4_t x0 = vld1q_f32(x + t * K + k), x1 = vld1q_f32(x + t * K + k + 4);
-            for (int i = 0; i < RB; i++) {
-                acc[i][t][0] = vfmaq_f32(acc[i][t][0], w[i][0], x0);
-                acc[i][t][1] = vfmaq_f32(acc[i][t][1], w[i][1], x1);
-            }
-        }
-    }
-    for (int i = 0; i < RB; i++)
-        for (int t = 0; t < NT; t++) {
-            float s = vaddvq_f32(vaddq_f32(acc[i][t][0], acc[i][t][1]));
-            for (int64_t kk = k; kk < K; kk++) s += bn_half_to_float(rows[i][kk]) * x[t * K + kk];
-            y[t * ldy + r + i] = s;
-        }
-}
-
-static void neon_f16_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
-                          float *y, int64_t ldy) {
-    BN_MARK(V, T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM);
-    int64_t t = 0;
-    for (; t + 2 <= T; t += 2) {
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) f16_tile(data, K, r, x + t * K, y + t * ldy, ldy, 4, 2);
-        for (; r < r1; r++) f16_tile(data, K, r, x + t * K, y + t * ldy, ldy, 1, 2);
-    }
-    if (t < T) {
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) f16_tile(data, K, r, x + t * K, y + t * ldy, ldy, 4, 1);
-        for (; r < r1; r++) f16_tile(data, K, r, x + t * K, y + t * ldy, ldy, 1, 1);
-    }
-}
-
-static const bn_kernels neon_table = {
-    .variant = BN_V_NEON,
-    .quantize_act = neon_quantize_act,
-    .i2s_gemv = neon_i2s_gemv,
-    .i2s_gemm = neon_i2s_gemm,
-    .tq2_gemv = bn_scalar_tq2_gemv,
-    .tq2_gemm = bn_scalar_tq2_gemm,
-    .tq1_gemv = bn_scalar_tq1_gemv,
-    .tq1_gemm = bn_scalar_tq1_gemm,
-    .f16_gemm = neon_f16_gemm,
-    .bf16_gemm = bn_scalar_bf16_gemm,
-    .q80_gemm = bn_scalar_q80_gemm,
-    .f32_gemm = bn_scalar_f32_gemm,
-    .attention = bn_scalar_attention,
-};
-
-const bn_kernels *bn_kernels_neon(void) { return &neon_table; }
+#include "kernels_simd128_impl.h"
 
 #else
 
