@@ -40,8 +40,10 @@ cdef enum:
     # Attention splits into one job per (token, head), each a few microseconds even at decode: a lower bar than
     # the matmuls' (a decode step at position 128 of the 2B shape gains 4% from a parallel attention).
     ATTENTION_MIN_WORK = 1 << 17
-    # Row slices per thread in a parallel matmul, taken dynamically (see _matmul).
-    MATMUL_CHUNKS_PER_THREAD = 4
+    # Row slices of a parallel matmul, taken dynamically (see _matmul): about this much work each (4 MB of F16
+    # LM head at decode), and at least this many per thread.
+    MATMUL_SLICE_WORK = 1 << 22
+    MATMUL_SLICES_PER_THREAD = 4
     # Rows per cache block in multi-token matmuls (32 rows of 6912 ternary weights = 55 KB, L2-resident).
     GEMM_ROW_BLOCK = 32
 
@@ -333,15 +335,24 @@ cdef inline void _rows_block(const bn_kernels *kt, const Mat *w, const float *x,
         kt.f32_gemm(w.data, w.K, r0, r1, x, T, y, w.M)
 
 
+cdef inline int64_t _n_slices(const Mat *w, int64_t T, int nt) noexcept nogil:
+    """Row slices of one matrix in a parallel matmul: about MATMUL_SLICE_WORK multiply-adds each, at least
+    MATMUL_SLICES_PER_THREAD per thread, at most one per 16 rows."""
+    cdef int64_t n = w.M * w.K * T // MATMUL_SLICE_WORK
+    n = max(n, <int64_t>MATMUL_SLICES_PER_THREAD * nt)
+    return max(<int64_t>1, min(n, w.M // 16))
+
+
 cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const float *x, const int8_t *q,
                   const bn_qinfo *qi, int64_t T, int nt) noexcept nogil:
-    """ys[i][T, M_i] = W_i x for `n` matrices reading the same input, in ONE parallel region (one wake-up of the
-    team for the group). Each matrix is cut into MATMUL_CHUNKS_PER_THREAD * nt contiguous slices of rows, handed
-    out dynamically: on a shared VM one vCPU often runs slower than the other for a while, and a static half each
-    left the faster one waiting at the barrier for a tenth of a decode step. A slice is still long and contiguous
-    (the weights stream sequentially), and each row is computed whole by one thread, so results do not depend on
-    which thread took which slice."""
-    cdef int64_t work = 0, chunks, job, step, c
+    """ys[i][T, M_i] = W_i x for `n` (<= 4) matrices reading the same input, in ONE parallel region (one wake-up
+    of the team for the group). Each matrix is cut into contiguous slices of rows (see _n_slices), handed out
+    dynamically: on a shared VM one vCPU often runs slower than the other for a while, and with a static half
+    each the faster one waited at the barrier for up to half a matrix — with the 657 MB LM head, milliseconds
+    per token. A slice is still long and contiguous (the weights stream sequentially), and each row is computed
+    whole by one thread, so results do not depend on which thread took which slice."""
+    cdef int64_t work = 0, jobs = 0, job, step, c
+    cdef int64_t slices[4]
     cdef int i
     for i in range(n):
         work += ws[i].M * ws[i].K * T
@@ -349,11 +360,16 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
         for i in range(n):
             _rows(kt, ws[i], x, q, qi, T, ys[i], 0, ws[i].M)
         return
-    chunks = MATMUL_CHUNKS_PER_THREAD * nt
-    for job in prange(n * chunks, num_threads=nt, schedule='dynamic'):
-        i = job // chunks
-        c = job % chunks
-        step = (((ws[i].M + chunks - 1) // chunks) + 15) & ~(<int64_t>15)
+    for i in range(n):
+        slices[i] = _n_slices(ws[i], T, nt)
+        jobs += slices[i]
+    for job in prange(jobs, num_threads=nt, schedule='dynamic'):
+        i = 0
+        c = job
+        while c >= slices[i]:
+            c = c - slices[i]
+            i = i + 1
+        step = (((ws[i].M + slices[i] - 1) // slices[i]) + 15) & ~(<int64_t>15)
         _rows(kt, ws[i], x, q, qi, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
 
 
