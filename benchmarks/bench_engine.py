@@ -149,8 +149,9 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
         probes.append(read_bandwidth_gbs(probe, n_threads))
     peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - probe.nbytes / 2**20)   # decode only grows
 
-    weights = sum(i.nbytes for i in model.reader.tensors.values() if i.ggml_type.name == "I2_S")
-    head = model.reader.tensors["token_embd.weight"].nbytes
+    tensors = model.reader.tensors
+    weights = sum(i.nbytes for i in tensors.values() if i.ggml_type.name in ("I2_S", "TQ2_0", "TQ1_0"))
+    head = tensors.get("output.weight", tensors["token_embd.weight"]).nbytes
     bytes_per_token = weights + head
     fractions = [n / dt * bytes_per_token / ((probes[i] + probes[i + 1]) / 2 * 1e9)
                  for i, (n, dt) in enumerate(segments)]

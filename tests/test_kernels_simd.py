@@ -70,7 +70,7 @@ def test_i2s_matches_scalar(variant: str, K: int, M: int) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("fmt", [bk.GGML_TQ2_0, bk.GGML_TQ1_0])
-@pytest.mark.parametrize("K,M", [(256, 5), (768, 7), (2560, 3)])
+@pytest.mark.parametrize("K,M", [(256, 5), (768, 7), (2560, 3), (17408, 3)])  # 68 blocks: two runs
 def test_tq_matches_scalar(variant: str, fmt: int, K: int, M: int) -> None:
     rng = np.random.default_rng(K + M + fmt)
     data = _ternary_case(fmt, M, K, rng)

@@ -492,6 +492,85 @@ BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
     }
 }
 
+/* TQ2_0, RB (1..2) rows x NT (1..4) tokens per tile, the layout of the I2_S tile: planes cut with a shift and a
+ * mask, each activation vector loaded once for both rows. Per block an int16 accumulator per (row, token) takes
+ * the 8 planes (pairs within [-768, 762]: at most 6144); the eight block dots are reduced together (lane 4i+t)
+ * and finished in float with the scalar reference's two roundings per block (the product is kept opaque so that
+ * it is not fused into an FMA), so results are those of tq_tile and of the scalar loop, bit for bit. The row sums
+ * run across calls in runs of BN_TQ_RUN blocks, parked in y, as in tq_tile. */
+BN_FN void F(tq2_rows_tile)(const uint8_t *data, int64_t K, int64_t r, const int8_t *q, const int32_t (*bsum)[4],
+                            int64_t b0, int64_t n, float *y, int64_t ldy, const bn_qinfo *qi, int last,
+                            const int RB, const int NT) {
+    const int64_t row_bytes = K / BN_TQ_BLOCK * BN_TQ2_BLOCK_BYTES;
+    float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    if (b0)
+        for (int i = 0; i < RB; i++)
+            for (int t = 0; t < NT; t++) lanes[4 * i + t] = y[t * ldy + r + i];
+    __m256 accf = _mm256_loadu_ps(lanes);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t bi = 0; bi < n; bi++) {
+        const int64_t b = b0 + bi;
+        __m256i acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i c[2];
+            for (int i = 0; i < RB; i++) c[i] = F(load)(data + (r + i) * row_bytes + b * BN_TQ2_BLOCK_BYTES + 32 * h);
+            for (int l = 0; l < 4; l++) {
+                __m256i p[2];
+                for (int i = 0; i < RB; i++) p[i] = _mm256_and_si256(l ? _mm256_srli_epi16(c[i], 2 * l) : c[i], m3);
+                for (int t = 0; t < NT; t++) {
+                    __m256i a = F(load)(q + t * K + b * BN_TQ_BLOCK + 128 * h + 32 * l);
+                    __asm__("" : "+x"(a)); /* one load for both rows (see i2s_fast_tile) */
+                    for (int i = 0; i < RB; i++) acc[4 * i + t] = F(mac)(acc[4 * i + t], p[i], a);
+                }
+            }
+        }
+        for (int j = 0; j < 8; j++) acc[j] = F(widen)(acc[j]);
+        const __m128i bs = _mm_load_si128((const __m128i *)bsum[bi]);
+        const __m256i dots = _mm256_sub_epi32(F(reduce8)(acc), _mm256_set_m128i(bs, bs));
+        const uint8_t *d0 = data + r * row_bytes + b * BN_TQ2_BLOCK_BYTES + 64;
+        const __m128 dv0 = _mm_cvtph_ps(_mm_set1_epi16((short)bn_load_u16(d0)));
+        const __m128 dv1 = RB > 1 ? _mm_cvtph_ps(_mm_set1_epi16((short)bn_load_u16(d0 + row_bytes))) : dv0;
+        __m256 prod = _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_set_m128(dv1, dv0));
+        __asm__("" : "+x"(prod)); /* opaque: the add below must not fuse with the multiply (FMA) */
+        accf = _mm256_add_ps(accf, prod);
+    }
+    _mm256_storeu_ps(lanes, accf);
+    for (int i = 0; i < RB; i++)
+        for (int t = 0; t < NT; t++)
+            y[t * ldy + r + i] = last ? lanes[4 * i + t] / qi[t].scale : lanes[4 * i + t];
+}
+
+/* Rows [r0, r1) of a TQ2_0 matrix for NT (1..4) tokens, two rows at a time. */
+BN_FN void F(tq2_tiles)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
+                        const bn_qinfo *qi, float *y, int64_t ldy, const int NT) {
+    const int64_t nb = K / BN_TQ_BLOCK;
+    int32_t bsum[BN_TQ_RUN][4] __attribute__((aligned(16))); /* [block][token], 0 for unused tokens */
+    int32_t sums[BN_TQ_RUN];
+    for (int64_t b0 = 0; b0 < nb; b0 += BN_TQ_RUN) {
+        const int64_t n = nb - b0 < BN_TQ_RUN ? nb - b0 : BN_TQ_RUN;
+        const int last = b0 + n == nb;
+        for (int t = 0; t < 4; t++) {
+            if (t < NT) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, sums);
+            for (int64_t i = 0; i < n; i++) bsum[i][t] = t < NT ? sums[i] : 0;
+        }
+        int64_t r = r0;
+        for (; r + 2 <= r1; r += 2) F(tq2_rows_tile)(data, K, r, q, bsum, b0, n, y, ldy, qi, last, 2, NT);
+        if (r < r1) F(tq2_rows_tile)(data, K, r, q, bsum, b0, n, y, ldy, qi, last, 1, NT);
+    }
+}
+
+/* Multi-token TQ: TQ2_0 in two-row tiles; TQ1_0 (whose eight planes per block leave no registers for a second
+ * row) and every gemv through tq_tile (one row, up to four tokens, one weight stream: the gemv is bound by memory,
+ * and the two-row tile measured slower there). */
+BN_FN void F(tq_rows)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q, const bn_qinfo *qi,
+                      float *y, int64_t ldy, const int tq1, const int NT) {
+    if (tq1)
+        F(tq_tile)(data, K, r0, r1, q, qi, y, ldy, 1, NT);
+    else
+        F(tq2_tiles)(data, K, r0, r1, q, qi, y, ldy, NT);
+}
+
 #define BN_TQ_ENTRIES(name, ID_GEMV, ID_GEMM, IS_TQ1)                                                        \
     BN_API void F(name##_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
                                const bn_qinfo *qi, float *y) {                                               \
@@ -502,11 +581,11 @@ BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
                                const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) {                       \
         BN_MARK(BN_VARIANT, ID_GEMM);                                                                        \
         int64_t t = 0;                                                                                       \
-        for (; t + 4 <= T; t += 4) F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 4); \
+        for (; t + 4 <= T; t += 4) F(tq_rows)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 4); \
         switch (T - t) {                                                                                     \
-        case 3: F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 3); break;          \
-        case 2: F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 2); break;          \
-        case 1: F(tq_tile)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 1); break;          \
+        case 3: F(tq_rows)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 3); break;          \
+        case 2: F(tq_rows)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 2); break;          \
+        case 1: F(tq_rows)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 1); break;          \
         default: break;                                                                                      \
         }                                                                                                    \
     }
