@@ -219,7 +219,10 @@ def _lazy_zeros(shape) -> np.ndarray:
         return np.zeros(shape, dtype=np.uint16)
     nbytes = int(np.prod(shape)) * 2
     buf = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    buf.madvise(mmap.MADV_NOHUGEPAGE)
+    try:
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+    except OSError:                               # advice only: a kernel built without THP may refuse it
+        pass
     return np.frombuffer(buf, dtype=np.uint16, count=nbytes // 2).reshape(shape)
 
 
