@@ -162,6 +162,13 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
                 file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels())
 
 
+def run_one(model: Path, n_threads: int, n_prompt: int = 128, n_gen: int = 128, env: dict | None = None) -> dict:
+    """measure_one in a fresh process (so that peak RSS is its own); `env` may point PYTHONPATH at another tree."""
+    out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
+                          "-p", str(n_prompt), "-n", str(n_gen)], capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -186,10 +193,7 @@ def main(argv=None) -> int:
     runs: dict[int, list[dict]] = {n: [] for n in thread_counts}
     for _ in range(args.runs):            # interleaved, so that the VM's drift touches every configuration alike
         for n_threads in thread_counts:
-            out = subprocess.run([sys.executable, __file__, "--one", "--model", str(args.model),
-                                  "--threads", str(n_threads), "-p", str(args.n_prompt), "-n", str(args.n_gen)],
-                                 capture_output=True, text=True, check=True)
-            runs[n_threads].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs[n_threads].append(run_one(args.model, n_threads, args.n_prompt, args.n_gen))
     rows = []
     for n_threads, rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)

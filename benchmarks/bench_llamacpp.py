@@ -69,13 +69,6 @@ def llama_bench(binary: Path, model: Path, n_threads: int, n_prompt: int, n_gen:
     return dict(prefill_tps=by_test["pp"], decode_tps=by_test["tg"])
 
 
-def engine(model: Path, n_threads: int, n_prompt: int, n_gen: int) -> dict:
-    out = subprocess.run([sys.executable, bench_engine.__file__, "--one", "--model", str(model),
-                          "--threads", str(n_threads), "-p", str(n_prompt), "-n", str(n_gen)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--llama-bench", type=Path, required=True)
@@ -91,8 +84,8 @@ def main(argv=None) -> int:
         write_tq2_twin(bench_engine.DEFAULT_MODEL, TWIN)
 
     configs = {"llama.cpp TQ2_0": lambda t: llama_bench(args.llama_bench, TWIN, t, args.n_prompt, args.n_gen),
-               "bitnet TQ2_0": lambda t: engine(TWIN, t, args.n_prompt, args.n_gen),
-               "bitnet I2_S": lambda t: engine(bench_engine.DEFAULT_MODEL, t, args.n_prompt, args.n_gen)}
+               "bitnet TQ2_0": lambda t: bench_engine.run_one(TWIN, t, args.n_prompt, args.n_gen),
+               "bitnet I2_S": lambda t: bench_engine.run_one(bench_engine.DEFAULT_MODEL, t, args.n_prompt, args.n_gen)}
     results: dict[tuple[str, int], list[dict]] = {}
     for _ in range(args.runs):               # interleaved: the VM's drift touches every configuration alike
         for n_threads in [int(t) for t in args.threads.split(",")]:

@@ -7,29 +7,25 @@ of the per-pair ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent / "bench_engine.py"
+import bench_engine
+
 KEYS = ("prefill_tps", "decode_tps", "decode_fraction", "load_s", "peak_rss_mb")
 
 
 def run_once(tree: Path, model: Path, n_threads: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, str(BENCH), "--one", "--model", str(model), "--threads", str(n_threads)],
-                         capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return bench_engine.run_one(model, n_threads, env=dict(os.environ, PYTHONPATH=str(tree)))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("baseline", type=Path)
     ap.add_argument("candidate", type=Path)
-    ap.add_argument("--model", type=Path, default=BENCH.parent / "out" / "synthetic-2b4t-i2s.gguf")
+    ap.add_argument("--model", type=Path, default=bench_engine.DEFAULT_MODEL)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)

@@ -439,6 +439,15 @@ BN_FN void F(tq1_planes)(const uint8_t *blk, __m256i *p) {
     p[7] = _mm256_inserti128_si256(_mm256_castsi128_si256(d[4]), F(tq1_digit128)(w), 1);
 }
 
+/* Activation sums of blocks b0 .. b0+n-1 (n <= BN_TQ_RUN) for NT (1..4) tokens: bsum[i][t], 0 for unused t. */
+BN_FN void F(tq_run_sums)(const int8_t *q, int64_t K, int64_t b0, int64_t n, const int NT, int32_t (*bsum)[4]) {
+    int32_t sums[BN_TQ_RUN];
+    for (int t = 0; t < 4; t++) {
+        if (t < NT) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, sums);
+        for (int64_t i = 0; i < n; i++) bsum[i][t] = t < NT ? sums[i] : 0;
+    }
+}
+
 /* Rows [r0, r1) of a TQ matrix for NT (1..4) tokens, one token per lane of a 4-float accumulator. The row is
  * walked in runs of BN_TQ_RUN blocks: the activation sums of a run's blocks are computed once per call, and
  * the partial float sum of a row is parked in y between runs. Per block and token the float steps are those
@@ -450,14 +459,10 @@ BN_FN void F(tq_tile)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
     const int64_t bbytes = tq1 ? BN_TQ1_BLOCK_BYTES : BN_TQ2_BLOCK_BYTES, row_bytes = nb * bbytes;
     const int64_t d_off = tq1 ? 52 : 64;
     int32_t bsum[BN_TQ_RUN][4] __attribute__((aligned(16))); /* [block][token], 0 for unused tokens */
-    int32_t sums[BN_TQ_RUN];
     for (int64_t b0 = 0; b0 < nb; b0 += BN_TQ_RUN) {
         const int64_t n = nb - b0 < BN_TQ_RUN ? nb - b0 : BN_TQ_RUN;
         const int last = b0 + n == nb;
-        for (int t = 0; t < 4; t++) {
-            if (t < NT) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, sums);
-            for (int64_t i = 0; i < n; i++) bsum[i][t] = t < NT ? sums[i] : 0;
-        }
+        F(tq_run_sums)(q, K, b0, n, NT, bsum);
         for (int64_t r = r0; r < r1; r++) {
             float lanes[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             if (b0)
@@ -546,14 +551,10 @@ BN_FN void F(tq2_tiles)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, 
                         const bn_qinfo *qi, float *y, int64_t ldy, const int NT) {
     const int64_t nb = K / BN_TQ_BLOCK;
     int32_t bsum[BN_TQ_RUN][4] __attribute__((aligned(16))); /* [block][token], 0 for unused tokens */
-    int32_t sums[BN_TQ_RUN];
     for (int64_t b0 = 0; b0 < nb; b0 += BN_TQ_RUN) {
         const int64_t n = nb - b0 < BN_TQ_RUN ? nb - b0 : BN_TQ_RUN;
         const int last = b0 + n == nb;
-        for (int t = 0; t < 4; t++) {
-            if (t < NT) bn_block_sums(q + t * K + b0 * BN_TQ_BLOCK, n, sums);
-            for (int64_t i = 0; i < n; i++) bsum[i][t] = t < NT ? sums[i] : 0;
-        }
+        F(tq_run_sums)(q, K, b0, n, NT, bsum);
         int64_t r = r0;
         for (; r + 2 <= r1; r += 2) F(tq2_rows_tile)(data, K, r, q, bsum, b0, n, y, ldy, qi, last, 2, NT);
         if (r < r1) F(tq2_rows_tile)(data, K, r, q, bsum, b0, n, y, ldy, qi, last, 1, NT);
