@@ -29,8 +29,7 @@ from pathlib import Path
 import bench_engine
 import numpy as np
 
-OUT = Path(__file__).resolve().parent / "out"
-TWIN = OUT / "synthetic-2b4t-llama-tq2.gguf"
+TWIN = bench_engine.DEFAULT_MODEL.with_name("synthetic-2b4t-llama-tq2.gguf")
 
 
 def write_tq2_twin(src: Path, dst: Path) -> None:
