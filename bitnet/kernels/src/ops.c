@@ -8,10 +8,16 @@
 #include "kernels_internal.h"
 
 /* x / sqrt(mean(x^2) + eps) * w. As the reference: squares in float, summed in double, the mean rounded to
- * float, scale = 1/sqrtf(mean + eps), then (x*scale)*w. w may be NULL (no weight). */
+ * float, scale = 1/sqrtf(mean + eps), then (x*scale)*w. w may be NULL (no weight). The double sum runs in four
+ * interleaved partial sums: one chain of dependent double adds cost a 6912-wide norm four cycles an element
+ * (2% of a prefill); the reordering changes the sum by ~1e-16 relative, far below the float mean's rounding. */
 void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out) {
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    double part[4] = {0.0, 0.0, 0.0, 0.0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int j = 0; j < 4; j++) part[j] += (double)(x[i + j] * x[i + j]);
+    for (; i < n; i++) part[0] += (double)(x[i] * x[i]);
+    const double ss = (part[0] + part[1]) + (part[2] + part[3]);
     const float mean = (float)(ss / (double)n);
     const float scale = 1.0f / sqrtf(mean + eps);
     if (w) {
