@@ -108,8 +108,8 @@ volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT];
 TRAP_TQ(bn_scalar_tq2_gemv) TRAP_TQ(bn_scalar_tq1_gemv)
 TRAP_TQM(bn_scalar_tq2_gemm) TRAP_TQM(bn_scalar_tq1_gemm)
 TRAP_F(bn_scalar_bf16_gemm) TRAP_F(bn_scalar_q80_gemm) TRAP_F(bn_scalar_f32_gemm)
-void bn_scalar_attention(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t s, int64_t n, int64_t hd,
-                         float sc, float *scores, float *out) { __builtin_trap(); }
+void bn_scalar_attention(const float *q, int64_t nq, const bn_f16 *k, const bn_f16 *v, int64_t s, int64_t n,
+                         int64_t hd, float sc, float *scores, float *out) { __builtin_trap(); }
 
 void *memcpy(void *dst, const void *src, size_t n) {
     uint8_t *d = dst; const uint8_t *s = src;

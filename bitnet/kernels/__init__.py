@@ -260,18 +260,22 @@ def _as_u16(a: np.ndarray, what: str) -> np.ndarray:
 
 def attention(q: np.ndarray, k_f16: np.ndarray, v_f16: np.ndarray, scale: float,
               variant: str | None = None) -> np.ndarray:
-    """softmax(q . k_i * scale) weighted sum of v_i for one head. q [head_dim]; k, v [n_kv, S] f16 with row
-    stride S >= head_dim (the first head_dim entries of each row are used)."""
+    """softmax(q . k_i * scale) weighted sum of v_i for one head, q [head_dim], or for the n_q heads of a GQA
+    group sharing k and v, q [n_q, head_dim] (the result has q's shape); k, v [n_kv, S] f16 with row stride
+    S >= head_dim (the first head_dim entries of each row are used)."""
     v = _table(variant)
-    qf = np.ascontiguousarray(q, dtype=np.float32).reshape(-1)
+    qa = np.asarray(q)
+    if qa.ndim not in (1, 2):
+        raise ValueError(f"q must be [head_dim] or [n_q, head_dim], got shape {qa.shape}")
+    qf = np.ascontiguousarray(qa, dtype=np.float32).reshape(-1 if qa.ndim == 1 else qa.shape[0], qa.shape[-1])
     k16, v16 = _as_u16(k_f16, "k"), _as_u16(v_f16, "v")
-    hd = qf.size
-    if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0 or hd == 0:
-        raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}], "
+    n_q, hd = qf.shape if qa.ndim == 2 else (1, qf.size)
+    if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0 or hd == 0 or n_q == 0:
+        raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}] (and q not empty), "
                          f"got {k16.shape} and {v16.shape}")
-    out = np.empty(hd, dtype=np.float32)
-    _k.attention(v, qf, k16, v16, hd, float(scale), out)
-    return out
+    out = np.empty((n_q, hd), dtype=np.float32)
+    _k.attention(v, qf.reshape(n_q, hd), k16, v16, float(scale), out)
+    return out.reshape(qa.shape)
 
 
 def _vec(x: np.ndarray, what: str) -> np.ndarray:

@@ -65,8 +65,8 @@ cdef extern from "kernels.h" nogil:
                          const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
         void (*f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                          const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
-        void (*attention)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                          int64_t head_dim, float scale, float *scores, float *out) noexcept nogil
+        void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) noexcept nogil
 
     const bn_kernels *bn_kernels_scalar()
     const bn_kernels *bn_kernels_avx2()

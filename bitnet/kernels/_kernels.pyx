@@ -182,16 +182,17 @@ def float_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int64
             kt.f32_gemm(w, K, r0, r1, xp, T, yp, M)
 
 
-def attention(int v, const float[::1] q, const uint16_t[:, ::1] k, const uint16_t[:, ::1] vv, int64_t head_dim,
-              float scale, float[::1] out) -> None:
+def attention(int v, const float[:, ::1] q, const uint16_t[:, ::1] k, const uint16_t[:, ::1] vv, float scale,
+              float[:, ::1] out) -> None:
+    """out[n_q, head_dim]: the n_q heads of q[n_q, head_dim] against the same k, vv rows."""
     cdef const bn_kernels *kt = bn_kernels_for(v)
-    cdef int64_t n_kv = k.shape[0], stride = k.shape[1]
-    cdef float *scores = <float *>malloc(max(n_kv, 1) * sizeof(float))
+    cdef int64_t n_q = q.shape[0], head_dim = q.shape[1], n_kv = k.shape[0], stride = k.shape[1]
+    cdef float *scores = <float *>malloc(max(n_q * n_kv, 1) * sizeof(float))
     if scores == NULL:
         raise MemoryError()
     try:
         with nogil:
-            kt.attention(&q[0], &k[0, 0], &vv[0, 0], stride, n_kv, head_dim, scale, scores, &out[0])
+            kt.attention(&q[0, 0], n_q, &k[0, 0], &vv[0, 0], stride, n_kv, head_dim, scale, scores, &out[0, 0])
     finally:
         free(scores)
 

@@ -37,9 +37,14 @@ cdef enum:
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
     # it saves, and on a busy machine a descheduled team member stalls the whole op.
     PARALLEL_MIN_WORK = 1 << 22
-    # Attention splits into one job per (token, head), each a few microseconds even at decode: a lower bar than
-    # the matmuls' (a decode step at position 128 of the 2B shape gains 4% from a parallel attention).
+    # Attention splits into one job per (token, pair of query heads sharing a K/V head), each a few
+    # microseconds even at decode: a lower bar than the matmuls' (a decode step at position 128 of the 2B
+    # shape gains 4% from a parallel attention).
     ATTENTION_MIN_WORK = 1 << 17
+    # Query heads per attention job: the kernel converts each f16 K/V vector once for them. Two, not the whole
+    # GQA group: the 2B shape's 5 groups would split 3:2 over two threads at decode, and pairs measured faster
+    # than fours in the kernel alone (register pressure).
+    ATTENTION_HEADS = 2
     # Row slices of a parallel matmul, taken dynamically (see _matmul): about this much work each (4 MB of F16
     # LM head at decode), and at least this many per thread.
     MATMUL_SLICE_WORK = 1 << 22
@@ -93,7 +98,7 @@ cdef struct Scratch:
     float *tmp        # [T, n_embd]
     int8_t *xq        # [T, max_dim] int8 activations
     bn_qinfo *qi      # [T]
-    float *scores     # [n_threads, n_ctx]
+    float *scores     # [n_threads, ATTENTION_HEADS, n_ctx]
     float *rope       # [T, rope_dim] cos/sin of each token's RoPE angles, shared by all layers
     uint16_t *kcache  # [n_layer, n_ctx, kv_dim] f16, as the reference keeps K/V
     uint16_t *vcache
@@ -273,7 +278,7 @@ cdef class Context:
         self.s.tmp = <float *>malloc(T * d.n_embd * sizeof(float))
         self.s.xq = <int8_t *>malloc(T * m.w.max_dim + 64)
         self.s.qi = <bn_qinfo *>malloc(T * sizeof(bn_qinfo))
-        self.s.scores = <float *>malloc(n_threads * self.n_ctx * sizeof(float))
+        self.s.scores = <float *>malloc(n_threads * ATTENTION_HEADS * self.n_ctx * sizeof(float))
         self.s.rope = <float *>malloc(T * max(d.rope_dim, 2) * sizeof(float))
         if (self.s.x == NULL or self.s.xn == NULL or self.s.q == NULL or self.s.k == NULL or self.s.v == NULL
                 or self.s.att == NULL or self.s.gate == NULL or self.s.up == NULL or self.s.tmp == NULL
@@ -441,6 +446,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     cdef int64_t E = d.n_embd, QD = d.q_dim, KVD = d.kv_dim, F = d.n_ff, HD = d.head_dim
     cdef int64_t t, l, h, i, job, kvh, n_kv
     cdef int64_t group = d.n_head // d.n_head_kv
+    cdef int64_t pairs = (group + ATTENTION_HEADS - 1) // ATTENTION_HEADS   # jobs per K/V head and token
     cdef float att_scale = 1.0 / sqrtf(<float>HD)
     cdef const Layer *L
     cdef uint16_t *kc
@@ -477,14 +483,15 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             bn_f32_to_f16(s.v + t * KVD, vc + (pos0 + t) * KVD, KVD)
         # attention work grows with the positions attended: T heads-rows of up to pos0+T positions each
         att_threads = nt if T * d.n_head * (pos0 + T) * HD * 2 >= ATTENTION_MIN_WORK else 1
-        for job in prange(T * d.n_head, num_threads=att_threads, schedule='dynamic'):
-            t = job // d.n_head
-            h = job % d.n_head
-            kvh = h // group
+        for job in prange(T * d.n_head_kv * pairs, num_threads=att_threads, schedule='dynamic'):
+            t = job // (d.n_head_kv * pairs)
+            kvh = job // pairs % d.n_head_kv
+            h = kvh * group + job % pairs * ATTENTION_HEADS      # first query head of the job
             n_kv = pos0 + t + 1
             tid = threadid()
-            kt.attention(s.q + t * QD + h * HD, kc + kvh * HD, vc + kvh * HD, KVD, n_kv, HD, att_scale,
-                         s.scores + tid * s.n_ctx, s.att + t * QD + h * HD)
+            kt.attention(s.q + t * QD + h * HD, min(<int64_t>ATTENTION_HEADS, kvh * group + group - h),
+                         kc + kvh * HD, vc + kvh * HD, KVD, n_kv, HD, att_scale,
+                         s.scores + tid * ATTENTION_HEADS * s.n_ctx, s.att + t * QD + h * HD)
         src = s.att
         if L.attn_sub_norm != NULL:
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)

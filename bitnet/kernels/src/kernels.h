@@ -82,10 +82,11 @@ typedef struct bn_kernels {
     void (*f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                      const float *x, int64_t T, float *y, int64_t ldy);
 
-    /* ---- attention for one query head over positions [0, n_kv): k/v rows are f16 with stride kv_stride
-     * elements; out[head_dim] = softmax(q.k * scale) v. `scores` is scratch of n_kv floats. ---- */
-    void (*attention)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                      int64_t head_dim, float scale, float *scores, float *out);
+    /* ---- attention for n_q query heads sharing one K/V head (GQA), over positions [0, n_kv): q and out hold
+     * the heads one after another (head_dim floats each); k/v rows are f16 with stride kv_stride elements;
+     * out_h = softmax(q_h.k * scale) v. `scores` is scratch of n_q * n_kv floats. ---- */
+    void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                      int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out);
 } bn_kernels;
 
 /* Variant tables; a NULL return means "not compiled in this build". */

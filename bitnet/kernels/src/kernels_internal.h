@@ -116,8 +116,8 @@ void bn_scalar_q80_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const float *x, int64_t T, float *y, int64_t ldy);
 void bn_scalar_f32_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const float *x, int64_t T, float *y, int64_t ldy);
-void bn_scalar_attention(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                         int64_t head_dim, float scale, float *scores, float *out);
+void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out);
 
 /* The I2_S finishing step shared by every variant so that they agree bit for bit (FORMATS.md §3):
  * y = ((float)dot - (float)sum_q) / s * wscale, left to right. */

@@ -186,20 +186,22 @@ void bn_scalar_q80_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
         }
 }
 
-/* ---- attention for one query head: scores, softmax (ops.c), weighted sum of V ---- */
+/* ---- attention, one query head after another: scores, softmax (ops.c), weighted sum of V ---- */
 
-void bn_scalar_attention(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                         int64_t head_dim, float scale, float *scores, float *out) {
+void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
     BN_MARK(V, BN_K_ATTENTION);
-    for (int64_t i = 0; i < n_kv; i++) {
-        float dot = 0.0f;
-        for (int64_t d = 0; d < head_dim; d++) dot += q[d] * bn_half_to_float(k[i * kv_stride + d]);
-        scores[i] = dot * scale;
+    for (int64_t h = 0; h < n_q; h++, q += head_dim, out += head_dim) {
+        for (int64_t i = 0; i < n_kv; i++) {
+            float dot = 0.0f;
+            for (int64_t d = 0; d < head_dim; d++) dot += q[d] * bn_half_to_float(k[i * kv_stride + d]);
+            scores[i] = dot * scale;
+        }
+        bn_softmax(scores, n_kv);
+        for (int64_t d = 0; d < head_dim; d++) out[d] = 0.0f;
+        for (int64_t i = 0; i < n_kv; i++)
+            for (int64_t d = 0; d < head_dim; d++) out[d] += scores[i] * bn_half_to_float(v[i * kv_stride + d]);
     }
-    bn_softmax(scores, n_kv);
-    for (int64_t d = 0; d < head_dim; d++) out[d] = 0.0f;
-    for (int64_t i = 0; i < n_kv; i++)
-        for (int64_t d = 0; d < head_dim; d++) out[d] += scores[i] * bn_half_to_float(v[i * kv_stride + d]);
 }
 
 static const bn_kernels scalar_table = {

@@ -805,60 +805,78 @@ BN_FN void F(softmax)(float *x, int64_t n) {
     for (int64_t i = n8; i < n; i++) x[i] = tail[i - n8] * inv;
 }
 
-/* One head: softmax(q.k_i * scale) weighted sum of v_i. Both passes are written for the FMA latency, not the
- * loads: the scores go eight positions at a time (eight independent dot chains, one horizontal-sum tree), and
- * the weighted sum keeps eight 8-dim accumulators (64 dims) per pass over V, so that no chain waits on the
- * previous position's FMA. (One position per step left the core waiting on a single chain: 3-5x slower.) */
-BN_API void F(attention)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                         int64_t head_dim, float scale, float *scores, float *out) {
-    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+/* NQ (1 or 2) query heads sharing one K/V head (GQA): softmax(q_h.k_i * scale) weighted sum of v_i. Each K and V
+ * vector is converted from f16 once for the NQ heads (the conversion, not the FMA, bounds this loop on Zen 3),
+ * and both passes are written for the FMA latency: the scores go 8/NQ positions at a time (eight independent
+ * dot chains, one horizontal-sum tree), the weighted sum keeps eight 8-dim accumulators (64/NQ dims per head)
+ * per pass over V, so that no chain waits on the previous position's FMA. Every output is the same float
+ * sequence for NQ = 1 and 2. */
+BN_FN void F(attention_heads)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
+                              int64_t head_dim, float scale, float *scores, float *out, const int NQ) {
+    const int P = 8 / NQ, D = 64 / NQ;
     const int64_t hd8 = head_dim & ~(int64_t)7;
-    int64_t i = 0;
-    for (; i + 8 <= n_kv; i += 8) {
+    /* the last block repeats the last row for positions past n_kv (and drops them): every score goes through
+     * the same reduction tree */
+    for (int64_t i = 0; i < n_kv; i += P) {
+        const bn_f16 *kr[8];
+        for (int j = 0; j < P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * kv_stride;
         __m256 acc[8];
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < hd8; d += 8) {
-            const __m256 qd = _mm256_loadu_ps(q + d);
-            for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(qd, F(k8)(k + (i + j) * kv_stride + d), acc[j]);
-        }
+        for (int64_t d = 0; d < hd8; d += 8)
+            for (int j = 0; j < P; j++) {
+                const __m256 kj = F(k8)(kr[j] + d);
+                for (int h = 0; h < NQ; h++)
+                    acc[h * P + j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * head_dim + d), kj, acc[h * P + j]);
+            }
         float dots[8];
         _mm256_storeu_ps(dots, F(reduce8_ps)(acc));
-        for (int j = 0; j < 8; j++) {
-            for (int64_t d = hd8; d < head_dim; d++) dots[j] += q[d] * bn_half_to_float(k[(i + j) * kv_stride + d]);
-            scores[i + j] = dots[j] * scale;
-        }
+        for (int h = 0; h < NQ; h++)
+            for (int j = 0; j < P && i + j < n_kv; j++) {
+                float s = dots[h * P + j];
+                for (int64_t d = hd8; d < head_dim; d++) s += q[h * head_dim + d] * bn_half_to_float(kr[j][d]);
+                scores[h * n_kv + i + j] = s * scale;
+            }
     }
-    for (; i < n_kv; i++) {
-        const bn_f16 *kr = k + i * kv_stride;
-        __m256 a = _mm256_setzero_ps();
-        for (int64_t d = 0; d < hd8; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), F(k8)(kr + d), a);
-        float s = F(hsum_f32)(a);
-        for (int64_t d = hd8; d < head_dim; d++) s += q[d] * bn_half_to_float(kr[d]);
-        scores[i] = s * scale;
-    }
-    F(softmax)(scores, n_kv);
+    for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv);
     int64_t d = 0;
-    for (; d + 64 <= head_dim; d += 64) {
+    for (; d + D <= head_dim; d += D) {
         __m256 o[8];
         for (int j = 0; j < 8; j++) o[j] = _mm256_setzero_ps();
         for (int64_t p = 0; p < n_kv; p++) {
-            const __m256 w = _mm256_set1_ps(scores[p]);
             const bn_f16 *vr = v + p * kv_stride + d;
-            for (int j = 0; j < 8; j++) o[j] = _mm256_fmadd_ps(w, F(k8)(vr + 8 * j), o[j]);
+            for (int j = 0; j < D / 8; j++) {
+                const __m256 vj = F(k8)(vr + 8 * j);
+                for (int h = 0; h < NQ; h++)
+                    o[h * (D / 8) + j] = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + h * n_kv + p), vj,
+                                                         o[h * (D / 8) + j]);
+            }
         }
-        for (int j = 0; j < 8; j++) _mm256_storeu_ps(out + d + 8 * j, o[j]);
+        for (int h = 0; h < NQ; h++)
+            for (int j = 0; j < D / 8; j++) _mm256_storeu_ps(out + h * head_dim + d + 8 * j, o[h * (D / 8) + j]);
     }
-    for (; d + 8 <= head_dim; d += 8) {
-        __m256 o = _mm256_setzero_ps();
-        for (int64_t p = 0; p < n_kv; p++)
-            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), F(k8)(v + p * kv_stride + d), o);
-        _mm256_storeu_ps(out + d, o);
-    }
-    for (; d < head_dim; d++) {
-        float o = 0.0f;
-        for (int64_t p = 0; p < n_kv; p++) o += scores[p] * bn_half_to_float(v[p * kv_stride + d]);
-        out[d] = o;
-    }
+    for (; d + 8 <= head_dim; d += 8)
+        for (int h = 0; h < NQ; h++) {
+            __m256 o = _mm256_setzero_ps();
+            for (int64_t p = 0; p < n_kv; p++)
+                o = _mm256_fmadd_ps(_mm256_set1_ps(scores[h * n_kv + p]), F(k8)(v + p * kv_stride + d), o);
+            _mm256_storeu_ps(out + h * head_dim + d, o);
+        }
+    for (; d < head_dim; d++)
+        for (int h = 0; h < NQ; h++) {
+            float o = 0.0f;
+            for (int64_t p = 0; p < n_kv; p++) o += scores[h * n_kv + p] * bn_half_to_float(v[p * kv_stride + d]);
+            out[h * head_dim + d] = o;
+        }
+}
+
+BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
+    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    int64_t h = 0;
+    for (; h + 2 <= n_q; h += 2)
+        F(attention_heads)(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 2);
+    if (h < n_q)
+        F(attention_heads)(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 1);
 }
 
 static const bn_kernels F(table) = {
