@@ -248,6 +248,14 @@ def test_attention_scalar_matches_numpy_with_row_stride() -> None:
     np.testing.assert_allclose(out, np_attention(q, k, v, 1 / 8), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("q_shape,kv_shape", [((0,), (3, 8)), ((2, 0), (3, 8)), ((2, 3, 4), (3, 8)),
+                                               ((8,), (0, 8)), ((16,), (3, 8)), ((2, 8), (3,))])
+def test_attention_rejects_bad_shapes(q_shape: tuple, kv_shape: tuple) -> None:
+    k = np.zeros(kv_shape, np.float16)
+    with pytest.raises(ValueError, match="q must|k and v must"):
+        bk.attention(np.zeros(q_shape, np.float32), k, k, 1.0)
+
+
 def test_rmsnorm_matches_numpy() -> None:
     rng = np.random.default_rng(12)
     x = rng.standard_normal(2560).astype(np.float32) * 3

@@ -265,16 +265,15 @@ def attention(q: np.ndarray, k_f16: np.ndarray, v_f16: np.ndarray, scale: float,
     S >= head_dim (the first head_dim entries of each row are used)."""
     v = _table(variant)
     qa = np.asarray(q)
-    if qa.ndim not in (1, 2):
-        raise ValueError(f"q must be [head_dim] or [n_q, head_dim], got shape {qa.shape}")
-    qf = np.ascontiguousarray(qa, dtype=np.float32).reshape(-1 if qa.ndim == 1 else qa.shape[0], qa.shape[-1])
+    if qa.ndim not in (1, 2) or qa.size == 0:
+        raise ValueError(f"q must be a non-empty [head_dim] or [n_q, head_dim], got shape {qa.shape}")
+    qf = np.ascontiguousarray(qa, dtype=np.float32).reshape(-1, qa.shape[-1])
+    n_q, hd = qf.shape
     k16, v16 = _as_u16(k_f16, "k"), _as_u16(v_f16, "v")
-    n_q, hd = qf.shape if qa.ndim == 2 else (1, qf.size)
-    if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0 or hd == 0 or n_q == 0:
-        raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}] (and q not empty), "
-                         f"got {k16.shape} and {v16.shape}")
+    if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0:
+        raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}], got {k16.shape} and {v16.shape}")
     out = np.empty((n_q, hd), dtype=np.float32)
-    _k.attention(v, qf.reshape(n_q, hd), k16, v16, float(scale), out)
+    _k.attention(v, qf, k16, v16, float(scale), out)
     return out.reshape(qa.shape)
 
 
