@@ -142,6 +142,14 @@ int run(void) {
             kt->quantize_act((const float *)act + t * K, K, (int8_t *)g_out + t * K, qi + t);
         return (int)(((T * K + 7) & ~7) + 8 * T);
     }
+    if (op == 6) { /* attention: data = k then v (M rows of `chunk` halves), act = float scale (8 bytes), q[T][K] */
+        static float scores[1 << 14];
+        const bn_f16 *kk = (const bn_f16 *)data, *vv = kk + M * chunk;
+        float scale;
+        memcpy(&scale, act, 4);
+        kt->attention((const float *)(act + 8), T, kk, vv, chunk, M, K, scale, scores, (float *)g_out);
+        return (int)(4 * T * K);
+    }
     float *y = (float *)g_out;
     for (int64_t r0 = 0; r0 < M; r0 += chunk) {
         const int64_t r1 = r0 + chunk < M ? r0 + chunk : M;
@@ -255,6 +263,24 @@ def _qinfo_bytes(scale: np.ndarray, total: np.ndarray) -> bytes:
     info[0::2] = np.asarray(scale, np.float32).view(np.uint32)
     info[1::2] = np.asarray(total, np.int32).view(np.uint32)
     return info.tobytes()
+
+
+@pytest.mark.parametrize("name", [n for n in RUNNERS if "aarch64" in n])
+def test_neon_attention_runs_like_the_scalar_reference(tmp_path: Path, name: str) -> None:
+    """NEON's own attention (wasm uses the scalar one: SIMD128 has no f16 conversion): GQA head pairs and
+    singles, row strides, head dims off the vector width, and a wide score range (underflowing exponentials)."""
+    request = _build_runner(name, tmp_path)
+    rng = np.random.default_rng(5)
+    for n_q, hd, n_kv, stride, spread in ((2, 128, 300, 640, 1), (3, 64, 9, 64, 1), (1, 72, 5, 80, 1),
+                                          (2, 20, 3, 20, 1), (2, 128, 1000, 128, 40)):
+        q = rng.standard_normal((n_q, hd)).astype(np.float32)
+        k = (rng.standard_normal((n_kv, stride)) * spread).astype(np.float16)
+        v = rng.standard_normal((n_kv, stride)).astype(np.float16)
+        scale = np.float32(hd ** -0.5)
+        act = scale.tobytes() + b"\0" * 4 + q.tobytes()
+        out = request(_blob(6, hd, n_kv, n_q, k.tobytes() + v.tobytes(), act, chunk=stride))
+        want = bk.attention(q, k, v, float(scale), variant="scalar")
+        np.testing.assert_allclose(np.frombuffer(out, np.float32).reshape(n_q, hd), want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", list(RUNNERS))

@@ -1,5 +1,6 @@
 /* aarch64 NEON variant: activation quantization, I2_S gemv/gemm and the F16 matmul (their loops shared with the
- * WebAssembly variant in kernels_simd128_impl.h); the other entries are the scalar reference.
+ * WebAssembly variant in kernels_simd128_impl.h) and attention (below); the other entries are the scalar
+ * reference.
  *
  * The ternary dot uses SDOT (vdotq_s32) when the build targets the dot-product extension
  * (__ARM_FEATURE_DOTPROD, e.g. -march=armv8.2-a+dotprod); dispatch then requires it at run time. Otherwise it
@@ -106,6 +107,113 @@ BN_FN vf32 zero_f32(void) { return vdupq_n_f32(0.0f); }
 BN_FN vf32 load_f32(const float *x) { return vld1q_f32(x); }
 BN_FN vf32 madd_f32(vf32 acc, vf32 w, vf32 x) { return vfmaq_f32(acc, w, x); }
 BN_FN float hsum_f32(vf32 a, vf32 b) { return vaddvq_f32(vaddq_f32(a, b)); }
+
+/* ---- attention (NEON only: SIMD128 has no f16 conversion); the x86 kernel's structure, 4-lane vectors ---- */
+
+BN_FN vf32 k4(const bn_f16 *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+
+/* e^x for x <= 0, 0 below -87.3: as the x86 exp_neg8 (Cody-Waite reduction, Taylor to r^7), four lanes. No libm:
+ * this file must stay freestanding. */
+BN_FN vf32 exp_neg4(vf32 x) {
+    const vf32 lo = vdupq_n_f32(-87.3f);
+    const uint32x4_t under = vcltq_f32(x, lo);
+    x = vmaxq_f32(x, lo);
+    const vf32 n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504f)));
+    vf32 r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    static const float c[7] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    vf32 p = vdupq_n_f32(1.0f / 5040);
+    for (int i = 0; i < 7; i++) p = vfmaq_f32(vdupq_n_f32(c[i]), p, r);
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(p, vreinterpretq_f32_s32(e))), under));
+}
+
+/* bn_softmax with four exponentials at a time (the last partial four through a padded copy), sum in double */
+BN_FN void softmax4(float *x, int64_t n) {
+    const int64_t n4 = n & ~(int64_t)3;
+    float tail[4];
+    for (int j = 0; j < 4; j++) tail[j] = n4 + j < n ? x[n4 + j] : -__builtin_inff();
+    vf32 vmax = vld1q_f32(tail);
+    for (int64_t i = 0; i < n4; i += 4) vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
+    const float mx = vmaxvq_f32(vmax);
+    if (mx == -__builtin_inff()) {   /* nothing attended: zeros, as bn_softmax */
+        for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    float64x2_t sum = vdupq_n_f64(0.0);
+    for (int64_t i = 0; i <= n4; i += 4) {
+        float *p = i < n4 ? x + i : tail;
+        const vf32 e = exp_neg4(vsubq_f32(vld1q_f32(p), vdupq_n_f32(mx)));
+        vst1q_f32(p, e);
+        sum = vaddq_f64(sum, vaddq_f64(vcvt_f64_f32(vget_low_f32(e)), vcvt_high_f64_f32(e)));
+    }
+    const float inv = (float)(1.0 / vaddvq_f64(sum));
+    for (int64_t i = 0; i < n4; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (int64_t i = n4; i < n; i++) x[i] = tail[i - n4] * inv;
+}
+
+/* NQ (1 or 2) query heads sharing one K/V head: scores 8/NQ positions per step (independent chains), the
+ * weighted sum of V in passes of 64/NQ dims per head (sixteen 4-lane accumulators). */
+BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
+                           int64_t head_dim, float scale, float *scores, float *out, const int NQ) {
+    const int P = 8 / NQ, D = 64 / NQ;
+    const int64_t hd4 = head_dim & ~(int64_t)3;
+    for (int64_t i = 0; i < n_kv; i += P) {
+        const bn_f16 *kr[8];
+        for (int j = 0; j < P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * kv_stride;
+        vf32 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = vdupq_n_f32(0.0f);
+        for (int64_t d = 0; d < hd4; d += 4)
+            for (int j = 0; j < P; j++) {
+                const vf32 kj = k4(kr[j] + d);
+                for (int h = 0; h < NQ; h++)
+                    acc[h * P + j] = vfmaq_f32(acc[h * P + j], vld1q_f32(q + h * head_dim + d), kj);
+            }
+        for (int h = 0; h < NQ; h++)
+            for (int j = 0; j < P && i + j < n_kv; j++) {
+                float s = vaddvq_f32(acc[h * P + j]);
+                for (int64_t d = hd4; d < head_dim; d++) s += q[h * head_dim + d] * bn_half_to_float(kr[j][d]);
+                scores[h * n_kv + i + j] = s * scale;
+            }
+    }
+    for (int h = 0; h < NQ; h++) softmax4(scores + h * n_kv, n_kv);
+    int64_t d = 0;
+    for (; d + D <= head_dim; d += D) {
+        vf32 o[16];
+        for (int j = 0; j < 16; j++) o[j] = vdupq_n_f32(0.0f);
+        for (int64_t p = 0; p < n_kv; p++)
+            for (int j = 0; j < D / 4; j++) {
+                const vf32 vj = k4(v + p * kv_stride + d + 4 * j);
+                for (int h = 0; h < NQ; h++)
+                    o[h * (D / 4) + j] = vfmaq_n_f32(o[h * (D / 4) + j], vj, scores[h * n_kv + p]);
+            }
+        for (int h = 0; h < NQ; h++)
+            for (int j = 0; j < D / 4; j++) vst1q_f32(out + h * head_dim + d + 4 * j, o[h * (D / 4) + j]);
+    }
+    for (; d + 4 <= head_dim; d += 4)
+        for (int h = 0; h < NQ; h++) {
+            vf32 o = vdupq_n_f32(0.0f);
+            for (int64_t p = 0; p < n_kv; p++) o = vfmaq_n_f32(o, k4(v + p * kv_stride + d), scores[h * n_kv + p]);
+            vst1q_f32(out + h * head_dim + d, o);
+        }
+    for (; d < head_dim; d++)
+        for (int h = 0; h < NQ; h++) {
+            float o = 0.0f;
+            for (int64_t p = 0; p < n_kv; p++) o += scores[h * n_kv + p] * bn_half_to_float(v[p * kv_stride + d]);
+            out[h * head_dim + d] = o;
+        }
+}
+
+static void neon_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
+    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    int64_t h = 0;
+    for (; h + 2 <= n_q; h += 2)
+        attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 2);
+    if (h < n_q)
+        attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 1);
+}
+#define BN_ATTENTION neon_attention
 
 #include "kernels_simd128_impl.h"
 

@@ -7,6 +7,7 @@
  *   BN_FN        static always-inline
  *   BN_VARIANT   enum bn_variant of the table
  *   BN_GETTER    name of the exported table getter
+ *   BN_ATTENTION the table's attention entry (NEON's own, or the scalar reference for wasm)
  *   vi8, vi32, vf32   the vector types: 16 x int8, 4 x int32, 4 x float
  * and these primitives (with the variant's own quantize_act, BN_NAME(quantize_act)):
  *   i2s_planes(blk, p)         the eight 16-byte plane halves of an I2_S block: p[2l + h] = codes (0..2, code 3
@@ -138,7 +139,7 @@ static const bn_kernels BN_NAME(table) = {
     .bf16_gemm = bn_scalar_bf16_gemm,
     .q80_gemm = bn_scalar_q80_gemm,
     .f32_gemm = bn_scalar_f32_gemm,
-    .attention = bn_scalar_attention,
+    .attention = BN_ATTENTION,
 };
 
 const bn_kernels *BN_GETTER(void) { return &BN_NAME(table); }

@@ -125,6 +125,8 @@ BN_FN float hsum_f32(vf32 a, vf32 b) {
            (wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3));
 }
 
+#define BN_ATTENTION bn_scalar_attention /* no f16 conversion in SIMD128 */
+
 #include "kernels_simd128_impl.h"
 
 #else

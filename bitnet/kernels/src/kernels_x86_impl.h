@@ -801,7 +801,8 @@ BN_FN void F(softmax)(float *x, int64_t n) {
     double part[4];
     _mm256_storeu_pd(part, _mm256_add_pd(s0, s1));
     const float inv = (float)(1.0 / ((part[0] + part[1]) + (part[2] + part[3])));
-    for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
+    const __m256 vinv = _mm256_set1_ps(inv);
+    for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
     for (int64_t i = n8; i < n; i++) x[i] = tail[i - n8] * inv;
 }
 
