@@ -267,7 +267,7 @@ def _qinfo_bytes(scale: np.ndarray, total: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize("name", [n for n in RUNNERS if "aarch64" in n])
 def test_neon_attention_runs_like_the_scalar_reference(tmp_path: Path, name: str) -> None:
-    """NEON's own attention (wasm uses the scalar one: SIMD128 has no f16 conversion): GQA head pairs and
+    """NEON's own attention (wasm still uses the scalar one): GQA head pairs and
     singles, row strides, head dims off the vector width, and a wide score range (underflowing exponentials)."""
     request = _build_runner(name, tmp_path)
     rng = np.random.default_rng(5)

@@ -125,7 +125,7 @@ BN_FN float hsum_f32(vf32 a, vf32 b) {
            (wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3));
 }
 
-#define BN_ATTENTION bn_scalar_attention /* no f16 conversion in SIMD128 */
+#define BN_ATTENTION bn_scalar_attention /* not yet vectorized for SIMD128 (NEON's is in kernels_arm.c) */
 
 #include "kernels_simd128_impl.h"
 
