@@ -397,11 +397,7 @@ cdef inline bint _is_ternary(int g) noexcept nogil:
 cdef void _quantize_rows(const bn_kernels *kt, const float *x, int64_t T, int64_t n, int8_t *q, bn_qinfo *qi,
                          int nt) noexcept nogil:
     cdef int64_t t
-    if _team(T, n, nt) == 1:
-        for t in range(T):
-            kt.quantize_act(x + t * n, n, q + t * n, qi + t)
-        return
-    for t in prange(T, num_threads=nt, schedule='static'):
+    for t in prange(T, num_threads=_team(T, n, nt), schedule='static'):
         kt.quantize_act(x + t * n, n, q + t * n, qi + t)
 
 
@@ -415,11 +411,7 @@ cdef inline int _team(int64_t T, int64_t n, int nt) noexcept nogil:
 cdef void _norm_rows(const float *x, const float *w, int64_t T, int64_t n, float eps, float *out,
                      int nt) noexcept nogil:
     cdef int64_t t
-    if _team(T, n, nt) == 1:
-        for t in range(T):
-            bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
-        return
-    for t in prange(T, num_threads=nt, schedule='static'):
+    for t in prange(T, num_threads=_team(T, n, nt), schedule='static'):
         bn_rmsnorm(x + t * n, w, n, eps, out + t * n)
 
 

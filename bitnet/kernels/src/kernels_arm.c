@@ -152,6 +152,22 @@ BN_FN void softmax4(float *x, int64_t n) {
     for (int64_t i = n4; i < n; i++) x[i] = tail[i - n4] * inv;
 }
 
+/* Dims [d, d + W) of the weighted sum of V for NQ heads: W/4 accumulators per head (at most sixteen in all),
+ * each one chain over the positions. */
+BN_FN void att_v_pass(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, int64_t head_dim, const float *scores,
+                      float *out, int64_t d, const int NQ, const int W) {
+    vf32 o[16];
+    for (int j = 0; j < NQ * W / 4; j++) o[j] = vdupq_n_f32(0.0f);
+    for (int64_t p = 0; p < n_kv; p++)
+        for (int j = 0; j < W / 4; j++) {
+            const vf32 vj = k4(v + p * kv_stride + d + 4 * j);
+            for (int h = 0; h < NQ; h++)
+                o[h * (W / 4) + j] = vfmaq_n_f32(o[h * (W / 4) + j], vj, scores[h * n_kv + p]);
+        }
+    for (int h = 0; h < NQ; h++)
+        for (int j = 0; j < W / 4; j++) vst1q_f32(out + h * head_dim + d + 4 * j, o[h * (W / 4) + j]);
+}
+
 /* NQ (1 or 2) query heads sharing one K/V head: scores 8/NQ positions per step (independent chains), the
  * weighted sum of V in passes of 64/NQ dims per head (sixteen 4-lane accumulators). */
 BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
@@ -178,24 +194,8 @@ BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int
     }
     for (int h = 0; h < NQ; h++) softmax4(scores + h * n_kv, n_kv);
     int64_t d = 0;
-    for (; d + D <= head_dim; d += D) {
-        vf32 o[16];
-        for (int j = 0; j < 16; j++) o[j] = vdupq_n_f32(0.0f);
-        for (int64_t p = 0; p < n_kv; p++)
-            for (int j = 0; j < D / 4; j++) {
-                const vf32 vj = k4(v + p * kv_stride + d + 4 * j);
-                for (int h = 0; h < NQ; h++)
-                    o[h * (D / 4) + j] = vfmaq_n_f32(o[h * (D / 4) + j], vj, scores[h * n_kv + p]);
-            }
-        for (int h = 0; h < NQ; h++)
-            for (int j = 0; j < D / 4; j++) vst1q_f32(out + h * head_dim + d + 4 * j, o[h * (D / 4) + j]);
-    }
-    for (; d + 4 <= head_dim; d += 4)
-        for (int h = 0; h < NQ; h++) {
-            vf32 o = vdupq_n_f32(0.0f);
-            for (int64_t p = 0; p < n_kv; p++) o = vfmaq_n_f32(o, k4(v + p * kv_stride + d), scores[h * n_kv + p]);
-            vst1q_f32(out + h * head_dim + d, o);
-        }
+    for (; d + D <= head_dim; d += D) att_v_pass(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, D);
+    for (; d + 4 <= head_dim; d += 4) att_v_pass(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, 4);
     for (; d < head_dim; d++)
         for (int h = 0; h < NQ; h++) {
             float o = 0.0f;

@@ -741,8 +741,6 @@ BN_API void F(q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, 
 
 /* ---- attention (f16 K/V) ---- */
 
-BN_FN __m256 F(k8)(const bn_f16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-
 /* Eight float vectors -> their eight horizontal sums, in order. */
 BN_FN __m256 F(reduce8_ps)(const __m256 *v) {
     const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
@@ -761,14 +759,9 @@ BN_FN __m256 F(exp_neg8)(__m256 x) {
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    static const float c[7] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
     __m256 p = _mm256_set1_ps(1.0f / 5040);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    for (int i = 0; i < 7; i++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c[i]));
     const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
@@ -806,6 +799,24 @@ BN_FN void F(softmax)(float *x, int64_t n) {
     for (int64_t i = n8; i < n; i++) x[i] = tail[i - n8] * inv;
 }
 
+/* Dims [d, d + W) of the weighted sum of V for NQ heads: W/8 accumulators per head (at most eight in all), each
+ * one chain over the positions. */
+BN_FN void F(att_v_pass)(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, int64_t head_dim, const float *scores,
+                         float *out, int64_t d, const int NQ, const int W) {
+    __m256 o[8];
+    for (int j = 0; j < NQ * W / 8; j++) o[j] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < n_kv; p++)
+        for (int j = 0; j < W / 8; j++) {
+            const __m256 vj = F(load_w8)((const uint8_t *)(v + p * kv_stride), d + 8 * j, BN_W_F16);
+            for (int h = 0; h < NQ; h++) {
+                const __m256 w = _mm256_broadcast_ss(scores + h * n_kv + p);
+                o[h * (W / 8) + j] = _mm256_fmadd_ps(w, vj, o[h * (W / 8) + j]);
+            }
+        }
+    for (int h = 0; h < NQ; h++)
+        for (int j = 0; j < W / 8; j++) _mm256_storeu_ps(out + h * head_dim + d + 8 * j, o[h * (W / 8) + j]);
+}
+
 /* NQ (1 or 2) query heads sharing one K/V head (GQA): softmax(q_h.k_i * scale) weighted sum of v_i. Each K and V
  * vector is converted from f16 once for the NQ heads (the conversion, not the FMA, bounds this loop on Zen 3),
  * and both passes are written for the FMA latency: the scores go 8/NQ positions at a time (eight independent
@@ -825,7 +836,7 @@ BN_FN void F(attention_heads)(const float *q, const bn_f16 *k, const bn_f16 *v, 
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t d = 0; d < hd8; d += 8)
             for (int j = 0; j < P; j++) {
-                const __m256 kj = F(k8)(kr[j] + d);
+                const __m256 kj = F(load_w8)((const uint8_t *)kr[j], d, BN_W_F16);
                 for (int h = 0; h < NQ; h++)
                     acc[h * P + j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * head_dim + d), kj, acc[h * P + j]);
             }
@@ -840,28 +851,8 @@ BN_FN void F(attention_heads)(const float *q, const bn_f16 *k, const bn_f16 *v, 
     }
     for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv);
     int64_t d = 0;
-    for (; d + D <= head_dim; d += D) {
-        __m256 o[8];
-        for (int j = 0; j < 8; j++) o[j] = _mm256_setzero_ps();
-        for (int64_t p = 0; p < n_kv; p++) {
-            const bn_f16 *vr = v + p * kv_stride + d;
-            for (int j = 0; j < D / 8; j++) {
-                const __m256 vj = F(k8)(vr + 8 * j);
-                for (int h = 0; h < NQ; h++)
-                    o[h * (D / 8) + j] = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + h * n_kv + p), vj,
-                                                         o[h * (D / 8) + j]);
-            }
-        }
-        for (int h = 0; h < NQ; h++)
-            for (int j = 0; j < D / 8; j++) _mm256_storeu_ps(out + h * head_dim + d + 8 * j, o[h * (D / 8) + j]);
-    }
-    for (; d + 8 <= head_dim; d += 8)
-        for (int h = 0; h < NQ; h++) {
-            __m256 o = _mm256_setzero_ps();
-            for (int64_t p = 0; p < n_kv; p++)
-                o = _mm256_fmadd_ps(_mm256_set1_ps(scores[h * n_kv + p]), F(k8)(v + p * kv_stride + d), o);
-            _mm256_storeu_ps(out + h * head_dim + d, o);
-        }
+    for (; d + D <= head_dim; d += D) F(att_v_pass)(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, D);
+    for (; d + 8 <= head_dim; d += 8) F(att_v_pass)(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, 8);
     for (; d < head_dim; d++)
         for (int h = 0; h < NQ; h++) {
             float o = 0.0f;
