@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bitnet_build_config.h"   /* written by capi/setup_hook.py: BITNET_BUILD_PYTHON, BITNET_BUILD_VERSION */
+#include "bitnet_build_config.h"   /* written by capi/build_library.py: BITNET_BUILD_PYTHON, BITNET_BUILD_VERSION */
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_init_code = BITNET_OK;     /* why the runtime cannot start, for every later call */

@@ -1,6 +1,6 @@
 """The C ABI (include/bitnet.h, libbitnet): real C programs built with the system compiler, run as processes.
 
-The library is built in place first (capi/setup_hook.py, as `pip install -e .` does). Programs are compiled in
+The library is built in place first (capi/build_library.py, as `pip install -e .` does). Programs are compiled in
 a temporary folder with the flags of `python -m bitnet.capi --cflags --libs` and run with no LD_LIBRARY_PATH or
 PYTHONPATH, so they also show that the library finds its own Python installation.
 """
@@ -16,7 +16,10 @@ import sys
 import venv
 from pathlib import Path
 
+import jinja2
+import numpy as np
 import pytest
+import tokenizers
 from conftest import TESTDATA
 
 import bitnet
@@ -30,8 +33,9 @@ C_WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 SCRUBBED_ENV = ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "BITNET_PYTHON", "BITNET_SEED", "PYTHONMALLOC")
 
 
-def _setup_hook():
-    spec = importlib.util.spec_from_file_location("bitnet_capi_setup_hook", CAPI / "setup_hook.py")
+def _library_builder():
+    """capi/build_library.py, loaded by path (it is part of the build, not of the installed package)."""
+    spec = importlib.util.spec_from_file_location("bitnet_capi_build_library", CAPI / "build_library.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -47,7 +51,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 def libbitnet() -> Path:
     if shutil.which("cc") is None:
         pytest.skip("no C compiler (cc)")
-    hook = _setup_hook()
+    hook = _library_builder()
     try:
         return hook.build_library(ROOT / "bitnet" / "capi", ROOT / "build" / "capi")
     except hook.CAPIUnsupported as exc:
@@ -362,14 +366,18 @@ def test_installed_layout_in_a_venv_needs_no_environment(programs, libbitnet, sm
     flags still finds the venv's interpreter and packages by itself. Its embedded model is planted there only,
     so loading it proves that the venv's copy of the package is the one in use."""
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False, symlinks=True).create(env_dir)
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     site = env_dir / "lib" / version / "site-packages"
+    # The dependencies (numpy, tokenizers, jinja2) come from the environment running the tests, by a plain path
+    # line: it appends that folder without running its .pth files, so an editable install there stays out.
+    (site / "test-dependencies.pth").write_text(
+        "\n".join(str(Path(module.__file__).parent.parent) for module in (np, tokenizers, jinja2)) + "\n")
     shutil.copytree(ROOT / "bitnet", site / "bitnet",
                     ignore=shutil.ignore_patterns("__pycache__", "*.c", "*.pyx", "*.gguf", libbitnet.name))
     with monkeypatch.context() as patch:
         patch.setattr(sys, "executable", str(tmp_path / "gone" / "bin" / "python3"))
-        _setup_hook().build_library(site / "bitnet" / "capi", tmp_path / "build", force=True)
+        _library_builder().build_library(site / "bitnet" / "capi", tmp_path / "build", force=True)
     (site / "bitnet" / "capi" / "include").mkdir()
     shutil.copyfile(HEADER, site / "bitnet" / "capi" / "include" / "bitnet.h")
     (site / "bitnet" / "data").mkdir(exist_ok=True)

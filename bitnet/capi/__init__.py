@@ -2,7 +2,8 @@
 
     cc app.c $(python -m bitnet.capi --cflags --libs)      # or: python -m bitnet.capi --write-pc DIR; pkg-config
 
-The library is built into this package (`bitnet/capi/libbitnet.so`) by `pip install .` (capi/setup_hook.py).
+The library is built into this package (`bitnet/capi/libbitnet.so`) by `pip install .` (capi/setup_hook.py,
+capi/build_library.py).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from bitnet._version import __version__
+from bitnet.capi._libpython import NoSharedLibpython, shared_libpython
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 HEADER_NAME = "bitnet.h"
@@ -44,7 +46,7 @@ def require_library() -> Path:
     if not lib.is_file():
         raise CAPIUnavailableError(
             f"{lib} is not built: reinstall the package with a C compiler and a shared libpython "
-            "(`pip install .`), or build it in a checkout with `python capi/setup_hook.py`")
+            "(`pip install .`), or build it in a checkout with `python capi/build_library.py`")
     if not (include_dir() / HEADER_NAME).is_file():
         raise CAPIUnavailableError(f"{HEADER_NAME} is missing from {include_dir()}")
     return lib
@@ -56,14 +58,24 @@ def cflags() -> list[str]:
 
 
 def libs() -> list[str]:
-    """Linker flags, with an rpath so that programs run without LD_LIBRARY_PATH."""
+    """Linker flags, with rpaths so that programs run without LD_LIBRARY_PATH: libbitnet, and the shared
+    libpython it embeds (a manylinux wheel's libbitnet does not link it itself: auditwheel removes that link)."""
     libdir = require_library().parent
-    return [f"-L{libdir}", f"-Wl,-rpath,{libdir}", "-lbitnet"]
+    return [f"-L{libdir}", f"-Wl,-rpath,{libdir}", "-lbitnet", *libpython_flags()]
+
+
+def libpython_flags() -> list[str]:
+    try:
+        folder, name = shared_libpython()
+    except NoSharedLibpython as exc:
+        raise CAPIUnavailableError(str(exc)) from None
+    return [f"-L{folder}", f"-Wl,-rpath,{folder}", f"-l{name}"]
 
 
 def pkg_config() -> str:
     """The text of a bitnet.pc file describing this installation, for pkg-config."""
     libdir = require_library().parent
+    python = " ".join(libpython_flags())
     return (f"libdir={libdir}\n"
             f"includedir={include_dir()}\n"
             "\n"
@@ -71,7 +83,7 @@ def pkg_config() -> str:
             "Description: C API of the bitnet inference engine for BitNet b1.58 ternary LLMs\n"
             f"Version: {__version__}\n"
             "Cflags: -I${includedir}\n"
-            "Libs: -L${libdir} -Wl,-rpath,${libdir} -lbitnet\n")
+            f"Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -lbitnet {python}\n")
 
 
 def join(flags: list[str]) -> str:
