@@ -266,8 +266,6 @@ def probe(programs, small_model_path) -> dict[str, tuple[str, int, str]]:
 
 
 def test_version_and_defaults_match_the_python_api(probe):
-    import numpy as np
-
     assert probe["version"][0] == bitnet.__version__
     assert probe["abi_version"][0] == "1"
     max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed = probe["defaults"][0].split()
