@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         check(all(re.fullmatch(r"cp\d+-cp\d+t?-manylinux_\d+_\d+_\w+", tag) for tag in tags) and tags,
               f"{repaired.name}: tags {tags} are not manylinux tags of one CPython")
         names = check_wheel_contents(repaired)
-        report.update(sdist=str(sdist), sdist_bytes=sdist.stat().st_size, wheel=str(repaired),
+        report.update(sdist_file=str(sdist), sdist_bytes=sdist.stat().st_size, wheel_file=str(repaired),
                       wheel_bytes=repaired.stat().st_size, raw_wheel_bytes=wheel.stat().st_size, tags=tags,
                       auditwheel_show=shown.strip(), vendored=[n for n in names if ".libs/" in n])
         if platform.machine() in ("x86_64", "AMD64"):
