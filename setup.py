@@ -19,7 +19,23 @@ is_msvc = sys.platform == "win32"
 
 compile_args = ["/O2", "/openmp"] if is_msvc else ["-O3", "-fno-math-errno", "-fno-trapping-math"]
 link_args = []
-if not is_msvc and not is_wasm:
+is_macos = sys.platform == "darwin"
+
+
+def libomp_prefix() -> str:
+    """Homebrew's libomp (`brew install libomp`): Apple's clang has the OpenMP front end but ships no runtime."""
+    candidates = [os.environ.get("BITNET_LIBOMP_PREFIX", ""), "/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]
+    for prefix in candidates:
+        if prefix and os.path.isfile(os.path.join(prefix, "include", "omp.h")):
+            return prefix
+    sys.exit("building on macOS needs OpenMP: `brew install libomp` (or set BITNET_LIBOMP_PREFIX)")
+
+
+if is_macos:
+    omp = libomp_prefix()
+    compile_args += ["-Xpreprocessor", "-fopenmp", f"-I{omp}/include"]
+    link_args += [f"-L{omp}/lib", "-lomp"]
+elif not is_msvc and not is_wasm:
     compile_args.append("-fopenmp")
     link_args.append("-fopenmp")
 if is_wasm:
