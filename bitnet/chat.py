@@ -209,10 +209,12 @@ def _compile(template: str) -> Any:
     has the settings transformers uses, in an immutable sandbox: a template from a model file must not reach
     Python internals or mutate its inputs."""
     from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    from bitnet.chat_sandbox import BoundedEnvironment
+
+    env = BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.filters["tojson"] = _tojson
+    env.finalize_filters()
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env.from_string(template)
@@ -222,15 +224,19 @@ def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos
                   add_generation_prompt: bool) -> str:
     import jinja2
 
+    from bitnet.chat_sandbox import CountedList, render_bounded
+
     try:
-        return _compile(template).render(messages=msgs, bos_token=bos_token, eos_token=eos_token,
-                                         add_generation_prompt=add_generation_prompt)
+        return render_bounded(_compile(template), messages=CountedList(msgs), bos_token=bos_token,
+                              eos_token=eos_token, add_generation_prompt=add_generation_prompt)
     except TokenizerError:
         raise                      # raise_exception() from the template itself
     except jinja2.exceptions.SecurityError as e:
         raise TokenizerError(f"chat template refused by the sandbox: {e}") from None
     except jinja2.exceptions.TemplateError as e:
         raise TokenizerError(f"chat template cannot be rendered: {e}") from None
+    except RecursionError:
+        raise TokenizerError("chat template cut off: recursion too deep") from None
     except (TypeError, ValueError, LookupError, ArithmeticError, AttributeError) as e:
         # a template is data from a model file: its runtime errors are bad input, not engine bugs
         raise TokenizerError(f"chat template failed while rendering: {type(e).__name__}: {e}") from None
