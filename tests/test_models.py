@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 from conftest import testdata_path
+from gguf_edit import rewrite_gguf as _rewrite
 from hf_fixtures import make_random_bitnet_checkpoint
 
 import bitnet
@@ -107,29 +108,6 @@ def test_embedding_types_agree_with_f32(embedding_type, checkpoints, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- metadata validation
-
-def _rewrite(src, dst, *, drop_keys=(), set_keys=None, drop_tensors=(), retype=None):
-    """Copy a GGUF with some metadata or tensors changed."""
-    set_keys = set_keys or {}
-    with GGUFReader(src) as r:
-        w = GGUFWriter(dst, alignment=r.alignment)
-        for key, value in r.metadata.items():
-            if key in drop_keys or key == "general.alignment":
-                continue
-            vtype = r.metadata_types[key]
-            w.add(key, set_keys.pop(key, value), vtype=vtype, elem_type=r.array_types.get(key))
-        for key, value in set_keys.items():
-            w.add(key, value)
-        for name, info in r.tensors.items():
-            if name in drop_tensors:
-                continue
-            shape, gtype, data = info.shape, info.ggml_type, bytes(r.tensor_bytes(name))
-            if retype and name in retype:
-                shape, gtype, data = retype[name]
-            w.add_tensor(name, shape, gtype, data)
-        w.write()
-    return dst
-
 
 @pytest.fixture
 def tinya():
