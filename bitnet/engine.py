@@ -119,8 +119,7 @@ class Session:
     def _evaluate(self, tokens: list[int], start: int, logits: np.ndarray | None) -> None:
         """Evaluate tokens[start:] at positions start.. (the cache must hold tokens[:start])."""
         self.cached = self.cached[:start]
-        self.model._transformer.forward(self.context, np.asarray(tokens[start:], dtype=np.int32), start, logits,
-                                        False, self.model.n_threads)
+        self.model._forward(self.context, tokens[start:], start, logits, all_positions=False)
         self.cached = list(tokens)
 
     def prefill(self, tokens: list[int]) -> tuple[np.ndarray, int]:
@@ -137,9 +136,7 @@ class Session:
 
     def step(self, token: int) -> np.ndarray:
         logits = np.empty((1, self.model.n_vocab), dtype=np.float32)
-        pos = len(self.cached)
-        self.model._transformer.forward(self.context, np.array([token], dtype=np.int32), pos, logits, False,
-                                        self.model.n_threads)
+        self.model._forward(self.context, [token], len(self.cached), logits, all_positions=False)
         self.cached.append(token)
         return logits[0]
 
@@ -276,10 +273,15 @@ class Model:
         self.n_vocab = self.hparams.n_vocab
         self.tokenizer = (load_tokenizer(tokenizer_path) if tokenizer_path is not None
                           else Tokenizer.from_gguf_metadata(self.metadata))
+        if self.tokenizer.vocab_size < self.n_vocab:
+            # The head would score ids that have no text; refuse at load rather than fail mid-generation.
+            raise ModelError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's head scores "
+                             f"{self.n_vocab}: the vocabulary is smaller than the LM head")
         if n_ctx is None:
             n_ctx = min(self.hparams.n_ctx_train, MAX_DEFAULT_CTX)
         if not isinstance(n_ctx, int) or n_ctx < 2:
             raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
+        _check_kv_fits(self.hparams, n_ctx)
         self.n_ctx = n_ctx
         if n_threads is None:
             n_threads = default_threads()
@@ -394,8 +396,21 @@ class Model:
     def _all_logits(self, ids: list[int], ctx) -> np.ndarray:
         """Logits at every position of `ids`, evaluated from position 0 in `ctx` (a scratch Context)."""
         out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
-        self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), 0, out, True, self.n_threads)
+        self._forward(ctx, ids, 0, out, all_positions=True)
         return out
+
+    def _forward(self, ctx, ids: Sequence[int], pos: int, logits: np.ndarray | None, all_positions: bool) -> None:
+        """The compiled forward pass, and the one check that its output is numbers.
+
+        Non-finite weights (a NaN in an embedding row, an infinite block scale, an overflow) never become
+        finite again on the residual stream, so they reach the logits; a file that lies about its values
+        fails here with ModelError instead of sampling plausible-looking tokens."""
+        self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), pos, logits, all_positions, self.n_threads)
+        if logits is not None and not np.isfinite(logits).all():
+            row, col = np.argwhere(~np.isfinite(logits))[0]
+            where = pos + row if all_positions else pos + len(ids) - 1
+            raise ModelError(f"the forward pass produced a non-finite logit ({logits[row, col]}, token {int(col)}) "
+                             f"at position {int(where)}: the model file's weights hold NaN/Inf or overflow")
 
     def perplexity(self, text: str, n_ctx: int = 512) -> Perplexity:
         """Perplexity as llama.cpp's tool computes it: non-overlapping chunks of n_ctx tokens, each from a fresh
@@ -433,6 +448,19 @@ class Model:
         var = max(nll2 / count - mean * mean, 0.0)
         err = ppl * math.sqrt(var / (count - 1)) if count > 1 else float("nan")
         return Perplexity(value=ppl, error=err, n_chunks=n_chunks, n_ctx=n_ctx, n_scored=count)
+
+
+def _check_kv_fits(hp, n_ctx: int) -> None:
+    """A context whose f16 K and V caches exceed the machine's memory fails here, naming sizes, rather than in
+    an allocation (or, with overcommit, in the kernel's OOM killer half-way through a prompt)."""
+    kv_bytes = 2 * hp.n_layer * n_ctx * hp.n_head_kv * hp.head_dim * 2
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):   # not every platform (Windows, Pyodide) reports it
+        return
+    if kv_bytes > memory:
+        raise ContextOverflowError(f"a context of {n_ctx} tokens needs a {kv_bytes / 2**30:.1f} GiB KV cache, more "
+                                   f"than this machine's {memory / 2**30:.1f} GiB of memory; ask for a smaller n_ctx")
 
 
 def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_ctx: int | None = None,

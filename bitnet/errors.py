@@ -22,7 +22,7 @@ class KernelError(BitNetError, RuntimeError):
 
 
 class ContextOverflowError(BitNetError, ValueError):
-    """A prompt (plus requested tokens) does not fit in the model's context."""
+    """A prompt (plus requested tokens) does not fit in the model's context, or a context not in memory."""
 
 
 class ConversionError(BitNetError, ValueError):

@@ -24,9 +24,15 @@ from conftest import TESTDATA
 
 import bitnet
 
+import bitnet.capi
+
 ROOT = Path(__file__).resolve().parents[1]
 CAPI = ROOT / "capi"
-HEADER = ROOT / "include" / "bitnet.h"
+# The package under test: this checkout's (built in place), or an installed wheel's when the suite runs against
+# one (cibuildwheel's test step), whose library and header are the ones to check.
+PACKAGE = Path(bitnet.__file__).resolve().parent
+INSTALLED = PACKAGE != ROOT / "bitnet"
+HEADER = bitnet.capi.include_dir() / "bitnet.h"
 PROMPT = "Once upon a time, a café"
 C_WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 # Variables that could make a program work for the wrong reason (or break it) are removed.
@@ -51,6 +57,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 def libbitnet() -> Path:
     if shutil.which("cc") is None:
         pytest.skip("no C compiler (cc)")
+    if INSTALLED:
+        return bitnet.capi.require_library()
     hook = _library_builder()
     try:
         return hook.build_library(ROOT / "bitnet" / "capi", ROOT / "build" / "capi")
@@ -371,7 +379,7 @@ def test_installed_layout_in_a_venv_needs_no_environment(programs, libbitnet, sm
     # line: it appends that folder without running its .pth files, so an editable install there stays out.
     (site / "test-dependencies.pth").write_text(
         "\n".join(str(Path(module.__file__).parent.parent) for module in (np, tokenizers, jinja2)) + "\n")
-    shutil.copytree(ROOT / "bitnet", site / "bitnet",
+    shutil.copytree(PACKAGE, site / "bitnet",
                     ignore=shutil.ignore_patterns("__pycache__", "*.c", "*.pyx", "*.gguf", libbitnet.name))
     with monkeypatch.context() as patch:
         patch.setattr(sys, "executable", str(tmp_path / "gone" / "bin" / "python3"))

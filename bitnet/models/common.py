@@ -61,14 +61,15 @@ class BoundMatrix:
     wscale: float      # I2_S per-tensor scale (1.0 for other types)
 
 
-def _positive_int(md: dict, key: str, required: bool = True, default: int | None = None) -> int:
+def _positive_int(md: dict, key: str, required: bool = True, default: int | None = None,
+                  limit: int = 2**31) -> int:
     if key not in md:
         if required:
             raise ModelError(f"missing metadata key '{key}'")
         return default
     value = md[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 2**31:
-        raise ModelError(f"metadata key '{key}' must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > limit:
+        raise ModelError(f"metadata key '{key}' must be a positive integer up to {limit}, got {value!r}")
     return value
 
 
@@ -106,7 +107,9 @@ def read_hparams(reader: GGUFReader, arch: str) -> HParams:
         raise ModelError(f"head dimension {head_dim} must be even for rotary embeddings")
     eps = _positive_float(md, p + "attention.layer_norm_rms_epsilon")
     rope_base = _positive_float(md, p + "rope.freq_base", required=False, default=10000.0)
-    n_ctx_train = _positive_int(md, p + "context_length", required=False, default=4096)
+    # Only a default: the context a session allocates is capped (engine.MAX_DEFAULT_CTX) or asked for, so any
+    # GGUF integer is a defined value here (a file claiming 2**40 positions still loads).
+    n_ctx_train = _positive_int(md, p + "context_length", required=False, default=4096, limit=2**64 - 1)
     if "token_embd.weight" not in reader.tensors:
         raise ModelError("missing tensor 'token_embd.weight'")
     embd_vocab = reader.tensors["token_embd.weight"].dims[1] if len(reader.tensors["token_embd.weight"].dims) > 1 \
@@ -150,7 +153,13 @@ def bind_vector(reader: GGUFReader, name: str, n: int, required: bool = True) ->
         raise ModelError(f"tensor '{name}' has shape {list(info.dims)}, expected [{n}]")
     if info.ggml_type != GGMLType.F32:
         raise ModelError(f"tensor '{name}' must be F32, got {GGMLType(info.ggml_type).name}")
-    return reader.tensor_bytes(name)
+    data = reader.tensor_bytes(name)
+    # Norm weights are read by every token and scale values before they are quantized to int8, where a NaN or
+    # an infinity would turn into plausible-looking integers; they are small, so check them all at load.
+    bad = np.flatnonzero(~np.isfinite(data.view("<f4")))
+    if bad.size:
+        raise ModelError(f"tensor '{name}' holds {bad.size} non-finite value(s) (first at index {int(bad[0])})")
+    return data
 
 
 def bind_weights(reader: GGUFReader, spec: ArchSpec, hp: HParams) -> dict:

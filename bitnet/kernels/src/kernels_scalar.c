@@ -24,7 +24,7 @@ void bn_scalar_quantize_act(const float *x, int64_t n, int8_t *q, bn_qinfo *info
     for (int64_t i = 0; i < n; i++) {
         float v = nearbyintf(x[i] * s); /* round half to even under the default rounding mode */
         if (v > 127.0f) v = 127.0f;
-        if (v < -128.0f) v = -128.0f;
+        if (!(v >= -128.0f)) v = -128.0f; /* NaN too: converting it to an integer is undefined in C; x86 gives -128 */
         q[i] = (int8_t)v;
         sum += q[i];
     }
