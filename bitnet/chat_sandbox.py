@@ -4,8 +4,8 @@ Jinja's immutable sandbox keeps a template away from Python internals, but not f
 template is data, and `{% for i in range(99999) %}{% for j in range(99999) %}...`, `{{ 'x' * 10**10 }}`, a
 recursive macro or a doubling namespace value would hang or exhaust memory. Every render here has a budget:
 
-- loop steps (iterations of `range()` and of `messages`, however nested) and a wall-clock deadline, checked at
-  each step and at each piece of output;
+- steps (iterations of `range()` and of `messages`, however nested, and calls: a macro that calls itself twice
+  loops without any loop) and a wall-clock deadline, checked every few steps and at each piece of output;
 - sizes: an operator, function or filter argument that would build a value over the output limit is refused
   before it is built (`*`, `**`, `%`-format widths, integer arguments such as `center(10**9)`), and the output
   itself is cut off at the limit;
@@ -27,7 +27,9 @@ from bitnet.errors import TokenizerError
 
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024     # a rendered prompt far longer than any context window
 MAX_LOOP_STEPS = 1_000_000
-MAX_SECONDS = 5.0
+# Far above any real template's render time (milliseconds), even on a loaded server, and below the 2 s a fuzzer
+# counts as a hang.
+MAX_SECONDS = 1.0
 _WIDE_FORMAT = re.compile(r"%[-#0 +]*(\d{7,}|\*)|%[-#0 +]*\d*\.(\d{7,}|\*)")
 
 
@@ -39,8 +41,8 @@ class RenderBudget:
     def step(self) -> None:
         self.steps += 1
         if self.steps > MAX_LOOP_STEPS:
-            raise TokenizerError(f"chat template cut off: more than {MAX_LOOP_STEPS:,} loop steps")
-        if self.steps % 1024 == 0:
+            raise TokenizerError(f"chat template cut off: more than {MAX_LOOP_STEPS:,} loop steps or calls")
+        if self.steps % 256 == 0:
             self.check_time()
 
     def check_time(self) -> None:
@@ -139,6 +141,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context, __obj, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (jinja's signature)
+        _current().step()
         _check_arguments(args, kwargs, f"`{getattr(__obj, '__name__', type(__obj).__name__)}`")
         return super().call(__context, __obj, *args, **kwargs)
 

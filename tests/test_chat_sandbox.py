@@ -26,6 +26,9 @@ HOSTILE = {
     "filter argument": "{{ 'x'|center(2000000000) }}",
     "filter on a list": "{{ range(3)|batch(2000000000)|list }}",
     "recursive macro": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
+    "doubly recursive macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
+                              "{{ f(40) }}",
+    "many calls": "{% for i in range(999) %}{% for j in range(999) %}{{ 'x'.upper() }}{% endfor %}{% endfor %}",
     "doubling namespace": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
                           "{% endfor %}{{ ns.s|length }}",
     "doubling concatenation": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}"
@@ -38,7 +41,7 @@ def test_a_hostile_template_is_cut_off_with_a_clear_error(name):
     start = time.monotonic()
     with pytest.raises(TokenizerError, match=r"chat template (cut off|refused)"):
         render_chat(MESSAGES, HOSTILE[name], mode="jinja")
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < 2     # under what a fuzzer (tools/fuzz) counts as a hang
 
 
 def test_ordinary_templates_still_render():
