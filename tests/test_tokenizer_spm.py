@@ -118,3 +118,16 @@ def test_sentencepiece_bad_metadata_is_named() -> None:
         Tokenizer.from_gguf_metadata(_hand_metadata(**{"tokenizer.ggml.scores": [0.0, 1.0]}))
     with pytest.raises(TokenizerError, match="unknown_token_id = 77"):
         Tokenizer.from_gguf_metadata(_hand_metadata(**{"tokenizer.ggml.unknown_token_id": 77}))
+
+
+@pytest.mark.parametrize("text", ["<0x-1>", "<0x+F>", "<0x F>", "<0x_1>", "<0xG0>"])
+def test_a_malformed_byte_token_decodes_to_nothing(text: str) -> None:
+    """Byte tokens are "<0x" + exactly two hex digits + ">"; anything else typed BYTE prints nothing, rather than
+    a negative "byte" raising ValueError (found by tools/fuzz)."""
+    tokens = list(HAND_TOKENS)
+    tokens[11] = text
+    tok = Tokenizer.from_gguf_metadata(_hand_metadata(**{"tokenizer.ggml.tokens": tokens}))
+    assert tok.token_bytes(11) == b""
+    everything = list(range(tok.vocab_size))
+    assert tok.decode(everything, skip_special=True) == tok.decode(everything[:11] + everything[12:],
+                                                                   skip_special=True)

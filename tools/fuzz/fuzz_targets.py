@@ -8,6 +8,7 @@ TARGET is one of:
   reach the kernels too.
 - `tokenizer`: the bytes are a GGUF file; its tokenizer metadata is rebuilt and used to encode and decode.
 - `template`: the bytes are a chat template (as read from a file); it is rendered in the sandbox.
+- `selftest`: crashes on purpose, to check that crashes are caught and reported.
 
 The engine's own errors (GGUFError, ModelError, TokenizerError, ContextOverflowError) are the expected
 answers to bad input; any other exception escapes to libFuzzer, which reports it as a crash and writes the
@@ -92,7 +93,15 @@ def template(data: bytes) -> str:
     return "rendered"
 
 
-TARGETS = {"model": model, "tokenizer": tokenizer, "template": template}
+def selftest(data: bytes) -> str:
+    """Checks the harness itself: an input holding b"crash" raises what no engine code raises, which must come
+    back from run_fuzz.py as a crash with the input saved."""
+    if b"crash" in data:
+        raise RuntimeError("selftest: planted crash")
+    return "passed"
+
+
+TARGETS = {"model": model, "tokenizer": tokenizer, "template": template, "selftest": selftest}
 
 
 def main() -> None:

@@ -134,8 +134,8 @@ def write_tokenizer_file(path: Path, kind: str) -> Path:
 
 
 def write_corpora(root: Path) -> dict[str, Path]:
-    """Write the three seed folders under `root`; returns {target: folder}."""
-    folders = {name: root / name for name in ("models", "tokenizers", "templates")}
+    """Write the seed folders under `root`; returns {folder name: folder}."""
+    folders = {name: root / name for name in ("models", "tokenizers", "templates", "selftest")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     seed = 0
@@ -149,6 +149,7 @@ def write_corpora(root: Path) -> dict[str, Path]:
         write_tokenizer_file(folders["tokenizers"] / f"{kind}.gguf", kind)
     for name, text in TEMPLATES.items():
         (folders["templates"] / name).write_text(text, encoding="utf-8")
+    (folders["selftest"] / "planted").write_bytes(b"an input that makes the selftest target crash")
     return folders
 
 
