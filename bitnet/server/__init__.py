@@ -30,7 +30,9 @@ Serving: `--parallel N` slots, each a session with its own KV cache, generate at
 forward pass releases the GIL); a free slot whose cache shares the longest prefix with the prompt is chosen, so
 a follow-up chat turn skips re-reading the conversation. Up to `--queue-size` more requests wait (FIFO); beyond
 that the answer is 503. A client that disconnects stops its generation after the token being decoded and its
-slot is free again at once. Errors are OpenAI-style JSON bodies (400, 401, 404, 405, 413, 503).
+slot is free again at once. Errors are OpenAI-style JSON bodies (400, 401, 404, 405, 408, 413, 503).
+A body must arrive within `--body-timeout` seconds (else 408), and a stream whose client takes no data for
+`--send-timeout` seconds is closed, so slow or stalled clients hold a connection for a bounded time.
 `--api-key` (or $BITNET_API_KEY) guards every /v1 route with `Authorization: Bearer KEY`; /health and /metrics
 stay open. One log line per request on stderr. SIGINT/SIGTERM: stop accepting, turn the queue away, let running
 requests finish within `--shutdown-timeout` seconds (then cancel them), exit 0.

@@ -55,6 +55,10 @@ class ServerSettings:
     queue_size: int = 16
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     shutdown_timeout: float = 10.0
+    # A client gets this long to send its whole body (else 408), and a streamed write that the client does not
+    # take in this long ends the stream: slow or stalled clients cost a connection for a bounded time only.
+    body_timeout: float = 30.0
+    send_timeout: float = 30.0
 
 
 @dataclass
@@ -152,6 +156,16 @@ def starter(model: Model, prepared: Prepared) -> Callable[[Session], CompletionS
 
 
 # ------------------------------------------------------------------------------------------- HTTP helpers
+async def read_body_in_time(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, read within `timeout` seconds (a body sent a byte a second gets 408)."""
+    try:
+        with anyio.fail_after(timeout):
+            return await read_body(request, limit)
+    except TimeoutError:
+        raise APIError(408, f"The request body did not arrive within {timeout:g} seconds.",
+                       code="request_timeout") from None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     too_large = APIError(413, f"The request body is larger than this server's limit of {limit} bytes.",
                          code="request_too_large")
@@ -210,9 +224,18 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, job: Job, content: AsyncIterator[bytes]):
+    def __init__(self, job: Job, content: AsyncIterator[bytes], send_timeout: float = 30.0):
         super().__init__(content, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.job = job
+        self.send_timeout = send_timeout
+
+    def _timed(self, send: Send) -> Send:
+        """`send` that gives up when the client has not taken a write in send_timeout seconds (a stream nobody
+        reads fills the socket buffers, and then each write waits for the client)."""
+        async def timed_send(message: Message) -> None:
+            with anyio.fail_after(self.send_timeout):
+                await send(message)
+        return timed_send
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         completed = False
@@ -221,10 +244,12 @@ class EventStreamResponse(StreamingResponse):
                 async def body() -> None:
                     nonlocal completed
                     try:
-                        await self.stream_response(send)
+                        await self.stream_response(self._timed(send))
                         completed = True
                     except OSError:   # the peer went away mid-write
                         pass
+                    except TimeoutError:
+                        log.warning("closing a stream whose client took no data for %g s", self.send_timeout)
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(body)
@@ -394,13 +419,15 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
     # -- generation
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        req = validate(ChatRequest, parse_json_body(await read_body(request, settings.max_body_bytes)))
+        req = validate(ChatRequest, parse_json_body(await read_body_in_time(request, settings.max_body_bytes,
+                                                                          settings.body_timeout)))
         prepared = await run_in_threadpool(prepare_chat, model, req)
         return await generate(request, req, prepared, ResponseShape("chat", settings.model_id, server.fingerprint))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        req = validate(CompletionRequest, parse_json_body(await read_body(request, settings.max_body_bytes)))
+        req = validate(CompletionRequest, parse_json_body(await read_body_in_time(request, settings.max_body_bytes,
+                                                                          settings.body_timeout)))
         prepared = await run_in_threadpool(prepare_text, model, req)
         return await generate(request, req, prepared, ResponseShape("text", settings.model_id, server.fingerprint))
 
@@ -415,7 +442,7 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         request.state.job = job
         if req.stream:
             request.state.stream = True
-            return EventStreamResponse(job, stream_events(job, shape, req.include_usage))
+            return EventStreamResponse(job, stream_events(job, shape, req.include_usage), settings.send_timeout)
         try:
             text = await until_disconnect(job.text(), request.receive)
         except ShuttingDownError:

@@ -39,6 +39,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of `bitnet serve` on `parser`."""
     parser.add_argument("-m", "--model", metavar="PATH", default=None,
@@ -66,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shutdown-timeout", type=_seconds, default=10.0, metavar="S",
                         help="on SIGINT/SIGTERM, how long running requests may take to finish before they are "
                              "cancelled (default: 10)")
+    parser.add_argument("--body-timeout", type=_positive_seconds, default=30.0, metavar="S",
+                        help="time a client has to send its request body; slower ones get 408 (default: 30)")
+    parser.add_argument("--send-timeout", type=_positive_seconds, default=30.0, metavar="S",
+                        help="a stream whose client takes no data for this long is closed (default: 30)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                         help="server log level; 'info' logs one line per request (default: info)")
 
@@ -127,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         model_id = args.alias or Path(model.path).stem
         settings = ServerSettings(model_id=model_id, api_key=api_key, parallel=args.parallel,
                                   queue_size=args.queue_size, max_body_bytes=args.max_body_size,
-                                  shutdown_timeout=args.shutdown_timeout)
+                                  shutdown_timeout=args.shutdown_timeout, body_timeout=args.body_timeout,
+                                  send_timeout=args.send_timeout)
         app = create_app(model, settings)
         pool = app.state.server.pool
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none",
