@@ -14,6 +14,7 @@ For development, `python capi/build_library.py [--force] [-v]` builds bitnet/cap
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 import re
 import runpy
 import shlex
@@ -85,9 +86,11 @@ def run(command: list[str], verbose: bool) -> None:
     subprocess.run(command, check=True)
 
 
-def build_library(out_dir: Path, build_temp: Path, *, force: bool = False, verbose: bool = False) -> Path:
+def build_library(out_dir: Path, build_temp: Path, *, force: bool = False, verbose: bool = False,
+                  extra_flags: Sequence[str] = ()) -> Path:
     """Compile and link out_dir/libbitnet.so; returns its path. Raises CAPIUnsupported when it cannot be built
-    here, and CalledProcessError (after the compiler's own message) when compiling fails."""
+    here, and CalledProcessError (after the compiler's own message) when compiling fails. `extra_flags` go to
+    every compile and to the link (tools/sanitize_capi.py builds with -fsanitize=...)."""
     check_platform()
     output = out_dir / library_filename()
     config_dir = build_temp / "capi-config"
@@ -106,11 +109,12 @@ def build_library(out_dir: Path, build_temp: Path, *, force: bool = False, verbo
     objects = []
     for source in SOURCES:
         obj = object_dir / (source.stem + ".o")
-        run([*cc, *includes, *flags, "-c", str(source), "-o", str(obj)], verbose)
+        run([*cc, *includes, *flags, *extra_flags, "-c", str(source), "-o", str(obj)], verbose)
         objects.append(str(obj))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    run([*cc, *link_args(), *objects, "-o", str(output), *python_link_args(), "-ldl", "-lpthread"], verbose)
+    run([*cc, *link_args(), *extra_flags, *objects, "-o", str(output), *python_link_args(), "-ldl", "-lpthread"],
+        verbose)
     return output
 
 
