@@ -237,6 +237,10 @@ def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos
         raise TokenizerError(f"chat template cannot be rendered: {e}") from None
     except RecursionError:
         raise TokenizerError("chat template cut off: recursion too deep") from None
+    except SyntaxError as e:
+        # Jinja accepted the text but produced Python that does not compile (found by tools/fuzz: a Unicode
+        # digit in a number literal, a slice bound like `name:not 'x'`)
+        raise TokenizerError(f"chat template cannot be compiled: {e.msg}") from None
     except (TypeError, ValueError, LookupError, ArithmeticError, AttributeError) as e:
         # a template is data from a model file: its runtime errors are bad input, not engine bugs
         raise TokenizerError(f"chat template failed while rendering: {type(e).__name__}: {e}") from None

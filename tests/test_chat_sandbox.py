@@ -36,6 +36,21 @@ HOSTILE = {
 }
 
 
+# Text Jinja's parser accepts but turns into Python that does not compile (found by tools/fuzz).
+UNCOMPILABLE = [
+    "{{ range(1e\u0805) }}",
+    "] }}<|end_header_id|>\n\n{{ m[name:not'cont%et %l{ (message] }} s}{{ range(10) |list| join(',') }} set sjo| "
+    "upper }}{{ range(10) | join(',') }} s}{{ range(10) |list| join(',') }} set ns = nfor m inenp'] | trim }}"
+    "<|eot_i+|_header_i|end_headersagef %}",
+]
+
+
+@pytest.mark.parametrize("template", UNCOMPILABLE)
+def test_a_template_jinja_cannot_compile_is_a_tokenizer_error(template):
+    with pytest.raises(TokenizerError, match="chat template cannot be"):
+        render_chat(MESSAGES, template, mode="jinja")
+
+
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_hostile_template_is_cut_off_with_a_clear_error(name):
     start = time.monotonic()
