@@ -210,14 +210,16 @@ def _compile(template: str) -> Any:
     Python internals or mutate its inputs."""
     from jinja2.ext import loopcontrols
 
-    from bitnet.chat_sandbox import BoundedEnvironment
+    from bitnet.chat_sandbox import BoundedEnvironment, check_nesting
 
     env = BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
     env.filters["tojson"] = _tojson
     env.finalize_filters()
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
-    return env.from_string(template)
+    tree = env.parse(template)
+    check_nesting(tree)
+    return env.from_string(tree)
 
 
 def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos_token: str,

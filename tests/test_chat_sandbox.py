@@ -28,6 +28,7 @@ HOSTILE = {
     "recursive macro": "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
     "doubly recursive macro": "{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
                               "{{ f(40) }}",
+    "deeply nested expression": "{% for m in messages" + "+" * 250 + "x %}{% endfor %}",   # a fuzz find
     "many calls": "{% for i in range(999) %}{% for j in range(999) %}{{ 'x'.upper() }}{% endfor %}{% endfor %}",
     "doubling namespace": "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
                           "{% endfor %}{{ ns.s|length }}",
