@@ -14,13 +14,13 @@ For development, `python capi/build_library.py [--force] [-v]` builds bitnet/cap
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 import re
 import runpy
 import shlex
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
