@@ -23,7 +23,6 @@ import tokenizers
 from conftest import TESTDATA
 
 import bitnet
-
 import bitnet.capi
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from hf_fixtures import make_random_bitnet_checkpoint
 
 import bitnet
 from bitnet.convert import convert
-from bitnet.gguf import GGMLType, GGUFReader, GGUFWriter
+from bitnet.gguf import GGMLType, GGUFReader
 
 N_POSITIONS = 29
 

@@ -105,10 +105,8 @@ def write_model(path: Path, arch: str, ternary: GGMLType, embedding: GGMLType, s
     n_vocab = add_spm_tokenizer(w, n_bytes=16)
     f32 = GGMLType.F32
     w.add_tensor("token_embd.weight", (n_vocab, N_EMBD), embedding, _floats(rng, (n_vocab, N_EMBD), embedding))
-    if arch != "bitnet-b1.58":   # these may carry an untied head; one of them does
-        if arch == "llama":
-            w.add_tensor("output.weight", (n_vocab, N_EMBD), embedding,
-                         _floats(rng, (n_vocab, N_EMBD), embedding, 0.1))
+    if arch == "llama":   # an untied head (bitnet may carry one too; its seed is tied)
+        w.add_tensor("output.weight", (n_vocab, N_EMBD), embedding, _floats(rng, (n_vocab, N_EMBD), embedding, 0.1))
     w.add_tensor("output_norm.weight", (N_EMBD,), f32, _floats(rng, (N_EMBD,), f32, 1.0))
     kv = N_HEAD_KV * HEAD_DIM
     shapes = {"attn_q": (N_EMBD, N_EMBD), "attn_k": (kv, N_EMBD), "attn_v": (kv, N_EMBD),
