@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -52,24 +53,34 @@ def _default_model() -> Path | None:
 
 
 class Server:
-    def __init__(self, model: Path, parallel: int, queue_size: int, threads: int | None):
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)   # noqa: SIM115 - lives with self
-        args = [sys.executable, "-m", "bitnet.server", "--model", str(model), "--port", "0",
-                "--parallel", str(parallel), "--queue-size", str(queue_size)]
+    """`python -m bitnet.server` on a free loopback port (also used by soak_server.py).
+
+    `model` None serves the embedded model; `extra_args` are more `bitnet serve` options; the server's log goes
+    to `log_path` when given (kept), else to a temporary file removed by `stop()`."""
+
+    def __init__(self, model: Path | None, parallel: int, queue_size: int, threads: int | None,
+                 extra_args: Sequence[str] = (), log_path: Path | None = None):
+        self.log_path = log_path or Path(tempfile.mkstemp(suffix=".log")[1])
+        self._temporary_log = log_path is None
+        args = [sys.executable, "-m", "bitnet.server", "--port", "0", "--parallel", str(parallel),
+                "--queue-size", str(queue_size), *extra_args]
+        if model is not None:
+            args += ["--model", str(model)]
         if threads:
             args += ["--threads", str(threads)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=self.log)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        with open(self.log_path, "w") as log:   # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 120
         while True:
-            match = re.search(r"on (http://127\.0\.0\.1:\d+) ", Path(self.log.name).read_text())
+            match = re.search(r"on (http://127\.0\.0\.1:(\d+)) ", self.log_path.read_text())
             if match:
-                self.url = match.group(1)
+                self.url, self.port = match.group(1), int(match.group(2))
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = self.log_path.read_text()
                 self.stop()
-                raise SystemExit(f"server did not start:\n{Path(self.log.name).read_text()}")
+                raise SystemExit(f"server did not start:\n{text}")
             time.sleep(0.05)
 
     def stop(self) -> int | None:
@@ -80,8 +91,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+        if self._temporary_log:
+            self.log_path.unlink(missing_ok=True)
         return self.proc.returncode
 
 

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +30,9 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_server  # noqa: E402  (a sibling script: its Server starts and stops the server process)
+
 WORDS = "the cat sat on a mat and then it ran to the sea where a big red boat was waiting".split()
 MALFORMED = {
     "bad_json": (b'{"prompt": "hello", ', {400}),
@@ -57,27 +56,13 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-class Server:
+class SoakServer(bench_server.Server):
+    """bench_server's server process with the soak's options, its /health and a wait for idle slots."""
+
     def __init__(self, args: argparse.Namespace, log_path: Path):
-        cmd = [sys.executable, "-m", "bitnet.server", "--port", "0", "--parallel", str(args.parallel),
-               "--queue-size", str(args.queue_size), "--threads", "1", "--ctx-size", str(args.ctx),
-               "--max-body-size", str(args.max_body), "--body-timeout", str(args.body_timeout),
-               "--send-timeout", str(args.send_timeout)]
-        if args.model:
-            cmd += ["--model", str(args.model)]
-        self.log_path = log_path
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        with open(log_path, "w") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 120
-        while not (match := re.search(r"on http://127\.0\.0\.1:(\d+) ", log_path.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"the server did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        self.port = int(match.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
+        options = ["--ctx-size", str(args.ctx), "--max-body-size", str(args.max_body),
+                   "--body-timeout", str(args.body_timeout), "--send-timeout", str(args.send_timeout)]
+        super().__init__(args.model, args.parallel, args.queue_size, 1, options, log_path)
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def health(self) -> dict:
@@ -93,14 +78,9 @@ class Server:
                 return False, time.monotonic() - start, health
             time.sleep(0.01)
 
-    def stop(self) -> int:
+    def stop(self) -> int | None:
         self.http.close()
-        self.proc.terminate()
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return super().stop()
 
 
 def _prompt(rng: random.Random, n_words: int) -> str:
@@ -161,7 +141,7 @@ def one_request(http: httpx.Client, rng: random.Random, args: argparse.Namespace
             "unexpected": r.status_code not in allowed}
 
 
-def client(index: int, server: Server, args: argparse.Namespace, results: list, lock: threading.Lock) -> None:
+def client(index: int, server: SoakServer, args: argparse.Namespace, results: list, lock: threading.Lock) -> None:
     rng = random.Random(args.seed * 1000 + index)
     with httpx.Client(base_url=server.url, timeout=60) as http:
         for _ in range(args.requests):
@@ -174,7 +154,7 @@ def client(index: int, server: Server, args: argparse.Namespace, results: list, 
                 results.append(outcome)
 
 
-def slow_body(server: Server, args: argparse.Namespace) -> dict:
+def slow_body(server: SoakServer, args: argparse.Namespace) -> dict:
     """Headers, then a 40-byte body one byte a second: the answer must be 408 after the body timeout, and no
     slot is taken meanwhile."""
     body = json.dumps({"prompt": "the cat", "max_tokens": 2}).encode()
@@ -221,7 +201,7 @@ def long_request(args: argparse.Namespace) -> dict:
     raise RuntimeError("no seed makes a generation run to max_tokens")
 
 
-def unread_stream(server: Server, args: argparse.Namespace) -> dict:
+def unread_stream(server: SoakServer, args: argparse.Namespace) -> dict:
     """A long streamed completion on a socket with a tiny receive buffer that is never read: the slot must be
     free again within the generation's time plus the send timeout, and the server must close the stream."""
     body = json.dumps(long_request(args)).encode()
@@ -266,7 +246,7 @@ def _peer_closed(sock: socket.socket) -> bool:
 
 def soak(args: argparse.Namespace) -> dict:
     log_path = args.log or Path("soak-server.log")
-    server = Server(args, log_path)
+    server = SoakServer(args, log_path)
     try:
         warm = random.Random(0)
         with httpx.Client(base_url=server.url, timeout=60) as http:
