@@ -100,7 +100,14 @@ cdef struct Scratch:
     bn_qinfo *qi      # [T]
     float *scores     # [n_threads, ATTENTION_HEADS, n_ctx]
     float *rope       # [T, rope_dim] cos/sin of each token's RoPE angles, shared by all layers
-    uint16_t *kcache  # [n_layer, n_ctx, kv_dim] f16, as the reference keeps K/V
+    int64_t scores_ctx   # positions each thread's stripe of `scores` holds
+
+
+cdef struct Row:
+    # One token of a (possibly batched) forward step: which sequence's KV cache it belongs to and where.
+    int32_t token
+    int64_t pos
+    uint16_t *kcache   # that sequence's [n_layer, n_ctx, kv_dim] f16 caches, as the reference keeps K/V
     uint16_t *vcache
     int64_t n_ctx
 
@@ -188,31 +195,93 @@ cdef class Transformer:
             raise ValueError("forward needs at least one token")
         if pos0 < 0 or pos0 + n > ctx.n_ctx:
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit in the context of {ctx.n_ctx} tokens")
+        if logits_out is None:
+            wanted = np.empty(0, dtype=np.int64)
+        elif all_logits:
+            wanted = np.arange(n, dtype=np.int64)
+        else:
+            wanted = np.array([n - 1], dtype=np.int64)
+        self._run(ctx._workspace(), [ctx], toks, pos0 + np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+                  wanted, logits_out, n_threads)
+
+    def forward_batch(self, Workspace ws, contexts, tokens, positions, owners, logit_rows, logits_out,
+                      int n_threads):
+        """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]].
+
+        The rows of one context form one contiguous run of consecutive positions (a single decode token, or a
+        chunk of a prompt); each row attends to its own sequence only. The weights are read once for all rows.
+        logits_out: float32 [len(logit_rows), vocab] receiving the logits of rows `logit_rows` (increasing), or
+        None. Each row's result is bit-identical to evaluating its sequence alone: every kernel computes a row
+        of output for one token the same way whatever the number of tokens beside it.
+        """
+        cdef int32_t[::1] toks = np.ascontiguousarray(tokens, dtype=np.int32)
+        self._run(ws, list(contexts), toks, np.ascontiguousarray(positions, dtype=np.int64),
+                  np.ascontiguousarray(owners, dtype=np.int64), np.ascontiguousarray(logit_rows, dtype=np.int64),
+                  logits_out, n_threads)
+
+    cdef _run(self, Workspace ws, list contexts, int32_t[::1] toks, int64_t[::1] pos, int64_t[::1] owner,
+              int64_t[::1] wanted, logits_out, int n_threads):
+        cdef int64_t n = toks.shape[0], r, i, o, n_wanted = wanted.shape[0]
+        cdef Context c
+        if n == 0:
+            raise ValueError("forward needs at least one token")
+        if pos.shape[0] != n or owner.shape[0] != n:
+            raise ValueError(f"{n} tokens need {n} positions and {n} owners, got {pos.shape[0]} and {owner.shape[0]}")
+        if n_threads < 1:
+            raise ValueError("n_threads must be >= 1")
         for i in range(n):
             if toks[i] < 0 or toks[i] >= self.w.d.n_vocab:
                 raise ValueError(
                     f"token id {toks[i]} at index {i} is outside the vocabulary (0..{self.w.d.n_vocab - 1})")
-        if n_threads < 1:
-            raise ValueError("n_threads must be >= 1")
+        rows_np = np.zeros(n * sizeof(Row), dtype=np.uint8)
+        cdef Row *rows = <Row *>_ptr(rows_np)
+        seen = set()
+        cdef int64_t max_ctx = 1
+        for r in range(n):
+            o = owner[r]
+            if o < 0 or o >= len(contexts):
+                raise ValueError(f"row {r} belongs to context {o}, but there are {len(contexts)}")
+            c = <Context?>contexts[o]
+            if c.n_layer != self.w.d.n_layer or c.kv_dim != self.w.d.kv_dim:
+                raise ValueError(f"context {o} was made for a different model")
+            if r > 0 and owner[r - 1] == o:
+                if pos[r] != pos[r - 1] + 1:
+                    raise ValueError(f"rows {r - 1} and {r} of context {o} are not consecutive positions")
+            elif o in seen:
+                raise ValueError(f"the rows of context {o} are not one contiguous run")
+            seen.add(o)
+            if pos[r] < 0 or pos[r] >= c.n_ctx:
+                raise ValueError(f"position {pos[r]} does not fit in the context of {c.n_ctx} tokens")
+            rows[r].token = toks[r]
+            rows[r].pos = pos[r]
+            rows[r].kcache = c.kcache
+            rows[r].vcache = c.vcache
+            rows[r].n_ctx = c.n_ctx
+            max_ctx = max(max_ctx, c.n_ctx)
+        for i in range(n_wanted):
+            if wanted[i] < 0 or wanted[i] >= n or (i > 0 and wanted[i] <= wanted[i - 1]):
+                raise ValueError("logit_rows must be increasing row indices")
         cdef float[:, ::1] out = None
         if logits_out is not None:
             out = logits_out
-            if out.shape[1] != self.w.d.n_vocab or out.shape[0] != (n if all_logits else 1):
-                raise ValueError("logits_out has the wrong shape")
-        ctx._ensure_scratch(self, n_threads)
+            if out.shape[1] != self.w.d.n_vocab or out.shape[0] != n_wanted:
+                raise ValueError(f"logits_out has the wrong shape: expected ({n_wanted}, {self.w.d.n_vocab})")
+        elif n_wanted:
+            raise ValueError("logit_rows given without logits_out")
+        ws._ensure(self, n_threads, max_ctx)
         cdef const bn_kernels *kt = active_kernels()
-        cdef int64_t start = 0, chunk
+        cdef int64_t start = 0, chunk, first = 0, last
         cdef float *lp
         with nogil:
             while start < n:
                 chunk = min(<int64_t>UBATCH, n - start)
-                lp = NULL
-                if out is not None:
-                    if all_logits:
-                        lp = &out[start, 0]
-                    elif start + chunk == n:
-                        lp = &out[0, 0]
-                _forward_ubatch(kt, &self.w, &ctx.s, &toks[start], chunk, pos0 + start, lp, all_logits, n_threads)
+                last = first        # the wanted rows inside this chunk: wanted[first:last]
+                while last < n_wanted and wanted[last] < start + chunk:
+                    last += 1
+                lp = &out[first, 0] if last > first else NULL
+                _forward_ubatch(kt, &self.w, &ws.s, rows + start, chunk, lp,
+                                &wanted[first] if last > first else NULL, last - first, start, n_threads)
+                first = last
                 start += chunk
 
 
@@ -232,39 +301,68 @@ def _lazy_zeros(shape) -> np.ndarray:
 
 
 cdef class Context:
-    """One sequence's state: the f16 KV cache for n_ctx positions and the scratch buffers of the forward."""
+    """One sequence's f16 KV cache for n_ctx positions (and, made on first use, the scratch buffers of a
+    forward over this sequence alone; a batch brings its own Workspace)."""
     cdef readonly int64_t n_ctx
-    cdef Scratch s
-    cdef int64_t s_dim, s_threads
+    cdef int64_t n_layer, kv_dim
+    cdef uint16_t *kcache
+    cdef uint16_t *vcache
     cdef object _kv
-
-    def __cinit__(self):
-        self.s.x = NULL
-        self.s_dim = 0
-        self.s_threads = 0
+    cdef Workspace _ws
 
     def __init__(self, Transformer model, int64_t n_ctx):
         if n_ctx < 1:
             raise ValueError("n_ctx must be >= 1")
         self.n_ctx = n_ctx
+        self.n_layer = model.w.d.n_layer
+        self.kv_dim = model.w.d.kv_dim
         shape = (model.w.d.n_layer, n_ctx, model.w.d.kv_dim)
         k = _lazy_zeros(shape)
         v = _lazy_zeros(shape)
         self._kv = (k, v)
         cdef uint16_t[:, :, ::1] kview = k
         cdef uint16_t[:, :, ::1] vview = v
-        self.s.kcache = &kview[0, 0, 0]
-        self.s.vcache = &vview[0, 0, 0]
-        self.s.n_ctx = n_ctx
+        self.kcache = &kview[0, 0, 0]
+        self.vcache = &vview[0, 0, 0]
 
     @property
     def nbytes(self) -> int:
         return 2 * self._kv[0].nbytes
 
-    cdef _ensure_scratch(self, Transformer m, int64_t n_threads):
-        if self.s.x != NULL and self.s_dim == m.w.max_dim and self.s_threads >= n_threads:
-            return
-        self._free_scratch()
+    cdef Workspace _workspace(self):
+        if self._ws is None:
+            self._ws = Workspace()
+        return self._ws
+
+
+cdef class Workspace:
+    """The scratch buffers of a forward step (activations of up to UBATCH tokens, attention scores per
+    thread), sized on first use. One per thread of evaluation: a single sequence's Context keeps its own, a
+    batch scheduler keeps one for all its sequences."""
+    cdef Scratch s
+    cdef int64_t s_dim, s_threads
+
+    def __cinit__(self):
+        self.s.x = NULL
+        self.s.scores = NULL
+        self.s.scores_ctx = 0
+        self.s_dim = 0
+        self.s_threads = 0
+
+    cdef _ensure(self, Transformer m, int64_t n_threads, int64_t n_ctx):
+        if self.s.x == NULL or self.s_dim != m.w.max_dim:
+            self._free_rows()
+            self._alloc_rows(m)
+        if self.s_threads < n_threads or self.s.scores_ctx < n_ctx:
+            free(self.s.scores)
+            self.s.scores = <float *>malloc(n_threads * ATTENTION_HEADS * n_ctx * sizeof(float))
+            if self.s.scores == NULL:
+                self.s_threads = self.s.scores_ctx = 0
+                raise MemoryError("cannot allocate the attention scratch buffer")
+            self.s_threads = n_threads
+            self.s.scores_ctx = n_ctx
+
+    cdef _alloc_rows(self, Transformer m):
         cdef Dims *d = &m.w.d
         cdef int64_t T = UBATCH
         self.s.x = <float *>malloc(T * d.n_embd * sizeof(float))
@@ -278,26 +376,23 @@ cdef class Context:
         self.s.tmp = <float *>malloc(T * d.n_embd * sizeof(float))
         self.s.xq = <int8_t *>malloc(T * m.w.max_dim + 64)
         self.s.qi = <bn_qinfo *>malloc(T * sizeof(bn_qinfo))
-        self.s.scores = <float *>malloc(n_threads * ATTENTION_HEADS * self.n_ctx * sizeof(float))
         self.s.rope = <float *>malloc(T * max(d.rope_dim, 2) * sizeof(float))
         if (self.s.x == NULL or self.s.xn == NULL or self.s.q == NULL or self.s.k == NULL or self.s.v == NULL
                 or self.s.att == NULL or self.s.gate == NULL or self.s.up == NULL or self.s.tmp == NULL
-                or self.s.xq == NULL or self.s.qi == NULL or self.s.scores == NULL or self.s.rope == NULL):
-            self._free_scratch()
+                or self.s.xq == NULL or self.s.qi == NULL or self.s.rope == NULL):
+            self._free_rows()
             raise MemoryError("cannot allocate the forward pass scratch buffers")
         self.s_dim = m.w.max_dim
-        self.s_threads = n_threads
 
-    cdef _free_scratch(self):
+    cdef _free_rows(self):
         free(self.s.x); free(self.s.xn); free(self.s.q); free(self.s.k); free(self.s.v); free(self.s.att)
-        free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi)
-        free(self.s.scores); free(self.s.rope)
+        free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi); free(self.s.rope)
         self.s.x = NULL
         self.s_dim = 0
 
     def __dealloc__(self):
-        self._free_scratch()
-
+        self._free_rows()
+        free(self.s.scores)
 
 # ---------------------------------------------------------------------------------------------- matmuls
 
@@ -432,17 +527,22 @@ cdef inline void _prepare(const bn_kernels *kt, const Mat *w, const float *x, in
 
 # ---------------------------------------------------------------------------------------------- forward
 
-cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, const int32_t *toks, int64_t T,
-                          int64_t pos0, float *logits, bint all_logits, int nt) noexcept nogil:
+cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, const Row *rows, int64_t T,
+                          float *logits, const int64_t *wanted, int64_t n_wanted, int64_t row0,
+                          int nt) noexcept nogil:
+    """Rows rows[0:T] through every layer; then the LM head for rows wanted[0:n_wanted] - row0 into
+    logits[n_wanted, vocab]. Each row writes its K/V into its own sequence's cache before any row of the layer
+    attends, so a chunk of one prompt sees its own earlier tokens."""
     cdef const Dims *d = &m.d
     cdef int64_t E = d.n_embd, QD = d.q_dim, KVD = d.kv_dim, F = d.n_ff, HD = d.head_dim
-    cdef int64_t t, l, h, i, job, kvh, n_kv
+    cdef int64_t t, l, h, i, job, kvh, n_kv, attended = 0, lstride
     cdef int64_t group = d.n_head // d.n_head_kv
     cdef int64_t pairs = (group + ATTENTION_HEADS - 1) // ATTENTION_HEADS   # jobs per K/V head and token
     cdef float att_scale = 1.0 / sqrtf(<float>HD)
     cdef const Layer *L
     cdef uint16_t *kc
     cdef uint16_t *vc
+    cdef const Row *row
     cdef const float *src
     cdef int tid, att_threads
     cdef int64_t RD = max(d.rope_dim, 2)
@@ -450,13 +550,12 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     cdef float *qkv_y[3]
 
     for t in range(T):
-        bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, toks[t], s.x + t * E)
-        bn_rope_angles(pos0 + t, d.rope_dim, d.rope_base, s.rope + t * RD)
+        bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, rows[t].token, s.x + t * E)
+        bn_rope_angles(rows[t].pos, d.rope_dim, d.rope_base, s.rope + t * RD)
+        attended += rows[t].pos + 1
 
     for l in range(d.n_layer):
         L = &m.layers[l]
-        kc = s.kcache + l * s.n_ctx * KVD
-        vc = s.vcache + l * s.n_ctx * KVD
 
         # ---- attention
         _norm_rows(s.x, L.attn_norm, T, E, d.eps, s.xn, nt)
@@ -471,19 +570,23 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         for t in prange(T, num_threads=_team(T, QD, nt), schedule='static'):
             bn_rope_apply(s.q + t * QD, d.n_head, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             bn_rope_apply(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
-            bn_f32_to_f16(s.k + t * KVD, kc + (pos0 + t) * KVD, KVD)
-            bn_f32_to_f16(s.v + t * KVD, vc + (pos0 + t) * KVD, KVD)
-        # attention work grows with the positions attended: T heads-rows of up to pos0+T positions each
-        att_threads = nt if T * d.n_head * (pos0 + T) * HD * 2 >= ATTENTION_MIN_WORK else 1
+            row = &rows[t]
+            lstride = l * row.n_ctx * KVD
+            bn_f32_to_f16(s.k + t * KVD, row.kcache + lstride + row.pos * KVD, KVD)
+            bn_f32_to_f16(s.v + t * KVD, row.vcache + lstride + row.pos * KVD, KVD)
+        # attention work grows with the positions attended: each row attends to its pos + 1 positions
+        att_threads = nt if d.n_head * attended * HD * 2 >= ATTENTION_MIN_WORK else 1
         for job in prange(T * d.n_head_kv * pairs, num_threads=att_threads, schedule='dynamic'):
             t = job // (d.n_head_kv * pairs)
             kvh = job // pairs % d.n_head_kv
             h = kvh * group + job % pairs * ATTENTION_HEADS      # first query head of the job
-            n_kv = pos0 + t + 1
+            row = &rows[t]
+            lstride = l * row.n_ctx * KVD
+            n_kv = row.pos + 1
             tid = threadid()
             kt.attention(s.q + t * QD + h * HD, min(<int64_t>ATTENTION_HEADS, kvh * group + group - h),
-                         kc + kvh * HD, vc + kvh * HD, KVD, n_kv, HD, att_scale,
-                         s.scores + tid * ATTENTION_HEADS * s.n_ctx, s.att + t * QD + h * HD)
+                         row.kcache + lstride + kvh * HD, row.vcache + lstride + kvh * HD, KVD, n_kv, HD,
+                         att_scale, s.scores + tid * ATTENTION_HEADS * s.scores_ctx, s.att + t * QD + h * HD)
         src = s.att
         if L.attn_sub_norm != NULL:
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)
@@ -513,9 +616,8 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         _matmul1(kt, &L.down, src, s.xq, s.qi, T, s.tmp, nt)
         _add_rows(s.x, s.tmp, T, E, nt)
 
-    if logits == NULL:
+    if n_wanted == 0:
         return
-    cdef int64_t first = 0 if all_logits else T - 1
-    cdef int64_t n_out = T - first
-    _norm_rows(s.x + first * E, m.output_norm, n_out, E, d.eps, s.xn, nt)
-    _matmul1(kt, &m.output, s.xn, NULL, NULL, n_out, logits, nt)
+    for i in prange(n_wanted, num_threads=_team(n_wanted, E, nt), schedule='static'):   # the wanted rows
+        bn_rmsnorm(s.x + (wanted[i] - row0) * E, m.output_norm, E, d.eps, s.xn + i * E)
+    _matmul1(kt, &m.output, s.xn, NULL, NULL, n_wanted, logits, nt)
