@@ -144,61 +144,90 @@ class Session:
     def stream_tokens(self, prompt_ids: list[int], params: SamplingParams, timings: Timings,
                       result: dict) -> Iterator[str]:
         """Yield decoded text pieces; fills result['tokens'] and result['finish_reason']."""
+        decoding = Decoding(self.model, prompt_ids, params, result.setdefault("tokens", []))
+        result["finish_reason"] = decoding.finish_reason
+        t0 = time.perf_counter()
+        logits, n_eval = self.prefill(prompt_ids)
+        timings.prefill_tokens += n_eval
+        timings.prefill_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:
+            while not decoding.finished:
+                text = decoding.push(logits)
+                result["finish_reason"] = decoding.finish_reason
+                if text:
+                    yield text
+                if not decoding.finished:
+                    logits = self.step(decoding.last_token)
+                    timings.decode_tokens += 1
+        finally:
+            timings.decode_s += time.perf_counter() - t0
+
+
+class Decoding:
+    """What happens to one sequence after its prompt, one set of logits at a time: sampling, the end of
+    generation (an end-of-generation token, a stop sequence, the token budget), and incremental detokenization
+    that holds back text which might still become a stop sequence. Shared by the one-sequence loop above and
+    the batch scheduler (bitnet.batching), so both produce the same text for the same logits."""
+
+    def __init__(self, model: Model, prompt_ids: list[int], params: SamplingParams,
+                 generated: list[int] | None = None):
         from bitnet.sampling import Sampler
         from bitnet.tokenizer import StreamDecoder
 
-        model = self.model
         if not prompt_ids:
             raise ValueError("the prompt is empty (no tokens)")
         if len(prompt_ids) >= model.n_ctx:
             raise ContextOverflowError(
                 f"prompt of {len(prompt_ids)} tokens does not fit in the context of {model.n_ctx} tokens")
-        budget = min(params.max_tokens, model.n_ctx - len(prompt_ids))
-        sampler = Sampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                          min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed)
-        decoder = StreamDecoder(model.tokenizer)
-        generated: list[int] = result.setdefault("tokens", [])
-        result["finish_reason"] = "length"
-        stop = params.stop
-        hold = max((len(s) for s in stop), default=1) - 1   # text that might still become a stop sequence
-        pending = ""
+        self.budget = min(params.max_tokens, model.n_ctx - len(prompt_ids))
+        self.sampler = Sampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                               min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed)
+        self.eog_ids = model.tokenizer.eog_ids
+        self.decoder = StreamDecoder(model.tokenizer)
+        self.generated = generated if generated is not None else []
+        self.history = list(prompt_ids)
+        self.stop = params.stop
+        self.hold = max((len(s) for s in self.stop), default=1) - 1   # might still become a stop sequence
+        self.pending = ""
+        self.finish_reason = "length"
+        self.finished = self.budget <= 0
 
-        t0 = time.perf_counter()
-        logits, n_eval = self.prefill(prompt_ids)
-        timings.prefill_tokens += n_eval
-        timings.prefill_s += time.perf_counter() - t0
-        history = list(prompt_ids)
-        t0 = time.perf_counter()
-        try:
-            while len(generated) < budget:
-                token = sampler.sample(logits, history)
-                if token in model.tokenizer.eog_ids:
-                    result["finish_reason"] = "stop"
-                    break
-                generated.append(token)
-                history.append(token)
-                pending += decoder.push(token)
-                cut = _find_stop(pending, stop) if stop else None
-                if cut is not None:
-                    result["finish_reason"] = "stop"
-                    if cut:
-                        yield pending[:cut]
-                    return
-                if len(pending) > hold:
-                    yield pending[:len(pending) - hold]
-                    pending = pending[len(pending) - hold:]
-                if len(generated) < budget:
-                    logits = self.step(token)
-                    timings.decode_tokens += 1
-            pending += decoder.flush()
-            cut = _find_stop(pending, stop) if stop else None
-            if cut is not None:
-                result["finish_reason"] = "stop"
-                pending = pending[:cut]
-            if pending:
-                yield pending
-        finally:
-            timings.decode_s += time.perf_counter() - t0
+    @property
+    def last_token(self) -> int:
+        return self.generated[-1]
+
+    def push(self, logits: np.ndarray) -> str:
+        """Sample the next token from `logits`; returns the text that is now final (maybe empty). After it,
+        `finished` says whether the sequence ended; if not, `last_token` is the next token to evaluate."""
+        token = self.sampler.sample(logits, self.history)
+        if token in self.eog_ids:
+            self.finish_reason = "stop"
+            return self._end()
+        self.generated.append(token)
+        self.history.append(token)
+        self.pending += self.decoder.push(token)
+        cut = _find_stop(self.pending, self.stop) if self.stop else None
+        if cut is not None:
+            self.finish_reason = "stop"
+            self.finished = True
+            return self.pending[:cut]
+        if len(self.generated) >= self.budget:
+            return self._end()
+        if len(self.pending) <= self.hold:
+            return ""
+        text, self.pending = self.pending[:len(self.pending) - self.hold], self.pending[len(self.pending) - self.hold:]
+        return text
+
+    def _end(self) -> str:
+        self.finished = True
+        text = self.pending + self.decoder.flush()
+        cut = _find_stop(text, self.stop) if self.stop else None
+        if cut is not None:
+            self.finish_reason = "stop"
+            text = text[:cut]
+        self.pending = ""
+        return text
 
 
 def _find_stop(text: str, stop: Sequence[str]) -> int | None:
@@ -349,6 +378,18 @@ class Model:
         temperature=0 is greedy."""
         return self.stream(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop,
                            session=session).complete()
+
+    def generate_batch(self, prompts: Sequence[str | Sequence[int]], max_tokens: int = 128,
+                       temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+                       repeat_penalty: float = 1.0, seed: int | None = None,
+                       stop: str | Sequence[str] | None = None, *, max_batch: int | None = None) -> list[Completion]:
+        """One Completion per prompt, the prompts decoded together (up to `max_batch` at a time, all by
+        default): one read of the weights per step serves every sequence. Each result equals what `generate`
+        gives for that prompt alone with the same settings (each prompt's sampler gets `seed`)."""
+        from bitnet.batching import generate_batch
+
+        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop)
+        return generate_batch(self, list(prompts), params, max_batch=max_batch)
 
     def render_chat(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
         """The chat prompt for `messages` under the template rules of the CLI (see bitnet.chat)."""
