@@ -82,7 +82,8 @@ class Scheduler:
         self.prefill_chunk = prefill_chunk
         self.active: list[Sequence] = []
         self.workspace = Workspace()
-        self.last_batch = 0          # rows' sequences in the latest step (for metrics)
+        self.steps = 0               # forward steps run, and the sum of their sequence counts (for metrics)
+        self.sequence_steps = 0
 
     def start(self, session: Session, prompt_ids: list[int], params: SamplingParams,
               on_text: Callable[[str], None] | None = None,
@@ -156,7 +157,8 @@ class Scheduler:
                 ended.append(seq)
             return ended
         elapsed = time.perf_counter() - t0
-        self.last_batch = len(spans)
+        self.steps += 1
+        self.sequence_steps += len(spans)
         for seq, n in spans:
             if seq.prefilling:
                 seq.session.cached += seq.prompt_ids[seq.next_pos:seq.next_pos + n]

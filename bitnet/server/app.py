@@ -6,7 +6,7 @@ import hmac
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bitnet._version import __version__
-from bitnet.engine import CompletionStream, Model, Session
+from bitnet.engine import Model, SamplingParams
 from bitnet.errors import BitNetError
 from bitnet.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bitnet.server.metrics import Metrics
@@ -59,6 +59,7 @@ class ServerSettings:
     # take in this long ends the stream: slow or stalled clients cost a connection for a bounded time only.
     body_timeout: float = 30.0
     send_timeout: float = 30.0
+    prefill_chunk: int = 32
 
 
 @dataclass
@@ -75,7 +76,7 @@ class ServerState:
         self.settings = settings
         self.metrics = Metrics()
         self.pool = SlotPool([model.new_session() for _ in range(settings.parallel)], settings.queue_size,
-                             on_finished=self._finished)
+                             on_finished=self._finished, prefill_chunk=settings.prefill_chunk)
         self.fingerprint = f"bitnet-{__version__}"
         try:
             self.created = int(model.path.stat().st_mtime)
@@ -149,10 +150,8 @@ def prepare_text(model: Model, req: CompletionRequest) -> Prepared:
     return Prepared(ids, req.stop_list, sampling_kwargs(req, max_tokens))
 
 
-def starter(model: Model, prepared: Prepared) -> Callable[[Session], CompletionStream]:
-    def start(session: Session) -> CompletionStream:
-        return model.stream(prepared.prompt_ids, stop=prepared.stop, session=session, **prepared.sampling)
-    return start
+def sampling_params(prepared: Prepared) -> SamplingParams:
+    return SamplingParams.make(stop=prepared.stop, **prepared.sampling)
 
 
 # ------------------------------------------------------------------------------------------- HTTP helpers
@@ -389,14 +388,16 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         pool = server.pool
         body = {"status": "shutting_down" if pool.closing else "ok", "model": settings.model_id,
                 "slots_total": pool.total, "slots_idle": pool.idle, "slots_busy": pool.busy,
-                "queue_depth": pool.waiting, "queue_size": pool.queue_size}
+                "queue_depth": pool.waiting, "queue_size": pool.queue_size, "batch_size": pool.batch_size}
         return JSONResponse(body, status_code=503 if pool.closing else 200)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         pool = server.pool
+        scheduler = pool.scheduler
         text = server.metrics.render(slots_total=pool.total, slots_busy=pool.busy, queue_depth=pool.waiting,
-                                     queue_size=pool.queue_size)
+                                     queue_size=pool.queue_size, batch_size=len(scheduler.active),
+                                     batch_steps=scheduler.steps, batch_sequence_steps=scheduler.sequence_steps)
         return PlainTextResponse(text, media_type=METRICS_CONTENT_TYPE)
 
     # -- models
@@ -433,7 +434,7 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
 
     async def generate(request: Request, req: SamplingFields, prepared: Prepared, shape: ResponseShape) -> Response:
         try:
-            job = server.pool.admit(prepared.prompt_ids, starter(model, prepared))
+            job = server.pool.admit(prepared.prompt_ids, sampling_params(prepared))
         except QueueFullError as exc:
             raise APIError(503, f"The server is busy ({exc}); retry later.", type="server_error",
                            code="server_busy") from None

@@ -60,12 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--ctx-size", type=int_at_least(2), default=None, metavar="N",
                         help="context length of each slot in tokens (default: the model's, at most 4096)")
     parser.add_argument("-np", "--parallel", type=int_at_least(1), default=1, metavar="N",
-                        help="sequences generated at once, each with its own KV cache of --ctx-size tokens "
+                        help="sequences decoded together in one continuous batch (one read of the weights per "
+                             "step serves all of them), each with its own KV cache of --ctx-size tokens "
                              "(memory grows with N) (default: 1)")
+    parser.add_argument("--prefill-chunk", type=int_at_least(1), default=32, metavar="N",
+                        help="prompt tokens a new request adds to each step while others decode: larger "
+                             "prefills faster, smaller delays the running streams less (default: 32)")
     parser.add_argument("--queue-size", type=int_at_least(0), default=16, metavar="Q",
                         help="requests that may wait for a busy slot; beyond them the answer is 503 (default: 16)")
     parser.add_argument("-t", "--threads", type=int_at_least(1), default=None, metavar="T",
-                        help="threads of one forward pass (default: all cores, shared out among the slots)")
+                        help="threads of the batch's forward pass (default: all cores)")
     parser.add_argument("--alias", metavar="NAME", default=None,
                         help="model id reported by /v1/models and in responses (default: the file's name)")
     parser.add_argument("--max-body-size", type=int_at_least(1024), default=1 << 20, metavar="BYTES",
@@ -79,17 +83,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a stream whose client takes no data for this long is closed (default: 30)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                         help="server log level; 'info' logs one line per request (default: info)")
-
-
-def _threads(args: argparse.Namespace) -> int | None:
-    if args.threads is not None:
-        return args.threads
-    if args.parallel == 1:
-        return None   # the engine's default: every core
-    from bitnet.engine import default_threads
-
-    # Busy slots run their forward passes side by side: share the cores out instead of oversubscribing them.
-    return max(1, default_threads() // args.parallel)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -134,18 +127,18 @@ def run(args: argparse.Namespace) -> int:
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     sock = _bind(args.host, args.port)   # before loading: a busy port fails at once, not after a long load
     try:
-        model = bitnet.load(args.model, n_threads=_threads(args), n_ctx=args.ctx_size)
+        model = bitnet.load(args.model, n_threads=args.threads, n_ctx=args.ctx_size)
         model_id = args.alias or Path(model.path).stem
         settings = ServerSettings(model_id=model_id, api_key=api_key, parallel=args.parallel,
                                   queue_size=args.queue_size, max_body_bytes=args.max_body_size,
                                   shutdown_timeout=args.shutdown_timeout, body_timeout=args.body_timeout,
-                                  send_timeout=args.send_timeout)
+                                  send_timeout=args.send_timeout, prefill_chunk=args.prefill_chunk)
         app = create_app(model, settings)
         pool = app.state.server.pool
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none",
                                 timeout_graceful_shutdown=args.shutdown_timeout)
         host, port = sock.getsockname()[:2]
-        log.info("serving %s on http://%s:%d (%d slot(s) of %d tokens, queue %d, %d thread(s) each%s)", model_id,
+        log.info("serving %s on http://%s:%d (batch of %d slot(s) of %d tokens, queue %d, %d thread(s)%s)", model_id,
                  f"[{host}]" if ":" in host else host, port, args.parallel, model.n_ctx, args.queue_size,
                  model.n_threads, ", API key required" if api_key else "")
         if not api_key and host not in ("127.0.0.1", "::1"):

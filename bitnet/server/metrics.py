@@ -55,7 +55,8 @@ class Metrics:
         window = min(RATE_WINDOW_S, now - self.started)
         return sum(n for _, n in self._recent) / window if window > 0 else 0.0
 
-    def render(self, *, slots_total: int, slots_busy: int, queue_depth: int, queue_size: int) -> str:
+    def render(self, *, slots_total: int, slots_busy: int, queue_depth: int, queue_size: int, batch_size: int = 0,
+               batch_steps: int = 0, batch_sequence_steps: int = 0) -> str:
         out: list[str] = []
 
         def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -89,6 +90,11 @@ class Metrics:
         per_seq = self.decode_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
         metric("bitnet_decode_tokens_per_second", "gauge",
                "Decode speed of one sequence, averaged since start.", [("", per_seq)])
+        metric("bitnet_batch_size", "gauge", "Sequences in the running batch now.", [("", batch_size)])
+        metric("bitnet_batch_steps_total", "counter", "Forward steps of the batch.", [("", batch_steps)])
+        metric("bitnet_batch_sequence_steps_total", "counter",
+               "Sum over steps of the sequences in each (divided by the steps: the mean batch size).",
+               [("", batch_sequence_steps)])
         metric("bitnet_queue_depth", "gauge", "Requests waiting for a slot.", [("", queue_depth)])
         metric("bitnet_queue_size", "gauge", "Most requests that may wait for a slot.", [("", queue_size)])
         metric("bitnet_slots_busy", "gauge", "Slots generating now.", [("", slots_busy)])

@@ -1,9 +1,10 @@
 """Slots: the sessions (KV caches) the server generates with, the bounded wait queue in front of them, and the
-jobs that run a generation on a worker thread while the event loop streams its pieces.
+jobs whose generations run in one continuous batch while the event loop streams their pieces.
 
-Everything here is driven from the event loop thread except `Job._work`, which runs on the slot's worker thread
-and talks back only through `loop.call_soon_threadsafe`. The compiled forward pass releases the GIL, so N busy
-slots decode in parallel while the loop keeps serving other requests.
+A job that gets a slot joins the pool's BatchWorker (bitnet.batching): one thread steps every running
+generation together, so N busy slots share each read of the weights instead of reading them N times. Everything
+here is driven from the event loop thread except the sequence callbacks, which run on the batch thread and talk
+back only through `loop.call_soon_threadsafe`; the forward pass releases the GIL, so the loop keeps serving.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from bitnet.engine import CompletionStream, Session, Timings
+from bitnet.batching import DEFAULT_PREFILL_CHUNK, BatchWorker, Sequence, make_sequence
+from bitnet.engine import SamplingParams, Session, Timings
 
 log = logging.getLogger("bitnet.server")
 
@@ -42,25 +43,23 @@ class JobResult:
     timings: Timings = field(default_factory=Timings)
 
 
-StartFn = Callable[[Session], CompletionStream]
-
-
 class Job:
-    """One admitted request: waits for a slot, then generates on a worker thread.
+    """One admitted request: waits for a slot, then generates in the pool's batch.
 
     Iterate `batches()` on the event loop for the text; `result` is filled when it ends. `close()` (idempotent)
     leaves the queue, or stops the generation after the piece being decoded; the slot returns to the pool as
     soon as the worker has let go of its session.
     """
 
-    def __init__(self, pool: SlotPool, prompt_ids: list[int], start: StartFn):
+    def __init__(self, pool: SlotPool, prompt_ids: list[int], params: SamplingParams):
         self.pool = pool
         self.prompt_ids = prompt_ids
-        self._start = start
+        self.params = params
+        self._seq: Sequence | None = None
         self._slot: Slot | None = None
         self._assigned = asyncio.Event()
         self._rejected = False          # dropped from the queue by a shutdown
-        self._started = False           # handed to a worker thread (which then owns the slot)
+        self._started = False           # handed to the batch (which then owns the slot)
         self._cancel = threading.Event()
         self.result = JobResult(prompt_tokens=len(prompt_ids))
 
@@ -86,7 +85,14 @@ class Job:
         events: asyncio.Queue = asyncio.Queue()
         self._started = True
         self.pool._running.add(self)
-        self.pool._executor.submit(self._work, loop, events)
+        try:
+            self._seq = make_sequence(self._slot.session, self.prompt_ids, self.params,
+                                      on_text=lambda text: self._post(loop, events, "piece", text),
+                                      on_end=lambda seq: self._ended(loop, events, seq))
+        except Exception:
+            self.pool._finished(self)
+            raise
+        self.pool._worker.submit(self._seq)
         while True:
             batch: list[str] = []
             kind, value = await events.get()
@@ -117,50 +123,40 @@ class Job:
             self.pool._leave_queue(self)
         elif self._slot is not None and not self._started:
             self.pool._release(self._slot)   # had a slot but never used it
+        elif self._seq is not None:
+            self._seq.cancel()               # leaves the batch at its next step
 
-    # -- the worker thread side
-    def _work(self, loop: asyncio.AbstractEventLoop, events: asyncio.Queue) -> None:
-        def post(kind: str, value=None) -> None:
-            try:
-                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-            except RuntimeError:   # the loop is gone (hard shutdown): nobody is listening any more
-                pass
-
-        stream = None
-        error: BaseException | None = None
+    # -- the batch thread side
+    @staticmethod
+    def _post(loop: asyncio.AbstractEventLoop, events: asyncio.Queue, kind: str, value=None) -> None:
         try:
-            if not self._cancel.is_set():
-                stream = self._start(self._slot.session)
-                for piece in stream:
-                    post("piece", piece)
-                    if self._cancel.is_set():
-                        break
-        except Exception as exc:  # noqa: BLE001 - handed to the request, which answers it
-            error = exc
-        finally:
-            if stream is not None:
-                stream.close()
-                self.result.finish_reason = stream.finish_reason or "length"
-                self.result.prompt_tokens = stream.prompt_tokens
-                self.result.completion_tokens = len(stream.tokens)
-                self.result.timings = stream.timings
-            # The slot goes back before the request hears "done": once a client has its answer, the slot it
-            # used is already free again.
-            try:
-                loop.call_soon_threadsafe(self.pool._finished, self)
-            except RuntimeError:   # the loop is gone (hard shutdown)
-                pass
-            if error is not None:
-                post("error", error)
-            else:
-                post("done")
+            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+        except RuntimeError:   # the loop is gone (hard shutdown): nobody is listening any more
+            pass
+
+    def _ended(self, loop: asyncio.AbstractEventLoop, events: asyncio.Queue, seq: Sequence) -> None:
+        self.result.finish_reason = seq.finish_reason
+        self.result.prompt_tokens = len(seq.prompt_ids)
+        self.result.completion_tokens = len(seq.tokens)
+        self.result.timings = seq.timings
+        # The slot goes back before the request hears "done": once a client has its answer, the slot it
+        # used is already free again.
+        try:
+            loop.call_soon_threadsafe(self.pool._finished, self)
+        except RuntimeError:   # the loop is gone (hard shutdown)
+            pass
+        if seq.error is not None:
+            self._post(loop, events, "error", seq.error)
+        else:
+            self._post(loop, events, "done")
 
 
 class SlotPool:
-    """`n` slots, each a Session with its own KV cache, and a FIFO queue of at most `queue_size` waiting jobs."""
+    """`n` slots, each a Session with its own KV cache, decoded together in one batch, and a FIFO queue of at
+    most `queue_size` waiting jobs."""
 
     def __init__(self, sessions: list[Session], queue_size: int,
-                 on_finished: Callable[[Job], None] | None = None):
+                 on_finished: Callable[[Job], None] | None = None, prefill_chunk: int = DEFAULT_PREFILL_CHUNK):
         if not sessions:
             raise ValueError("a slot pool needs at least one session")
         if queue_size < 0:
@@ -172,7 +168,7 @@ class SlotPool:
         self._running: set[Job] = set()
         self._closing = False
         self._on_finished = on_finished
-        self._executor = ThreadPoolExecutor(max_workers=len(sessions), thread_name_prefix="bitnet-slot")
+        self._worker = BatchWorker(sessions[0].model, len(sessions), prefill_chunk)
 
     @property
     def total(self) -> int:
@@ -194,11 +190,20 @@ class SlotPool:
     def closing(self) -> bool:
         return self._closing
 
-    def admit(self, prompt_ids: list[int], start: StartFn) -> Job:
+    @property
+    def batch_size(self) -> int:
+        """Sequences in the running batch now."""
+        return self._worker.batch_size
+
+    @property
+    def scheduler(self):
+        return self._worker.scheduler
+
+    def admit(self, prompt_ids: list[int], params: SamplingParams) -> Job:
         """Take a slot now or a place in the queue; raises QueueFullError / ShuttingDownError otherwise."""
         if self._closing:
             raise ShuttingDownError("the server is shutting down")
-        job = Job(self, prompt_ids, start)
+        job = Job(self, prompt_ids, params)
         if self._free and not self._queue:
             job._assign(self._take_best(prompt_ids))
         elif len(self._queue) < self.queue_size:
@@ -235,6 +240,8 @@ class SlotPool:
             self._free.append(slot)
 
     def _finished(self, job: Job) -> None:
+        if job not in self._running:
+            return
         self._running.discard(job)
         self._release(job._slot)
         if self._on_finished is not None:
@@ -266,4 +273,4 @@ class SlotPool:
             await asyncio.sleep(0.02)
         if self._running:
             log.warning("%d generation(s) still running at shutdown", len(self._running))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.stop()
