@@ -252,6 +252,10 @@ class BatchWorker:
         self._thread.start()
 
     @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def batch_size(self) -> int:
         """Sequences in the batch now."""
         return len(self.scheduler.active)

@@ -60,6 +60,9 @@ class ServerSettings:
     body_timeout: float = 30.0
     send_timeout: float = 30.0
     prefill_chunk: int = 32
+    # Which copy of the server answers, when several serve one address (Ray Serve replicas): reported in the
+    # `X-Bitnet-Replica` header and in system_fingerprint.
+    replica: str | None = None
 
 
 @dataclass
@@ -77,7 +80,7 @@ class ServerState:
         self.metrics = Metrics()
         self.pool = SlotPool([model.new_session() for _ in range(settings.parallel)], settings.queue_size,
                              on_finished=self._finished, prefill_chunk=settings.prefill_chunk)
-        self.fingerprint = f"bitnet-{__version__}"
+        self.fingerprint = f"bitnet-{__version__}" + (f"-{settings.replica}" if settings.replica else "")
         try:
             self.created = int(model.path.stat().st_mtime)
         except (AttributeError, OSError):
@@ -291,6 +294,26 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+class ReplicaHeaderMiddleware:
+    """`X-Bitnet-Replica: ID` on every response, so a client behind a load balancer can tell who answered."""
+
+    def __init__(self, app: ASGIApp, replica: str):
+        self.app = app
+        self.header = (b"x-bitnet-replica", replica.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
 KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
 
 
@@ -353,6 +376,8 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
     if settings.api_key:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(AccessLogMiddleware, metrics=server.metrics)
+    if settings.replica:
+        app.add_middleware(ReplicaHeaderMiddleware, replica=settings.replica)
 
     @app.exception_handler(APIError)
     async def _api_error(_request: Request, exc: APIError) -> JSONResponse:

@@ -81,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time a client has to send its request body; slower ones get 408 (default: 30)")
     parser.add_argument("--send-timeout", type=_positive_seconds, default=30.0, metavar="S",
                         help="a stream whose client takes no data for this long is closed (default: 30)")
+    ray = parser.add_argument_group("Ray Serve (beyond one machine; extra: pip install 'bitnet-engine[ray]')")
+    ray.add_argument("--ray", action="store_true",
+                     help="serve through a Ray Serve deployment of --replicas copies of this server")
+    ray.add_argument("--replicas", type=int_at_least(1), default=1, metavar="K",
+                     help="replicas, each holding the model (default: 1)")
+    ray.add_argument("--max-replicas", type=int_at_least(1), default=None, metavar="M",
+                     help="autoscale between --replicas and M replicas on requests in flight (default: fixed)")
+    ray.add_argument("--ray-address", default=None, metavar="ADDR",
+                     help="Ray cluster to join ('auto' or HOST:PORT; default: start a local one)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                         help="server log level; 'info' logs one line per request (default: info)")
 
@@ -125,6 +134,13 @@ def run(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    if getattr(args, "ray", False):
+        try:
+            from bitnet.server import ray_serve
+        except ImportError as exc:
+            raise ImportError(f"bitnet serve --ray needs the ray extra: pip install 'bitnet-engine[ray]' ({exc})"
+                              ) from None
+        return ray_serve.run(args, api_key)
     sock = _bind(args.host, args.port)   # before loading: a busy port fails at once, not after a long load
     try:
         model = bitnet.load(args.model, n_threads=args.threads, n_ctx=args.ctx_size)
