@@ -15,6 +15,7 @@
 #define BN_VARIANT BN_V_AVX2
 #define BN_GETTER bn_kernels_avx2
 #define BN_VNNI 0
+#define BN_WIDE_REGS 0   /* 16 vector registers */
 #include "kernels_x86_impl.h"
 #undef BN_NAME
 #undef BN_FN
@@ -22,6 +23,7 @@
 #undef BN_VARIANT
 #undef BN_GETTER
 #undef BN_VNNI
+#undef BN_WIDE_REGS
 
 #define BN_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c"
 #define BN_NAME(x) avx512_##x
@@ -30,6 +32,7 @@
 #define BN_VARIANT BN_V_AVX512
 #define BN_GETTER bn_kernels_avx512
 #define BN_VNNI 1
+#define BN_WIDE_REGS 1   /* AVX-512VL: ymm0-31 */
 #include "kernels_x86_impl.h"
 
 #else

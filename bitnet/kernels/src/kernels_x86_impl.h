@@ -7,8 +7,9 @@
  *   BN_VARIANT   enum bn_variant of the table
  *   BN_GETTER    name of the exported table getter
  *   BN_VNNI      1: the ternary dot uses vpdpbusd (AVX-512 VNNI on 256-bit vectors), 0: vpmaddubsw (AVX2)
+ *   BN_WIDE_REGS 1: 32 vector registers (AVX-512VL), so multi-token tiles take more rows (default 0)
  *
- * Everything uses 256-bit vectors; the two variants differ only in the ternary dot primitive. That keeps the
+ * Everything uses 256-bit vectors; the two variants differ only in the ternary dot primitive and tile sizes. That keeps the
  * AVX-512 code path (which this project's development machine cannot execute) the same code as the AVX2 path
  * that the tests exercise here, except for `dot4`/`widen` below.
  *
@@ -22,6 +23,9 @@
  *  - int32: a row dot is bounded by 3*128*K < 2^29.
  */
 #define F(x) BN_NAME(x)
+#ifndef BN_WIDE_REGS
+#define BN_WIDE_REGS 0
+#endif
 
 BN_FN int32_t F(hsum_i32)(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -236,31 +240,31 @@ BN_FN __m256i F(reduce8)(const __m256i *v) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
 }
 
-/* Rows r..r+RB-1 (RB 1..2) for tokens q + t*K (NT 1..4): y[t*ldy + r + i]. K % 128 == 0. */
+/* Rows r..r+RB-1 (RB 1..4) for tokens q + t*K (NT 1..4): y[t*ldy + r + i]. K % 128 == 0. */
 BN_FN void F(i2s_fast_tile)(const uint8_t *data, int64_t K, int64_t r, const int8_t *q, const bn_qinfo *qi,
                             float wscale, float *y, int64_t ldy, const int RB, const int NT, const int FIX) {
     const int64_t nb = K / BN_I2S_BLOCK;
     const uint8_t *w = data + r * (K / 4);
-    __m256i acc32[8];
-    for (int j = 0; j < 8; j++) acc32[j] = _mm256_setzero_si256();
+    __m256i acc32[16]; /* lane i*NT + t */
+    for (int j = 0; j < 16; j++) acc32[j] = _mm256_setzero_si256();
     for (int64_t b0 = 0; b0 < nb; b0 += 16) { /* int16 accumulators hold 16 blocks */
         const int64_t n = nb - b0 < 16 ? nb - b0 : 16;
-        __m256i acc[2][4];
+        __m256i acc[4][4];
         for (int i = 0; i < RB; i++)
             for (int t = 0; t < NT; t++) acc[i][t] = _mm256_setzero_si256();
         for (int64_t b = b0; b < b0 + n; b++) {
-            __m256i c[2];
+            __m256i c[4];
             for (int i = 0; i < RB; i++) {
                 c[i] = F(load)(w + i * (K / 4) + b * BN_I2S_BLOCK_BYTES);
                 if (FIX) c[i] = F(i2s_fix3)(c[i]);
             }
             const int8_t *qb = q + b * BN_I2S_BLOCK;
             for (int l = 0; l < 4; l++) {
-                __m256i p[2];
+                __m256i p[4];
                 for (int i = 0; i < RB; i++) p[i] = F(i2s_plane)(c[i], l);
                 for (int t = 0; t < NT; t++) {
                     __m256i a = F(load)(qb + t * K + 32 * l);
-                    /* one load feeds both rows: GCC would otherwise fold it into each vpmaddubsw as a memory
+                    /* one load feeds every row: GCC would otherwise fold it into each vpmaddubsw as a memory
                      * operand, and twice the loads cost Zen 3 a quarter of the tile's speed */
                     __asm__("" : "+x"(a));
                     for (int i = 0; i < RB; i++) acc[i][t] = F(mac)(acc[i][t], p[i], a);
@@ -268,27 +272,32 @@ BN_FN void F(i2s_fast_tile)(const uint8_t *data, int64_t K, int64_t r, const int
             }
         }
         for (int i = 0; i < RB; i++)
-            for (int t = 0; t < NT; t++) acc32[4 * i + t] = _mm256_add_epi32(acc32[4 * i + t], F(widen)(acc[i][t]));
+            for (int t = 0; t < NT; t++)
+                acc32[i * NT + t] = _mm256_add_epi32(acc32[i * NT + t], F(widen)(acc[i][t]));
     }
-    /* lane 4i+t: the scalar finishing steps ((float)dot - (float)sum) / s * wscale, per lane */
-    float sums[8], scales[8], out[8];
-    for (int j = 0; j < 8; j++) {
-        sums[j] = j % 4 < NT ? (float)qi[j % 4].sum : 0.0f;
-        scales[j] = j % 4 < NT ? qi[j % 4].scale : 1.0f;
+    /* eight lanes at a time: the scalar finishing steps ((float)dot - (float)sum) / s * wscale, per lane */
+    for (int j0 = 0; j0 < RB * NT; j0 += 8) {
+        float sums[8], scales[8], out[8];
+        for (int j = 0; j < 8; j++) {
+            const int live = j0 + j < RB * NT;
+            sums[j] = live ? (float)qi[(j0 + j) % NT].sum : 0.0f;
+            scales[j] = live ? qi[(j0 + j) % NT].scale : 1.0f;
+        }
+        const __m256 dots = _mm256_cvtepi32_ps(F(reduce8)(acc32 + j0));
+        const __m256 v = _mm256_div_ps(_mm256_sub_ps(dots, _mm256_loadu_ps(sums)), _mm256_loadu_ps(scales));
+        _mm256_storeu_ps(out, _mm256_mul_ps(v, _mm256_set1_ps(wscale)));
+        for (int j = j0; j < RB * NT && j < j0 + 8; j++) y[(j % NT) * ldy + r + j / NT] = out[j - j0];
     }
-    const __m256 dots = _mm256_cvtepi32_ps(F(reduce8)(acc32));
-    const __m256 v = _mm256_div_ps(_mm256_sub_ps(dots, _mm256_loadu_ps(sums)), _mm256_loadu_ps(scales));
-    _mm256_storeu_ps(out, _mm256_mul_ps(v, _mm256_set1_ps(wscale)));
-    for (int i = 0; i < RB; i++)
-        for (int t = 0; t < NT; t++) y[t * ldy + r + i] = out[4 * i + t];
 }
 
-/* Rows [r0, r1) for NT tokens, two rows at a time. */
+/* Rows [r0, r1) for NT tokens, RB rows per tile: enough independent accumulator chains to hide the latency of
+ * the multiply-add (a one- or two-token tile of two rows has only 2-4) within the registers. */
 BN_FN void F(i2s_fast_rows)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,
                             const bn_qinfo *qi, float wscale, float *y, int64_t ldy, const int NT, const int FIX) {
+    const int RB = BN_WIDE_REGS ? 4 : 2;
     int64_t r = r0;
-    for (; r + 2 <= r1; r += 2) F(i2s_fast_tile)(data, K, r, q, qi, wscale, y, ldy, 2, NT, FIX);
-    if (r < r1) F(i2s_fast_tile)(data, K, r, q, qi, wscale, y, ldy, 1, NT, FIX);
+    for (; r + RB <= r1; r += RB) F(i2s_fast_tile)(data, K, r, q, qi, wscale, y, ldy, RB, NT, FIX);
+    for (; r < r1; r++) F(i2s_fast_tile)(data, K, r, q, qi, wscale, y, ldy, 1, NT, FIX);
 }
 
 /* All tokens in groups of four; FIX is a constant wherever this is inlined. */
@@ -631,7 +640,9 @@ BN_FN void F(float_tile)(const uint8_t *data, int64_t K, int64_t r, const float 
         __m256 w[8];
         for (int i = 0; i < RB; i++) w[i] = F(load_w8)(rows[i], k, kind);
         for (int t = 0; t < NT; t++) {
-            const __m256 xv = _mm256_loadu_ps(x + t * K + k);
+            __m256 xv = _mm256_loadu_ps(x + t * K + k);
+            /* one load for the RB rows (GCC would fold it into each FMA as a memory operand) */
+            if (RB > 1) __asm__("" : "+x"(xv));
             for (int i = 0; i < RB; i++) acc[i][t] = _mm256_fmadd_ps(w[i], xv, acc[i][t]);
         }
     }
@@ -660,16 +671,19 @@ BN_FN void F(float_rows_nt1)(const uint8_t *data, int64_t K, int64_t r0, int64_t
     for (; r < r1; r++) F(float_tile)(data, K, r, x, y, 0, kind, 1, 1);
 }
 
-#define BN_FLOAT_ROWS(NT)                                                                                    \
+/* Several tokens: RB rows x NT tokens per tile, RB chosen so the tile has enough independent FMA chains to
+ * cover the FMA latency (2 pipes x 4 cycles: 8 or more chains) within the registers (16 ymm in AVX2, 32 with
+ * AVX-512VL). The chains sum in the same order as the one-token path whatever RB is: results are identical. */
+#define BN_FLOAT_ROWS(NT, RB)                                                                                \
     BN_FN void F(float_rows_nt##NT)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x,  \
                                     float *y, int64_t ldy, const int kind) {                                 \
         int64_t r = r0;                                                                                      \
-        for (; r + 2 <= r1; r += 2) F(float_tile)(data, K, r, x, y, ldy, kind, 2, NT);                        \
-        if (r < r1) F(float_tile)(data, K, r, x, y, ldy, kind, 1, NT);                                       \
+        for (; r + (RB) <= r1; r += (RB)) F(float_tile)(data, K, r, x, y, ldy, kind, (RB), NT);               \
+        for (; r < r1; r++) F(float_tile)(data, K, r, x, y, ldy, kind, 1, NT);                               \
     }
-BN_FLOAT_ROWS(2)
-BN_FLOAT_ROWS(3)
-BN_FLOAT_ROWS(4)
+BN_FLOAT_ROWS(2, 4)
+BN_FLOAT_ROWS(3, 3)
+BN_FLOAT_ROWS(4, BN_WIDE_REGS ? 4 : 2)
 #undef BN_FLOAT_ROWS
 
 BN_FN void F(float_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
