@@ -91,6 +91,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, ctx: bool = True, toke
     if tokenizer:
         group.add_argument("--tokenizer", type=Path, default=None, metavar="tokenizer.json",
                            help="use this tokenizer instead of the one stored in the GGUF file")
+    add_lm_head_option(group)
+
+
+def add_lm_head_option(parser) -> None:
+    parser.add_argument("--lm-head", choices=("exact", "q8_0"), default="exact",
+                        help="LM head: exact (the file's weights in float; default) or q8_0 (re-encoded as Q8_0 "
+                             "at load and computed with int8 dot products: faster decoding, slightly different "
+                             "logits)")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, default_max_tokens: int) -> None:
@@ -233,7 +241,7 @@ def load_model(args: argparse.Namespace, *, n_ctx: int | None = None, quiet: boo
     prefetch(path, quiet=quiet)
     return bitnet.load(path, n_threads=resolve_threads(getattr(args, "threads", None)),
                        n_ctx=n_ctx if n_ctx is not None else getattr(args, "ctx_size", None),
-                       tokenizer_path=tokenizer)
+                       tokenizer_path=tokenizer, lm_head=getattr(args, "lm_head", "exact"))
 
 
 def read_prompt(prompt: str | None, prompt_file: Path | None, stdin: IO[str] | None = None) -> str:

@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="thread counts to test (default: all available; 1 when BITNET_DETERMINISTIC=1)")
     p.add_argument("-r", "--repetitions", type=_common.int_at_least(1), default=5, metavar="R",
                    help="timed repetitions of each test (default: 5)")
+    _common.add_lm_head_option(p)
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each test")
     p.add_argument("--seed", type=_common.seed_value, default=0, metavar="S",
                    help="seed of the random test tokens (default: 0)")
@@ -153,7 +154,7 @@ def bench(args: argparse.Namespace) -> int:
     results = run_bench(model, args.n_prompt, args.n_gen, threads, args.repetitions, warmup=not args.no_warmup,
                         seed=args.seed, log=log)
     ran = kernels.ran_kernels()
-    backend = f"CPU ({bitnet.cpu_info().get('variant', '?')})"
+    backend = f"CPU ({bitnet.cpu_info().get('variant', '?')}" + (", q8_0 head)" if model.lm_head != "exact" else ")")
     if args.json:
         info = model_row(model)
         _common.write_json([{**info, "backend": backend, **asdict(r), "avg_ts": r.avg_ts,

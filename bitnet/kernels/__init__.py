@@ -33,8 +33,11 @@ __all__ = [
     "dequant_row",
     "f16_to_f32",
     "f32_to_f16",
+    "encode_q80",
     "float_matmul",
+    "q8_matmul",
     "quantize_act",
+    "quantize_q8",
     "ran_kernels",
     "relu2_mul",
     "reset_ran",
@@ -247,6 +250,41 @@ def float_matmul(data, ggml_type: int, K: int, M: int, x: np.ndarray, variant: s
     y = np.empty((x2.shape[0], M), dtype=np.float32)
     _k.float_matmul(v, ggml_type, buf, K, M, x2, y, n_threads)
     return y if np.ndim(x) == 2 else y[0]
+
+
+def quantize_q8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Activations [T, K] (K % 32 == 0) -> int8 codes [T, K] and float block scales [T, K/32], as ggml's Q8_0
+    quantizer (d = amax / 127, q = roundf(x / d)) but with d kept in float32."""
+    x2 = _f32_2d(x, np.shape(x)[-1], "x")
+    if x2.shape[1] % 32:
+        raise ValueError(f"Q8 activations need K % 32 == 0, got K={x2.shape[1]}")
+    q = np.empty(x2.shape, dtype=np.int8)
+    d = np.empty((x2.shape[0], x2.shape[1] // 32), dtype=np.float32)
+    _k.quantize_q8(x2, q, d)
+    return q, d
+
+
+def q8_matmul(data, K: int, M: int, x: np.ndarray, variant: str | None = None,
+              n_threads: int | None = None) -> np.ndarray:
+    """y = W x for Q8_0 weights [M, K] with the activations quantized to Q8 (the int8 LM head's path); x float32
+    [K] or [T, K]. Same bits from every variant (the lane order of kernels.h)."""
+    buf = _check_matmul(data, GGML_Q8_0, K, M, (GGML_Q8_0,), "q8_matmul")
+    q, d = quantize_q8(_f32_2d(x, K, "x"))
+    y = np.empty((q.shape[0], M), dtype=np.float32)
+    _k.q8_matmul(_table(variant), buf, K, M, q, d, y, n_threads)
+    return y if np.ndim(x) == 2 else y[0]
+
+
+def encode_q80(data, ggml_type: int, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
+    """A float-type matrix [M, K] (F32, F16, BF16 or Q8_0) re-encoded as Q8_0 bytes, bit-identical to
+    `bitnet.gguf.quants.quantize(rows as float32, Q8_0)`: rows in parallel, one row of floats per thread."""
+    buf = _check_matmul(data, ggml_type, K, M, _FLOAT, "encode_q80")
+    if K % 32:
+        raise ValueError(f"Q8_0 needs K % 32 == 0, got K={K}")
+    out = np.empty(M * (K // 32) * 34, dtype=np.uint8)
+    if _k.encode_q80(ggml_type, buf, K, M, out, n_threads) != 0:
+        raise MemoryError("encode_q80: cannot allocate a row buffer")
+    return out
 
 
 def _as_u16(a: np.ndarray, what: str) -> np.ndarray:

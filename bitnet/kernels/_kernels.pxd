@@ -27,6 +27,8 @@ cdef extern from "kernels.h" nogil:
         BN_K_F32_GEMV
         BN_K_F32_GEMM
         BN_K_ATTENTION
+        BN_K_Q80Q8_GEMV
+        BN_K_Q80Q8_GEMM
         BN_K_COUNT
 
     enum bn_variant:
@@ -65,6 +67,8 @@ cdef extern from "kernels.h" nogil:
                          const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
         void (*f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                          const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
+                            const float *xd, int64_t T, float *y, int64_t ldy) noexcept nogil
         void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) noexcept nogil
 
@@ -94,6 +98,8 @@ cdef extern from "kernels.h" nogil:
     void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n)
     float bn_f16_scalar_to_f32(bn_f16 h)
     int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out)
+    void bn_quantize_q8(const float *x, int64_t K, int8_t *q, float *d)
+    void bn_encode_q80_row(const float *x, int64_t K, uint8_t *out)
 
 
 # The table chosen at import (BITNET_KERNEL or the best the CPU runs), changed by set_variant().

@@ -4,7 +4,7 @@
 Argument checking lives in bitnet/kernels/__init__.py; the functions here trust their inputs (shapes,
 dtypes, contiguity) and only release the GIL and split output rows across OpenMP threads.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -180,6 +180,47 @@ def float_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int64
             kt.q80_gemm(w, K, r0, r1, xp, T, yp, M)
         else:
             kt.f32_gemm(w, K, r0, r1, xp, T, yp, M)
+
+
+def q8_matmul(int v, const uint8_t[::1] data, int64_t K, int64_t M, const int8_t[:, ::1] xq,
+              const float[:, ::1] xd, float[:, ::1] y, object n_threads=None) -> None:
+    """y[T, M] = Q8_0 weights x Q8 activations (xq [T, K] int8, xd [T, K/32] block scales)."""
+    cdef const bn_kernels *kt = bn_kernels_for(v)
+    cdef int64_t T = xq.shape[0]
+    cdef int nt = _threads(n_threads)
+    cdef int64_t chunk = _chunk_rows(M, K, nt, 5)
+    cdef int64_t nchunks = (M + chunk - 1) // chunk
+    cdef int64_t c, r0, r1
+    for c in prange(nchunks, nogil=True, num_threads=nt, schedule="dynamic"):
+        r0 = c * chunk
+        r1 = min(r0 + chunk, M)
+        kt.q80_q8_gemm(&data[0], K, r0, r1, &xq[0, 0], &xd[0, 0], T, &y[0, 0], M)
+
+
+def quantize_q8(const float[:, ::1] x, int8_t[:, ::1] q, float[:, ::1] d) -> None:
+    cdef int64_t t
+    with nogil:
+        for t in range(x.shape[0]):
+            bn_quantize_q8(&x[t, 0], x.shape[1], &q[t, 0], &d[t, 0])
+
+
+def encode_q80(int ggml_type, const uint8_t[::1] data, int64_t K, int64_t M, uint8_t[::1] out,
+               object n_threads=None) -> int:
+    """Re-encode a float-type matrix (F32/F16/BF16/Q8_0 rows) as Q8_0 rows into `out`, rows in parallel.
+    Returns 0, or -1 for a type bn_dequant_row does not know."""
+    cdef int nt = _threads(n_threads)
+    cdef int64_t r, row_bytes = K // 32 * 34
+    cdef float *rowbuf
+    cdef int bad = 0
+    with nogil, parallel(num_threads=nt):
+        rowbuf = <float *>malloc(K * sizeof(float))   # one row of floats per thread
+        for r in prange(M, schedule="static"):
+            if rowbuf == NULL or bn_dequant_row(ggml_type, &data[0], K, r, rowbuf) != 0:
+                bad = 1
+            else:
+                bn_encode_q80_row(rowbuf, K, &out[r * row_bytes])
+        free(rowbuf)
+    return -1 if bad else 0
 
 
 def attention(int v, const float[:, ::1] q, const uint16_t[:, ::1] k, const uint16_t[:, ::1] vv, float scale,

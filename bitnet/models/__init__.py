@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bitnet.errors import ModelError
 from bitnet.models import bitnet, bitnet_b158, llama
-from bitnet.models.common import ArchSpec, HParams, bind_weights, read_hparams
+from bitnet.models.common import ArchSpec, BoundMatrix, HParams, bind_weights, read_hparams
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     alias: module.SPEC for module in (bitnet_b158, bitnet, llama) for alias in module.ALIASES
@@ -20,13 +20,35 @@ def arch_spec(reader) -> tuple[str, ArchSpec]:
     return arch, spec
 
 
-def build_transformer(reader):
-    """Validate the file's graph and bind its weights: returns (Transformer, HParams, ArchSpec)."""
+LM_HEADS = ("exact", "q8_0")
+
+
+def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = None):
+    """Validate the file's graph and bind its weights: returns (Transformer, HParams, ArchSpec).
+
+    lm_head "q8_0": the LM head (the tied F16 token embedding, or output.weight) is re-encoded as Q8_0 in memory
+    at load (0.66 GB -> 0.35 GB read per token for the 2B model) and computed with int8 dot products on
+    Q8-quantized activations: faster, not exact (see benchmarks/README.md for its perplexity cost)."""
     from bitnet.models._forward import Transformer
 
+    if lm_head not in LM_HEADS:
+        raise ValueError(f"lm_head must be one of {', '.join(LM_HEADS)}, got {lm_head!r}")
     arch, spec = arch_spec(reader)
     hp = read_hparams(reader, arch)
-    return Transformer(**bind_weights(reader, spec, hp)), hp, spec
+    weights = bind_weights(reader, spec, hp)
+    if lm_head == "q8_0":
+        weights["output"] = _int8_head(weights["output"], n_threads)
+    return Transformer(**weights, head_int8=lm_head == "q8_0"), hp, spec
 
 
-__all__ = ["ARCHITECTURES", "ArchSpec", "HParams", "arch_spec", "build_transformer"]
+def _int8_head(head: BoundMatrix, n_threads: int | None) -> BoundMatrix:
+    from bitnet.kernels import GGML_Q8_0, encode_q80
+
+    if head.K % 32:
+        raise ModelError(f"the int8 LM head needs n_embd to be a multiple of 32, got {head.K}")
+    data = head.data if head.ggml_type == GGML_Q8_0 else encode_q80(head.data, head.ggml_type, head.K, head.M,
+                                                                    n_threads)
+    return BoundMatrix(f"{head.name} (Q8_0, int8 head)", GGML_Q8_0, head.K, head.M, data, 1.0)
+
+
+__all__ = ["ARCHITECTURES", "LM_HEADS", "ArchSpec", "HParams", "arch_spec", "build_transformer"]

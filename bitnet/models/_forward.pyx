@@ -20,7 +20,7 @@ import numpy as np
 
 from bitnet.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
-    bn_f32_to_f16, bn_dequant_row,
+    bn_f32_to_f16, bn_dequant_row, bn_quantize_q8,
 )
 
 cdef enum:
@@ -59,6 +59,7 @@ cdef struct Mat:
     int64_t K        # inputs (ne0)
     int64_t M        # outputs (rows)
     float wscale     # I2_S per-tensor scale
+    int act_q8       # Q8_0 weights read with Q8-quantized activations (the opt-in int8 LM head)
 
 
 cdef struct Layer:
@@ -98,6 +99,7 @@ cdef struct Scratch:
     float *tmp        # [T, n_embd]
     int8_t *xq        # [T, max_dim] int8 activations
     bn_qinfo *qi      # [T]
+    float *xd         # [T, n_embd / 32] Q8 block scales of the int8 LM head's input
     float *scores     # [n_threads, ATTENTION_HEADS, n_ctx]
     float *rope       # [T, rope_dim] cos/sin of each token's RoPE angles, shared by all layers
     int64_t scores_ctx   # positions each thread's stripe of `scores` holds
@@ -124,6 +126,7 @@ cdef Mat _make_mat(object t) except *:
     m.K = t.K
     m.M = t.M
     m.wscale = t.wscale
+    m.act_q8 = 0
     return m
 
 
@@ -135,9 +138,10 @@ cdef class Transformer:
     def __cinit__(self):
         self.w.layers = NULL
 
-    def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list):
+    def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list, bint head_int8=False):
         """dims: hyperparameters; tok_embd/output: BoundMatrix; output_norm: float32 array; layers: list of
-        dicts name -> BoundMatrix / float32 array (see bitnet.models.common)."""
+        dicts name -> BoundMatrix / float32 array (see bitnet.models.common). head_int8: `output` is Q8_0 and
+        is computed with Q8 activations (int8 dot products) instead of float ones."""
         self._keep = (tok_embd, output, output_norm, layers)
         cdef Dims *d = &self.w.d
         d.n_embd = dims["n_embd"]
@@ -157,6 +161,10 @@ cdef class Transformer:
         self.w.max_dim = max(d.n_embd, d.q_dim, d.n_ff)
         self.w.tok_embd = _make_mat(tok_embd)
         self.w.output = _make_mat(output)
+        if head_int8:
+            if output.ggml_type != T_Q8_0 or output.K % 32:
+                raise ValueError("the int8 LM head needs Q8_0 weights with K % 32 == 0")
+            self.w.output.act_q8 = 1
         self.w.output_norm = <const float *>_ptr(output_norm)
         self.w.layers = <Layer *>calloc(d.n_layer, sizeof(Layer))
         if self.w.layers == NULL:
@@ -182,6 +190,10 @@ cdef class Transformer:
     @property
     def n_vocab(self) -> int:
         return self.w.d.n_vocab
+
+    @property
+    def head_int8(self) -> bool:
+        return bool(self.w.output.act_q8)
 
     def forward(self, Context ctx, tokens, int64_t pos0, logits_out, bint all_logits, int n_threads):
         """Evaluate `tokens` at positions pos0.. in `ctx` (its KV cache is written there).
@@ -376,17 +388,19 @@ cdef class Workspace:
         self.s.tmp = <float *>malloc(T * d.n_embd * sizeof(float))
         self.s.xq = <int8_t *>malloc(T * m.w.max_dim + 64)
         self.s.qi = <bn_qinfo *>malloc(T * sizeof(bn_qinfo))
+        self.s.xd = <float *>malloc(T * (d.n_embd // 32 + 1) * sizeof(float))
         self.s.rope = <float *>malloc(T * max(d.rope_dim, 2) * sizeof(float))
         if (self.s.x == NULL or self.s.xn == NULL or self.s.q == NULL or self.s.k == NULL or self.s.v == NULL
                 or self.s.att == NULL or self.s.gate == NULL or self.s.up == NULL or self.s.tmp == NULL
-                or self.s.xq == NULL or self.s.qi == NULL or self.s.rope == NULL):
+                or self.s.xq == NULL or self.s.qi == NULL or self.s.xd == NULL or self.s.rope == NULL):
             self._free_rows()
             raise MemoryError("cannot allocate the forward pass scratch buffers")
         self.s_dim = m.w.max_dim
 
     cdef _free_rows(self):
         free(self.s.x); free(self.s.xn); free(self.s.q); free(self.s.k); free(self.s.v); free(self.s.att)
-        free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi); free(self.s.rope)
+        free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi); free(self.s.xd)
+        free(self.s.rope)
         self.s.x = NULL
         self.s_dim = 0
 
@@ -397,23 +411,26 @@ cdef class Workspace:
 # ---------------------------------------------------------------------------------------------- matmuls
 
 cdef inline void _rows(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
-                       int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
+                       const float *xd, int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
     """Output rows [r0, r1) of y[T, M] = x W^T. With several tokens the rows go in small blocks, each block
     applied to every token while its weights are still in the core's cache (instead of streaming the whole
     slice of weights from memory once per tile of tokens)."""
     cdef int64_t rb = r0
     if T == 1:
-        _rows_block(kt, w, x, q, qi, T, y, r0, r1)
+        _rows_block(kt, w, x, q, qi, xd, T, y, r0, r1)
         return
     while rb < r1:
-        _rows_block(kt, w, x, q, qi, T, y, rb, min(rb + GEMM_ROW_BLOCK, r1))
+        _rows_block(kt, w, x, q, qi, xd, T, y, rb, min(rb + GEMM_ROW_BLOCK, r1))
         rb += GEMM_ROW_BLOCK
 
 
 cdef inline void _rows_block(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q,
-                             const bn_qinfo *qi, int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
+                             const bn_qinfo *qi, const float *xd, int64_t T, float *y, int64_t r0,
+                             int64_t r1) noexcept nogil:
     cdef int g = w.gtype
-    if g == T_I2_S:
+    if w.act_q8:
+        kt.q80_q8_gemm(w.data, w.K, r0, r1, q, xd, T, y, w.M)
+    elif g == T_I2_S:
         if T == 1:
             kt.i2s_gemv(w.data, w.K, r0, r1, q, qi, w.wscale, y)
         else:
@@ -447,7 +464,7 @@ cdef inline int64_t _n_slices(const Mat *w, int64_t T, int nt) noexcept nogil:
 
 
 cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const float *x, const int8_t *q,
-                  const bn_qinfo *qi, int64_t T, int nt) noexcept nogil:
+                  const bn_qinfo *qi, const float *xd, int64_t T, int nt) noexcept nogil:
     """ys[i][T, M_i] = W_i x for `n` (<= 4) matrices reading the same input, in ONE parallel region (one wake-up
     of the team for the group). Each matrix is cut into contiguous slices of rows (see _n_slices), handed out
     dynamically: on a shared VM one vCPU often runs slower than the other for a while, and with a static half
@@ -461,7 +478,7 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
         work += ws[i].M * ws[i].K * T
     if work < PARALLEL_MIN_WORK or nt == 1:
         for i in range(n):
-            _rows(kt, ws[i], x, q, qi, T, ys[i], 0, ws[i].M)
+            _rows(kt, ws[i], x, q, qi, xd, T, ys[i], 0, ws[i].M)
         return
     for i in range(n):
         slices[i] = _n_slices(ws[i], T, nt)
@@ -473,16 +490,16 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
             c = c - slices[i]
             i = i + 1
         step = (((ws[i].M + slices[i] - 1) // slices[i]) + 15) & ~(<int64_t>15)
-        _rows(kt, ws[i], x, q, qi, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
+        _rows(kt, ws[i], x, q, qi, xd, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
 
 
 cdef inline void _matmul1(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
-                          int64_t T, float *y, int nt) noexcept nogil:
+                          const float *xd, int64_t T, float *y, int nt) noexcept nogil:
     cdef const Mat *ws[1]
     cdef float *ys[1]
     ws[0] = w
     ys[0] = y
-    _matmul(kt, ws, ys, 1, x, q, qi, T, nt)
+    _matmul(kt, ws, ys, 1, x, q, qi, xd, T, nt)
 
 
 cdef inline bint _is_ternary(int g) noexcept nogil:
@@ -566,7 +583,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_y[0] = s.q
         qkv_y[1] = s.k
         qkv_y[2] = s.v
-        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, T, nt)
+        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, NULL, T, nt)
         for t in prange(T, num_threads=_team(T, QD, nt), schedule='static'):
             bn_rope_apply(s.q + t * QD, d.n_head, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             bn_rope_apply(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
@@ -592,7 +609,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)
             src = s.xn
         _prepare(kt, &L.wo, src, T, s, nt)
-        _matmul1(kt, &L.wo, src, s.xq, s.qi, T, s.tmp, nt)
+        _matmul1(kt, &L.wo, src, s.xq, s.qi, NULL, T, s.tmp, nt)
         _add_rows(s.x, s.tmp, T, E, nt)
 
         # ---- feed-forward
@@ -602,7 +619,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_w[1] = &L.up
         qkv_y[0] = s.gate
         qkv_y[1] = s.up
-        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, T, nt)
+        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, NULL, T, nt)
         for t in prange(T, num_threads=_team(T, F, nt), schedule='static'):
             if d.ffn_silu:
                 bn_silu_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
@@ -613,11 +630,13 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.gate, L.ffn_sub_norm, T, F, d.eps, s.up, nt)
             src = s.up
         _prepare(kt, &L.down, src, T, s, nt)
-        _matmul1(kt, &L.down, src, s.xq, s.qi, T, s.tmp, nt)
+        _matmul1(kt, &L.down, src, s.xq, s.qi, NULL, T, s.tmp, nt)
         _add_rows(s.x, s.tmp, T, E, nt)
 
     if n_wanted == 0:
         return
     for i in prange(n_wanted, num_threads=_team(n_wanted, E, nt), schedule='static'):   # the wanted rows
         bn_rmsnorm(s.x + (wanted[i] - row0) * E, m.output_norm, E, d.eps, s.xn + i * E)
-    _matmul1(kt, &m.output, s.xn, NULL, NULL, n_wanted, logits, nt)
+        if m.output.act_q8:
+            bn_quantize_q8(s.xn + i * E, E, s.xq + i * E, s.xd + i * (E // 32))
+    _matmul1(kt, &m.output, s.xn, s.xq, NULL, s.xd, n_wanted, logits, nt)

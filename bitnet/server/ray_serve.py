@@ -44,10 +44,11 @@ APP_NAME = "bitnet"
 class BitNetReplica:
     """One replica: a loaded model and the server app around it (built after __init__ by Ray Serve)."""
 
-    def __init__(self, model_path: str | None, n_threads: int, n_ctx: int | None, settings: dict):
+    def __init__(self, model_path: str | None, n_threads: int, n_ctx: int | None, settings: dict,
+                 lm_head: str = "exact"):
         import bitnet
 
-        self.model = bitnet.load(model_path, n_threads=n_threads, n_ctx=n_ctx)
+        self.model = bitnet.load(model_path, n_threads=n_threads, n_ctx=n_ctx, lm_head=lm_head)
         replica = serve.get_replica_context().replica_id.unique_id
         self.settings = ServerSettings(replica=replica, **settings)
         log.info("replica %s serving %s (%d slots)", replica, self.settings.model_id, self.settings.parallel)
@@ -64,7 +65,7 @@ class BitNetReplica:
 
 
 def build_application(model_path: str | None, *, replicas: int, max_replicas: int | None, n_threads: int,
-                      n_ctx: int | None, settings: dict, queue_size: int):
+                      n_ctx: int | None, settings: dict, queue_size: int, lm_head: str = "exact"):
     """The Ray Serve application: `replicas` copies (autoscaling up to `max_replicas` when given)."""
     options: dict = {
         "name": DEPLOYMENT_NAME,
@@ -81,7 +82,7 @@ def build_application(model_path: str | None, *, replicas: int, max_replicas: in
     else:
         options["num_replicas"] = replicas
     deployment = serve.deployment(BitNetReplica).options(**options)
-    return deployment.bind(model_path, n_threads, n_ctx, settings)
+    return deployment.bind(model_path, n_threads, n_ctx, settings, lm_head)
 
 
 def _free_port(host: str) -> int:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace, api_key: str | None) -> int:
         model_path = str(Path(args.model).resolve()) if args.model else None
         app = build_application(model_path, replicas=args.replicas, max_replicas=args.max_replicas,
                                 n_threads=threads, n_ctx=args.ctx_size, settings=settings,
-                                queue_size=args.queue_size)
+                                queue_size=args.queue_size, lm_head=args.lm_head)
         serve.run(app, name=APP_NAME, route_prefix="/")
         scaling = (f"{args.replicas}..{args.max_replicas} replicas (autoscaling)"
                    if args.max_replicas and args.max_replicas > args.replicas else f"{args.replicas} replica(s)")

@@ -37,6 +37,7 @@ enum bn_kernel_id {
     BN_K_Q80_GEMV, BN_K_Q80_GEMM,
     BN_K_F32_GEMV, BN_K_F32_GEMM,
     BN_K_ATTENTION,
+    BN_K_Q80Q8_GEMV, BN_K_Q80Q8_GEMM,
     BN_K_COUNT
 };
 
@@ -81,6 +82,15 @@ typedef struct bn_kernels {
                      const float *x, int64_t T, float *y, int64_t ldy);
     void (*f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                      const float *x, int64_t T, float *y, int64_t ldy);
+
+    /* ---- Q8_0 weights x Q8 activations (the opt-in int8 LM head). xq: T tokens of K int8 (row stride K) in
+     * blocks of 32, xd[t * K/32 + b] the float scale of block b (bn_quantize_q8). K % 32 == 0. For each row and
+     * token: the exact int32 dot of block b, isum_b, goes into lane b % 8,
+     *     acc[b % 8] = fmaf(d_w[b] * d_x[b], (float)isum_b, acc[b % 8])   (blocks in order),
+     * and y = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)): every variant, and any
+     * number of tokens, gives the same bits. ---- */
+    void (*q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                        const int8_t *xq, const float *xd, int64_t T, float *y, int64_t ldy);
 
     /* ---- attention for n_q query heads sharing one K/V head (GQA), over positions [0, n_kv): q and out hold
      * the heads one after another (head_dim floats each); k/v rows are f16 with stride kv_stride elements;
@@ -127,6 +137,10 @@ float bn_f16_scalar_to_f32(bn_f16 h);
 /* Row `row` of a [rows, K] tensor of ggml type F32 (0), F16 (1), Q8_0 (8) or BF16 (30) as float32.
  * Returns 0, or -1 for another type. Used for the token embedding lookup. */
 int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out);
+/* Q8 blocks of 32 (K % 32 == 0), as ggml's Q8_0 quantizer: d = amax / 127, q = roundf(x / d) (0 when d == 0).
+ * bn_quantize_q8 keeps d as a float (activations); bn_encode_q80_row writes Q8_0 blocks, d as f16. */
+void bn_quantize_q8(const float *x, int64_t K, int8_t *q, float *d);
+void bn_encode_q80_row(const float *x, int64_t K, uint8_t *out);
 
 #ifdef __cplusplus
 }

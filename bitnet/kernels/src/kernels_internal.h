@@ -116,8 +116,15 @@ void bn_scalar_q80_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const float *x, int64_t T, float *y, int64_t ldy);
 void bn_scalar_f32_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const float *x, int64_t T, float *y, int64_t ldy);
+void bn_scalar_q80_q8_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                           const int8_t *xq, const float *xd, int64_t T, float *y, int64_t ldy);
 void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out);
+
+/* The fixed sum of the eight lanes of the Q8 x Q8 dot (kernels.h): the order of an SSE horizontal add. */
+BN_INLINE float bn_sum8_lanes(const float *a) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
 
 /* The I2_S finishing step shared by every variant so that they agree bit for bit (FORMATS.md §3):
  * y = ((float)dot - (float)sum_q) / s * wscale, left to right. */

@@ -186,6 +186,27 @@ void bn_scalar_q80_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
         }
 }
 
+/* Q8_0 x Q8: the reference of the lane order in kernels.h. */
+void bn_scalar_q80_q8_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
+                           const int8_t *xq, const float *xd, int64_t T, float *y, int64_t ldy) {
+    BN_MARK(V, T == 1 ? BN_K_Q80Q8_GEMV : BN_K_Q80Q8_GEMM);
+    const int64_t nb = K / BN_Q80_BLOCK;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *row = data + r * nb * BN_Q80_BLOCK_BYTES;
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = row + b * BN_Q80_BLOCK_BYTES;
+                const int8_t *w = (const int8_t *)(blk + 2), *a = xq + t * K + b * BN_Q80_BLOCK;
+                int32_t isum = 0;
+                for (int j = 0; j < BN_Q80_BLOCK; j++) isum += (int32_t)w[j] * (int32_t)a[j];
+                const float s = bn_half_to_float(bn_load_u16(blk)) * xd[t * nb + b];
+                acc[b % 8] = __builtin_fmaf(s, (float)isum, acc[b % 8]);
+            }
+            y[t * ldy + r] = bn_sum8_lanes(acc);
+        }
+}
+
 /* ---- attention, one query head after another: scores, softmax (ops.c), weighted sum of V ---- */
 
 void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
@@ -217,6 +238,7 @@ static const bn_kernels scalar_table = {
     .bf16_gemm = bn_scalar_bf16_gemm,
     .q80_gemm = bn_scalar_q80_gemm,
     .f32_gemm = bn_scalar_f32_gemm,
+    .q80_q8_gemm = bn_scalar_q80_q8_gemm,
     .attention = bn_scalar_attention,
 };
 

@@ -139,6 +139,7 @@ static const bn_kernels BN_NAME(table) = {
     .bf16_gemm = bn_scalar_bf16_gemm,
     .q80_gemm = bn_scalar_q80_gemm,
     .f32_gemm = bn_scalar_f32_gemm,
+    .q80_q8_gemm = bn_scalar_q80_q8_gemm,
     .attention = BN_ATTENTION,
 };
 

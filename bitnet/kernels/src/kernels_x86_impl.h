@@ -761,6 +761,82 @@ BN_API void F(q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, 
         for (int64_t r = r0; r < r1; r++) F(q80_row)(data + r * row_bytes, nb, x + t * K, K, y + t * ldy + r, ldy, 1);
 }
 
+/* ---- Q8_0 x Q8 (int8 LM head): eight blocks per step, lane j = block g + j (the order of kernels.h) ---- */
+
+/* The int32 dot of 32 int8 weights and 32 int8 activations, as eight partial sums: |w| times x with w's
+ * sign (Q8_0 codes are within [-127, 127], so maddubs pairs stay below 2 * 127 * 127 and never saturate). */
+BN_FN __m256i F(q8_dot)(__m256i uw, __m256i w, __m256i a) {
+    const __m256i sa = _mm256_sign_epi8(a, w);
+#if BN_VNNI
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), uw, sa);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(uw, sa), _mm256_set1_epi16(1));
+#endif
+}
+
+/* One row for NT tokens (1..4): each group's eight weight blocks are loaded once for the NT tokens. */
+BN_FN void F(q80_q8_row)(const uint8_t *row, int64_t nb, const int8_t *xq, const float *xd, int64_t K, float *y,
+                         int64_t ldy, const int NT) {
+    __m256 acc[4];
+    for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < nb; g += 8) {
+        const int n = nb - g < 8 ? (int)(nb - g) : 8;
+        uint16_t dh[8];
+        __m256i w[8], uw[8];
+        for (int j = 0; j < 8; j++) {
+            if (j < n) {
+                const uint8_t *blk = row + (g + j) * BN_Q80_BLOCK_BYTES;
+                dh[j] = bn_load_u16(blk);
+                w[j] = F(load)(blk + 2);
+                uw[j] = _mm256_abs_epi8(w[j]);
+            } else {
+                dh[j] = 0;
+                w[j] = uw[j] = _mm256_setzero_si256();
+            }
+        }
+        const __m256 dwv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)dh));
+        for (int t = 0; t < NT; t++) {
+            const int8_t *a = xq + t * K + g * BN_Q80_BLOCK;
+            __m256i dots[8];
+            for (int j = 0; j < 8; j++)
+                dots[j] = j < n ? F(q8_dot)(uw[j], w[j], F(load)(a + j * BN_Q80_BLOCK)) : _mm256_setzero_si256();
+            float dx[8];
+            const float *dxp = xd + t * nb + g;
+            if (n < 8) {
+                for (int j = 0; j < 8; j++) dx[j] = j < n ? dxp[j] : 0.0f;
+                dxp = dx;
+            }
+            const __m256 s = _mm256_mul_ps(dwv, _mm256_loadu_ps(dxp));
+            const __m256 next = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(F(reduce8)(dots)), acc[t]);
+            if (n == 8) {
+                acc[t] = next;
+            } else { /* lanes without a block keep their value exactly (even a -0.0) */
+                const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                acc[t] = _mm256_blendv_ps(acc[t], next,
+                                          _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane)));
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, acc[t]);
+        y[t * ldy] = bn_sum8_lanes(lanes);
+    }
+}
+
+BN_API void F(q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
+                           const float *xd, int64_t T, float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, T == 1 ? BN_K_Q80Q8_GEMV : BN_K_Q80Q8_GEMM);
+    const int64_t nb = K / BN_Q80_BLOCK, row_bytes = nb * BN_Q80_BLOCK_BYTES;
+    int64_t t = 0;
+    for (; t + 4 <= T; t += 4)
+        for (int64_t r = r0; r < r1; r++)
+            F(q80_q8_row)(data + r * row_bytes, nb, xq + t * K, xd + t * nb, K, y + t * ldy + r, ldy, 4);
+    for (; t < T; t++)
+        for (int64_t r = r0; r < r1; r++)
+            F(q80_q8_row)(data + r * row_bytes, nb, xq + t * K, xd + t * nb, K, y + t * ldy + r, ldy, 1);
+}
+
 /* ---- attention (f16 K/V) ---- */
 
 /* Eight float vectors -> their eight horizontal sums, in order. */
@@ -905,6 +981,7 @@ static const bn_kernels F(table) = {
     .f16_gemm = F(f16_gemm),
     .bf16_gemm = F(bf16_gemm),
     .q80_gemm = F(q80_gemm),
+    .q80_q8_gemm = F(q80_q8_gemm),
     .f32_gemm = F(f32_gemm),
     .attention = F(attention),
 };

@@ -127,6 +127,32 @@ void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n) {
 
 float bn_f16_scalar_to_f32(bn_f16 h) { return bn_half_to_float(h); }
 
+/* Block scale and codes of ggml's Q8_0 quantizer: d = amax / 127, q = roundf(x * (1 / d)). */
+static float q8_block(const float *x, int8_t *q) {
+    float amax = 0.0f;
+    for (int j = 0; j < BN_Q80_BLOCK; j++) {
+        const float a = x[j] < 0 ? -x[j] : x[j];
+        if (a > amax) amax = a;
+    }
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < BN_Q80_BLOCK; j++) q[j] = (int8_t)__builtin_roundf(x[j] * id);
+    return d;
+}
+
+void bn_quantize_q8(const float *x, int64_t K, int8_t *q, float *d) {
+    for (int64_t b = 0; b < K / BN_Q80_BLOCK; b++) d[b] = q8_block(x + b * BN_Q80_BLOCK, q + b * BN_Q80_BLOCK);
+}
+
+void bn_encode_q80_row(const float *x, int64_t K, uint8_t *out) {
+    for (int64_t b = 0; b < K / BN_Q80_BLOCK; b++) {
+        uint8_t *blk = out + b * BN_Q80_BLOCK_BYTES;
+        const uint16_t h = float_to_half(q8_block(x + b * BN_Q80_BLOCK, (int8_t *)(blk + 2)));
+        blk[0] = (uint8_t)(h & 0xff);
+        blk[1] = (uint8_t)(h >> 8);
+    }
+}
+
 int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out) {
     switch (ggml_type) {
     case 0: /* F32 */
