@@ -2,12 +2,14 @@
 
 Writes (once, never committed) a GGUF with the 2B4T shapes — hidden 2560, 30 layers, 20 heads, 5 KV heads,
 FFN 6912, vocabulary 128256, random ternary I2_S weights, F16 token embedding (~1.19 GB) — with the project's
-own writer, then for 1 and 2 threads reports medians over several runs of: load time, peak RSS, prefill tokens/s
-(128-token prompt) and decode tokens/s (128 tokens). Each run also measures the machine's read bandwidth with the
-same thread count between segments of the decode, and decode is reported as a fraction of that ceiling (decode at
-batch 1 reads every weight once per token).
+own writer, then for each kernel variant, LM head (exact F16 / int8 q8_0) and thread count reports medians over
+several runs of: load time, peak RSS, prefill tokens/s (128-token prompt) and decode tokens/s (128 tokens). Each
+run also measures the machine's read bandwidth with the same thread count between segments of the decode, with
+the compiled probe of benchmarks/bandwidth.py (the widest loads the CPU has), and decode is reported as a
+fraction of that ceiling (decode at batch 1 reads every weight once per token, and the head).
 
-    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--model PATH] [--json out.json]
+    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--variants avx2,avx512] [--lm-heads exact,q8_0]
+                                      [--model PATH] [--json out.json]
 
 Each configuration runs in a fresh subprocess so peak RSS is its own.
 """
@@ -97,14 +99,25 @@ PROBE_MB = 256       # well past the last-level cache (32 MB here)
 DECODE_SEGMENT = 16  # decode steps between two bandwidth probes
 
 
-def read_bandwidth_gbs(probe: np.ndarray, n_threads: int) -> float:
-    """The machine's read bandwidth right now: one pass of `n_threads` OpenMP threads over `probe`
-    (bitnet.kernels' stream_read: contiguous slices, 8 interleaved streams each, like the decode kernels)."""
-    from bitnet.kernels import _kernels
+def _probe():
+    """The compiled bandwidth probe (benchmarks/bandwidth.py); without a C compiler, the engine's 64-bit
+    stream_read, which under-states the ceiling on CPUs with wider loads (said in the output)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from bandwidth import Probe
 
-    t0 = time.perf_counter()
-    _kernels.stream_read(probe, n_threads)
-    return probe.nbytes / (time.perf_counter() - t0) / 1e9
+        probe = Probe(PROBE_MB)
+        return (lambda n: probe.read_gbs(n)), f"compiled probe, {probe.width}-bit loads"
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        from bitnet.kernels import _kernels
+
+        buf = np.ones(PROBE_MB * 2**20 // 8, dtype=np.uint64)
+
+        def read(n: int) -> float:
+            t0 = time.perf_counter()
+            _kernels.stream_read(buf, n)
+            return buf.nbytes / (time.perf_counter() - t0) / 1e9
+        return read, f"engine stream_read (64-bit loads; the compiled probe failed: {exc})"
 
 
 def _proc_status_mb(field: str) -> float:
@@ -115,7 +128,7 @@ def _proc_status_mb(field: str) -> float:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> dict:
+def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_head: str = "exact") -> dict:
     """One run in this process: load, prefill n_prompt tokens, decode n_gen tokens greedily.
 
     This VM's read bandwidth drifts by a third within seconds (other tenants), so the decode runs in segments of
@@ -127,7 +140,7 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
     from bitnet.kernels import ran_kernels
 
     t0 = time.perf_counter()
-    model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"])
+    model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"], lm_head=lm_head)
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(1)
     prompt = [int(t) for t in rng.integers(0, 256, size=n_prompt)]
@@ -137,8 +150,8 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
     prefill_s = time.perf_counter() - t0
 
     peak_rss_mb = _proc_status_mb("VmHWM")
-    probe = np.ones(PROBE_MB * 2**20 // 8, dtype=np.uint64)
-    probes = [read_bandwidth_gbs(probe, n_threads)]
+    read_gbs, probe_kind = _probe()
+    probes = [read_gbs(n_threads)]
     segments = []              # (steps, seconds)
     while (done := sum(n for n, _ in segments)) < n_gen:
         steps = min(DECODE_SEGMENT, n_gen - done)
@@ -146,12 +159,13 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
         for _ in range(steps):
             logits = session.step(int(np.argmax(logits)))
         segments.append((steps, time.perf_counter() - t0))
-        probes.append(read_bandwidth_gbs(probe, n_threads))
-    peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - probe.nbytes / 2**20)   # decode only grows
+        probes.append(read_gbs(n_threads))
+    peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - PROBE_MB)   # decode only grows
 
     tensors = model.reader.tensors
     weights = sum(i.nbytes for i in tensors.values() if i.ggml_type.name in ("I2_S", "TQ2_0", "TQ1_0"))
-    head = tensors.get("output.weight", tensors["token_embd.weight"]).nbytes
+    head_info = tensors.get("output.weight", tensors["token_embd.weight"])
+    head = head_info.nbytes if lm_head == "exact" else head_info.n_elements // 32 * 34   # Q8_0 re-encoded
     bytes_per_token = weights + head
     fractions = [n / dt * bytes_per_token / ((probes[i] + probes[i + 1]) / 2 * 1e9)
                  for i, (n, dt) in enumerate(segments)]
@@ -159,13 +173,16 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int) -> d
                 prefill_tps=n_prompt / prefill_s, decode_tps=n_gen / sum(dt for _, dt in segments),
                 decode_fraction=statistics.median(fractions), peak_rss_mb=peak_rss_mb,
                 bytes_per_token=bytes_per_token, kv_cache_mb=session.context.nbytes / 2**20,
-                file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels())
+                file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels(), probe=probe_kind)
 
 
-def run_one(model: Path, n_threads: int, n_prompt: int = 128, n_gen: int = 128, env: dict | None = None) -> dict:
-    """measure_one in a fresh process (so that peak RSS is its own); `env` may point PYTHONPATH at another tree."""
+def run_one(model: Path, n_threads: int, n_prompt: int = 128, n_gen: int = 128, env: dict | None = None,
+            lm_head: str = "exact") -> dict:
+    """measure_one in a fresh process (so that peak RSS is its own); `env` may point PYTHONPATH at another tree
+    or set BITNET_KERNEL."""
     out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
-                          "-p", str(n_prompt), "-n", str(n_gen)], capture_output=True, text=True, check=True, env=env)
+                          "-p", str(n_prompt), "-n", str(n_gen), "--lm-heads", lm_head], capture_output=True,
+                         text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -174,6 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--variants", default=None, help="kernel variants (default: every SIMD one this CPU runs)")
+    ap.add_argument("--lm-heads", default="exact", help="exact, q8_0 or both (comma-separated)")
     ap.add_argument("-p", "--n-prompt", type=int, default=128)
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("--json", type=Path)
@@ -181,7 +200,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     if args.one:
-        print(json.dumps(measure_one(str(args.model), int(args.threads), args.n_prompt, args.n_gen)))
+        print(json.dumps(measure_one(str(args.model), int(args.threads), args.n_prompt, args.n_gen,
+                                     args.lm_heads)))
         return 0
     if not args.model.exists():
         print(f"writing {args.model} ...", file=sys.stderr)
@@ -189,35 +209,43 @@ def main(argv=None) -> int:
         write_synthetic(args.model)
         print(f"  written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
+    from bitnet.kernels import supported_variants
+
     thread_counts = [int(t) for t in args.threads.split(",")]
-    runs: dict[int, list[dict]] = {n: [] for n in thread_counts}
+    variants = (args.variants.split(",") if args.variants else
+                [v for v in supported_variants() if v not in ("scalar",)] or ["scalar"])
+    heads = args.lm_heads.split(",")
+    configs = [(v, h, n) for v in variants for h in heads for n in thread_counts]
+    runs: dict[tuple, list[dict]] = {c: [] for c in configs}
     for _ in range(args.runs):            # interleaved, so that the VM's drift touches every configuration alike
-        for n_threads in thread_counts:
-            runs[n_threads].append(run_one(args.model, n_threads, args.n_prompt, args.n_gen))
+        for variant, head, n_threads in configs:
+            env = dict(os.environ, BITNET_KERNEL=variant)
+            runs[(variant, head, n_threads)].append(run_one(args.model, n_threads, args.n_prompt, args.n_gen, env,
+                                                            head))
     rows = []
-    for n_threads, rs in runs.items():
+    for (variant, head, n_threads), rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)
                for k in ("load_s", "prefill_tps", "decode_tps", "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
         ceiling = med["bandwidth_gbs"] * 1e9 / rs[0]["bytes_per_token"]
-        rows.append(dict(threads=n_threads, runs=len(rs), ceiling_tps=ceiling,
+        rows.append(dict(variant=variant, lm_head=head, threads=n_threads, runs=len(rs), ceiling_tps=ceiling,
                          file_mb=rs[0]["file_mb"], kv_cache_mb=rs[0]["kv_cache_mb"], kernels=rs[0]["kernels"],
-                         prefill_all=[round(r["prefill_tps"], 1) for r in rs],
+                         probe=rs[0]["probe"], prefill_all=[round(r["prefill_tps"], 1) for r in rs],
                          decode_fraction_all=[round(r["decode_fraction"], 2) for r in rs], **med))
 
-    print(f"| threads | load s | peak RSS MB | prefill tok/s (pp{args.n_prompt}) | decode tok/s (tg{args.n_gen}) "
-          f"| read GB/s | ceiling tok/s | decode / ceiling |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| variant | LM head | threads | load s | peak RSS MB | prefill tok/s (pp{args.n_prompt}) | "
+          f"decode tok/s (tg{args.n_gen}) | read GB/s | ceiling tok/s | decode / ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['threads']} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['prefill_tps']:.1f} | "
-              f"{r['decode_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
+        print(f"| {r['variant']} | {r['lm_head']} | {r['threads']} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+              f"{r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
               f"{r['decode_fraction']:.2f} |")
     for r in rows:
-        print(f"threads {r['threads']}: prefill per run {r['prefill_all']}, decode / ceiling per run "
-              f"{r['decode_fraction_all']}")
+        print(f"{r['variant']} {r['lm_head']} threads {r['threads']}: prefill per run {r['prefill_all']}, "
+              f"decode / ceiling per run {r['decode_fraction_all']}")
     print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "
-          f"positions, committed lazily), medians of {args.runs} runs (read GB/s: the median probe; decode / ceiling: "
-          f"the median over runs of each run's median over its {DECODE_SEGMENT}-step segments, each against the "
-          f"probes just before and after it); kernels: {', '.join(rows[0]['kernels'])}")
+          f"positions, committed lazily), medians of {args.runs} runs (read GB/s: the median probe, {rows[0]['probe']}; "
+          f"decode / ceiling: the median over runs of each run's median over its {DECODE_SEGMENT}-step segments, "
+          f"each against the probes just before and after it); kernels: {', '.join(rows[0]['kernels'])}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -110,6 +110,8 @@ TRAP_TQM(bn_scalar_tq2_gemm) TRAP_TQM(bn_scalar_tq1_gemm)
 TRAP_F(bn_scalar_bf16_gemm) TRAP_F(bn_scalar_q80_gemm) TRAP_F(bn_scalar_f32_gemm)
 void bn_scalar_attention(const float *q, int64_t nq, const bn_f16 *k, const bn_f16 *v, int64_t s, int64_t n,
                          int64_t hd, float sc, float *scores, float *out) { __builtin_trap(); }
+void bn_scalar_q80_q8_gemm(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
+                           const float *xd, int64_t T, float *y, int64_t ldy) { __builtin_trap(); }
 
 void *memcpy(void *dst, const void *src, size_t n) {
     uint8_t *d = dst; const uint8_t *s = src;
