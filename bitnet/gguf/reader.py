@@ -79,6 +79,20 @@ class GGUFReader:
             raise GGUFError(f"{self.path}: reader is closed")
         return np.frombuffer(self._mm, dtype=np.uint8, count=info.nbytes, offset=info.offset)
 
+    def release_pages(self, name: str) -> None:
+        """Drop the resident pages of a tensor the engine no longer reads in bulk (advice only: they come back
+        from the file if touched), so that they stop counting against the process's memory."""
+        info = self._info(name)
+        if self._mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = -(-info.offset // mmap.PAGESIZE) * mmap.PAGESIZE      # whole pages inside the tensor only
+        end = (info.offset + info.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > start:
+            try:
+                self._mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+            except OSError:
+                pass
+
     def dequantize(self, name: str) -> np.ndarray:
         """A tensor decoded to float32 in numpy shape (a copy; for tests and debugging)."""
         info = self._info(name)
