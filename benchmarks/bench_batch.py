@@ -88,6 +88,14 @@ def server_tokens_per_s(model_path: Path, batch: int, threads: int, max_tokens: 
         server.stop()
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "?"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -105,7 +113,7 @@ def main(argv=None) -> int:
         write_synthetic(args.model)
 
     import bitnet
-    from bitnet.kernels import active_variant, cpu_info
+    from bitnet.kernels import active_variant
 
     batches = [int(b) for b in args.batch.split(",")]
     kwargs = {} if args.lm_head == "exact" else {"lm_head": args.lm_head}
@@ -122,7 +130,7 @@ def main(argv=None) -> int:
             row["server_tps"] = server_tokens_per_s(args.model, row["batch"], args.threads, args.max_tokens, extra)
             print(f"B={row['batch']:3d} server {row['server_tps']:7.1f} tok/s", file=sys.stderr, flush=True)
     base = {k: rows[0][k] for k in ("engine_tps", "server_tps") if k in rows[0]}
-    print(f"cpu: {cpu_info().get('model', '?')}  variant: {active_variant()}  threads: {args.threads}  "
+    print(f"cpu: {_cpu_model()}  variant: {active_variant()}  threads: {args.threads}  "
           f"lm head: {args.lm_head}")
     print("| B | engine tok/s | x B=1 | server tok/s | x B=1 |")
     print("|---|---|---|---|---|")
