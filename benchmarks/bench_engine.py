@@ -243,7 +243,8 @@ def main(argv=None) -> int:
         print(f"{r['variant']} {r['lm_head']} threads {r['threads']}: prefill per run {r['prefill_all']}, "
               f"decode / ceiling per run {r['decode_fraction_all']}")
     print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "
-          f"positions, committed lazily), medians of {args.runs} runs (read GB/s: the median probe, {rows[0]['probe']}; "
+          f"positions, committed lazily), medians of {args.runs} runs (read GB/s: the median probe, "
+          f"{rows[0]['probe']}; "
           f"decode / ceiling: the median over runs of each run's median over its {DECODE_SEGMENT}-step segments, "
           f"each against the probes just before and after it); kernels: {', '.join(rows[0]['kernels'])}")
     if args.json:

@@ -8,13 +8,13 @@ import threading
 
 import numpy as np
 import pytest
+from bitnet.models._forward import Context, Workspace
 from conftest import PROJECT_ROOT, testdata_path
 
 import bitnet
 from bitnet.batching import BatchWorker, Scheduler, make_sequence
 from bitnet.engine import SamplingParams
 from bitnet.gguf import GGMLType
-from bitnet.models._forward import Context, Workspace
 
 sys.path.insert(0, str(PROJECT_ROOT / "tools" / "fuzz"))
 import seeds  # noqa: E402  (tiny models in every supported tensor type)
