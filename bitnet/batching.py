@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bitnet.engine import Completion, Decoding, Model, SamplingParams, Session, Timings
+from bitnet.engine import Completion, Decoding, Model, SamplingParams, Session, Timings, shared_prefix
 from bitnet.errors import ModelError
 
 # Prompt tokens evaluated per step while other sequences decode: larger chunks prefill faster, smaller ones
@@ -102,12 +102,8 @@ class Scheduler:
             raise RuntimeError(f"the batch is full ({self.max_batch} sequences)")
         if any(s.session is seq.session for s in self.active):
             raise RuntimeError("the session is already generating in this batch")
-        common = 0
-        for a, b in zip(seq.session.cached, seq.prompt_ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(seq.prompt_ids) - 1)   # the last prompt token is evaluated: its logits are needed
+        # the last prompt token is always evaluated: its logits are needed
+        common = min(shared_prefix(seq.session.cached, seq.prompt_ids), len(seq.prompt_ids) - 1)
         seq.session.cached = seq.prompt_ids[:common]
         seq.next_pos = common
         self.active.append(seq)

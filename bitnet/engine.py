@@ -124,12 +124,8 @@ class Session:
 
     def prefill(self, tokens: list[int]) -> tuple[np.ndarray, int]:
         """Bring the cache to `tokens`, reusing the longest common prefix; returns (last logits, tokens evaluated)."""
-        common = 0
-        for a, b in zip(self.cached, tokens):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(tokens) - 1)   # the last token is always evaluated: its logits are needed
+        # the last token is always evaluated: its logits are needed
+        common = min(shared_prefix(self.cached, tokens), len(tokens) - 1)
         logits = np.empty((1, self.model.n_vocab), dtype=np.float32)
         self._evaluate(tokens, common, logits)
         return logits[0], len(tokens) - common
@@ -228,6 +224,16 @@ class Decoding:
             text = text[:cut]
         self.pending = ""
         return text
+
+
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share (a cache holding `a` can skip that much of `b`)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _find_stop(text: str, stop: Sequence[str]) -> int | None:

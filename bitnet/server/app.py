@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bitnet._version import __version__
+from bitnet.batching import DEFAULT_PREFILL_CHUNK
 from bitnet.engine import Model, SamplingParams
 from bitnet.errors import BitNetError
 from bitnet.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -59,7 +60,7 @@ class ServerSettings:
     # take in this long ends the stream: slow or stalled clients cost a connection for a bounded time only.
     body_timeout: float = 30.0
     send_timeout: float = 30.0
-    prefill_chunk: int = 32
+    prefill_chunk: int = DEFAULT_PREFILL_CHUNK
     # Which copy of the server answers, when several serve one address (Ray Serve replicas): reported in the
     # `X-Bitnet-Replica` header and in system_fingerprint.
     replica: str | None = None

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from bitnet.batching import DEFAULT_PREFILL_CHUNK, BatchWorker, Sequence, make_sequence
-from bitnet.engine import SamplingParams, Session, Timings
+from bitnet.engine import SamplingParams, Session, Timings, shared_prefix
 
 log = logging.getLogger("bitnet.server")
 
@@ -215,15 +215,7 @@ class SlotPool:
     def _take_best(self, prompt_ids: list[int]) -> Slot:
         # The free slot whose cache shares the longest prefix with the prompt skips the most prefill work
         # (a follow-up chat turn lands where its conversation already is).
-        def shared(slot: Slot) -> int:
-            n = 0
-            for a, b in zip(slot.session.cached, prompt_ids, strict=False):
-                if a != b:
-                    break
-                n += 1
-            return n
-
-        best = max(self._free, key=shared)
+        best = max(self._free, key=lambda slot: shared_prefix(slot.session.cached, prompt_ids))
         self._free.remove(best)
         return best
 
