@@ -12,9 +12,10 @@ import os as _os
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
+import importlib as _importlib  # noqa: E402
+
 from bitnet._version import __version__  # noqa: E402
-from bitnet.engine import Completion, Model, Perplexity, Session, Timings, default_model_path, load
-from bitnet.errors import (
+from bitnet.errors import (  # noqa: E402
     BitNetError,
     ContextOverflowError,
     ConversionError,
@@ -23,6 +24,19 @@ from bitnet.errors import (
     ModelError,
     TokenizerError,
 )
+
+
+# The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
+# and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
+_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load")
+
+
+def __getattr__(name: str):
+    if name in _ENGINE_NAMES:
+        value = getattr(_importlib.import_module("bitnet.engine"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bitnet' has no attribute {name!r}")
 
 
 def cpu_info() -> dict:

@@ -25,7 +25,7 @@ from typing import Any
 
 from bitnet.errors import TokenizerError
 
-__all__ = ["MODES", "ChatPrompt", "detect_format", "render_chat", "validate_messages"]
+__all__ = ["MODES", "ChatPrompt", "detect_format", "jinja_stop_texts", "render_chat", "validate_messages"]
 
 MODES = ("auto", "raw", "instruct", "llama3-chat", "bitnet", "jinja")
 ROLES = ("system", "user", "assistant")
@@ -139,11 +139,17 @@ def render_chat(messages: Any, template: str | None = None, mode: str = "auto", 
         if not template:
             raise TokenizerError("chat mode 'jinja' needs a chat template, and none was given")
         text = _render_jinja(template, msgs, bos_token, eos_token, add_generation_prompt)
-        stops = [m for m in _TURN_END_MARKERS if m in template]
-        if eos_token and eos_token not in stops:
-            stops.append(eos_token)
+        stops = jinja_stop_texts(template, eos_token)
     add_bos = False if bos_token and text.startswith(bos_token) else None
     return ChatPrompt(text=text, stop_texts=stops, format=fmt, add_bos=add_bos)
+
+
+def jinja_stop_texts(template: str, eos_token: str = "") -> list[str]:
+    """The texts that end the model's turn under a Jinja template: the end-of-turn markers it uses, and EOS."""
+    stops = [m for m in _TURN_END_MARKERS if m in template]
+    if eos_token and eos_token not in stops:
+        stops.append(eos_token)
+    return stops
 
 
 def _render_raw(msgs: list[dict[str, str]]) -> str:

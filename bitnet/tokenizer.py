@@ -25,146 +25,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from bitnet.errors import TokenizerError
+from bitnet.tokenizer_spec import (  # noqa: F401 - the token types and byte-level table are part of this API
+    BYTE,
+    CONTROL,
+    EOG_TEXTS,
+    NORMAL,
+    PRE_TOKENIZERS,
+    UNDEFINED,
+    UNKNOWN,
+    UNUSED,
+    USER_DEFINED,
+    TokenizerSpec,
+    _byte_level_bytes,
+    _byte_token_value,
+    byte_level_tokens,
+    spec_from_gguf_metadata,
+)
 
 __all__ = ["StreamDecoder", "Tokenizer", "load_tokenizer"]
-
-# GGUF token types (llama.cpp's llama_token_type).
-UNDEFINED, NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 0, 1, 2, 3, 4, 5, 6
-
-# Token texts that end a turn: llama.cpp puts every token with one of these texts in its end-of-generation
-# set (and marks it as a control token).
-EOG_TEXTS = frozenset({
-    "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "</s>", "<EOT>", "_<EOT>", "<|return|>", "<|call|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>",
-})
-
-# --- byte-level split regexes (Oniguruma syntax, as in tokenizer.json files) ---------------------------------
-_GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
-_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-           r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-          r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-
-
-class _Pre:
-    """What a `tokenizer.ggml.pre` name means in llama.cpp: split regexes, merge mode, default add_bos."""
-
-    def __init__(self, regexes: tuple[str, ...], ignore_merges: bool = False, add_bos: bool = False) -> None:
-        self.regexes = regexes
-        self.ignore_merges = ignore_merges   # a piece that is itself a token is taken whole, without merging
-        self.add_bos = add_bos               # add_bos when the file has no tokenizer.ggml.add_bos_token key
-
-
-_PRE_DEFAULT = _Pre((r"[\p{P}\$\+<=>\^~\|]+", _GPT2, r"\p{N}+", r"[0-9][0-9][0-9]"))
-_PRE_LLAMA3 = _Pre((_LLAMA3,), ignore_merges=True, add_bos=True)
-_PRE_LLAMA3_REGEX = _Pre((_LLAMA3,))
-_PRE_GPT2 = _Pre((_GPT2,))
-_PRE_FALCON = _Pre((r"[\p{P}\$\+<=>\^~\|`]+", _GPT2, r"[0-9][0-9][0-9]"))
-_PRE_STARCODER = _Pre((r"\p{N}", _GPT2))
-_PRE_QWEN2 = _Pre((_QWEN2,))
-
-# The names llama.cpp maps to each regex set. "falcon3" is left out on purpose: mainline llama.cpp reads it as
-# LLaMA-3, while the reference's fork has a separate FALCON_3 type, so no single behaviour is "the" right one.
-PRE_TOKENIZERS: dict[str, _Pre] = {
-    "default": _PRE_DEFAULT,
-    **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "falcon-h1", "pixtral"), _PRE_LLAMA3),
-    **dict.fromkeys(("dbrx", "smaug-bpe"), _PRE_LLAMA3_REGEX),
-    **dict.fromkeys(("gpt-2", "phi-2", "mpt", "olmo", "jais", "jina-es", "jina-de", "jina-v2-es", "jina-v2-de",
-                     "gigachat", "trillion"), _PRE_GPT2),
-    "falcon": _PRE_FALCON,
-    **dict.fromkeys(("starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b"),
-                    _PRE_STARCODER),
-    **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan"), _PRE_QWEN2),
-}
-
-
-def _byte_level_table() -> dict[int, int]:
-    """GPT-2's reversible byte <-> character map, as {character code point: byte}.
-
-    Printable Latin-1 bytes stand for themselves; the other 68 bytes are shifted to U+0100 and up, so that
-    every byte has a visible, non-space character (a space is "Ġ", U+0120).
-    """
-    visible = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    table = {b: b for b in visible}
-    shifted = 0x100
-    for b in range(256):
-        if b not in table:
-            table[b] = shifted
-            shifted += 1
-    return {cp: b for b, cp in table.items()}
-
-
-_BYTE_LEVEL = _byte_level_table()
-
-
-def byte_level_tokens() -> list[str]:
-    """The texts of the 256 single-byte tokens of a byte-level BPE vocabulary, in byte order."""
-    chars = {b: chr(cp) for cp, b in _BYTE_LEVEL.items()}
-    return [chars[b] for b in range(256)]
-
-# str.translate table: byte-level characters -> the Latin-1 character of their byte, so that
-# `.encode("latin-1")` yields the bytes. Latin-1 characters that are NOT byte-level characters map to a
-# character Latin-1 cannot encode, sending those (malformed) tokens down the slow path.
-_BYTE_LEVEL_TRANSLATE = {cp: chr(b) for cp, b in _BYTE_LEVEL.items()}
-_BYTE_LEVEL_TRANSLATE.update({c: "\uffff" for c in range(256) if c not in _BYTE_LEVEL})
-
-
-def _byte_level_bytes(text: str) -> bytes:
-    try:
-        return text.translate(_BYTE_LEVEL_TRANSLATE).encode("latin-1")
-    except UnicodeEncodeError:
-        # Characters outside the byte map (a malformed vocabulary) are kept as their own UTF-8.
-        return b"".join(bytes([_BYTE_LEVEL[ord(c)]]) if ord(c) in _BYTE_LEVEL else c.encode("utf-8")
-                        for c in text)
-
-
-def _byte_token_value(text: str) -> int | None:
-    """The byte of a SentencePiece byte token "<0xNN>", else None."""
-    # exactly two hex digits: int(..., 16) alone would also take "-1", "+F" or " F" (found by tools/fuzz)
-    digits = text[3:5]
-    if len(text) == 6 and text.startswith("<0x") and text.endswith(">") and all(
-            c in "0123456789abcdefABCDEF" for c in digits):
-        return int(digits, 16)
-    return None
-
-
-def _as_int_list(value: Any, key: str, n: int) -> list[int]:
-    arr = np.asarray(value)
-    if arr.ndim != 1 or arr.shape[0] < n or not np.issubdtype(arr.dtype, np.integer):
-        raise TokenizerError(f"GGUF key {key} must be an integer array with at least {n} entries "
-                             f"(one per token), got {type(value).__name__} of shape {arr.shape}")
-    return arr[:n].tolist()
-
-
-def _as_float_list(value: Any, key: str, n: int) -> list[float]:
-    arr = np.asarray(value)
-    if arr.ndim != 1 or arr.shape[0] < n or not (np.issubdtype(arr.dtype, np.floating)
-                                                  or np.issubdtype(arr.dtype, np.integer)):
-        raise TokenizerError(f"GGUF key {key} must be a numeric array with at least {n} entries "
-                             f"(one per token), got {type(value).__name__} of shape {arr.shape}")
-    return arr[:n].astype(np.float64).tolist()
-
-
-def _string_list(value: Any, key: str) -> list[str]:
-    if not isinstance(value, (list, tuple)) or not set(map(type, value)) <= {str}:
-        raise TokenizerError(f"GGUF key {key} must be an array of strings")
-    return list(value)
-
-
-def _split_merges(merges: list[str]) -> list[tuple[str, str]]:
-    """"left right" strings -> pairs, cut as llama.cpp does: at the first space after the first character."""
-    pairs = []
-    for m in merges:
-        cut = m.find(" ", 1)
-        if cut < 0:
-            raise TokenizerError(f"malformed merge {m!r} in tokenizer.ggml.merges (expected 'left right')")
-        pairs.append((m[:cut], m[cut + 1:]))
-    return pairs
-
 
 class Tokenizer:
     """Text <-> token ids for one model, with the special-token facts the engine needs.
@@ -204,79 +85,19 @@ class Tokenizer:
     @classmethod
     def from_gguf_metadata(cls, metadata: Mapping[str, Any]) -> Tokenizer:
         """Rebuild the tokenizer from a GGUF metadata dict (`tokenizer.ggml.*` keys, FORMATS.md §8)."""
-        model = metadata.get("tokenizer.ggml.model")
-        if model is None:
-            raise TokenizerError("GGUF metadata has no tokenizer.ggml.model key: the file carries no tokenizer")
-        if "tokenizer.ggml.tokens" not in metadata:
-            raise TokenizerError("GGUF metadata has no tokenizer.ggml.tokens key (the vocabulary)")
-        tokens = _string_list(metadata["tokenizer.ggml.tokens"], "tokenizer.ggml.tokens")
-        n = len(tokens)
-        if n == 0:
-            raise TokenizerError("GGUF key tokenizer.ggml.tokens is empty")
-        types = (_as_int_list(metadata["tokenizer.ggml.token_type"], "tokenizer.ggml.token_type", n)
-                 if "tokenizer.ggml.token_type" in metadata else [NORMAL] * n)
-        if model == "gpt2":
-            return cls._from_gguf_bpe(metadata, tokens, types)
-        if model == "llama":
-            return cls._from_gguf_spm(metadata, tokens, types)
-        raise TokenizerError(f"tokenizer.ggml.model {model!r} is not supported (supported: 'gpt2' byte-level "
-                             "BPE, 'llama' SentencePiece)")
+        return cls.from_spec(spec_from_gguf_metadata(metadata))
 
     @classmethod
-    def _from_gguf_bpe(cls, md: Mapping[str, Any], tokens: list[str], types: list[int]) -> Tokenizer:
-        pre_name = md.get("tokenizer.ggml.pre")
-        if pre_name is None:
-            pre = _PRE_DEFAULT
-        elif pre_name in PRE_TOKENIZERS:
-            pre = PRE_TOKENIZERS[pre_name]
-        else:
-            raise TokenizerError(f"unknown pre-tokenizer tokenizer.ggml.pre = {pre_name!r}; known: "
-                                 f"{', '.join(sorted(PRE_TOKENIZERS))} (or no key for llama.cpp's default)")
-        if "tokenizer.ggml.merges" not in md:
-            raise TokenizerError("GGUF metadata has no tokenizer.ggml.merges key (required for 'gpt2' BPE)")
-        merges = _split_merges(_string_list(md["tokenizer.ggml.merges"], "tokenizer.ggml.merges"))
-        vocab = _vocab_dict(tokens)
-        types, eog = _eog_ids(md, vocab, types)
+    def from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
+        """The tokenizer a `bitnet.tokenizer_spec.TokenizerSpec` describes (its tokenizer.json, built in Rust)."""
         try:
-            hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=pre.ignore_merges))
-        except Exception as e:  # noqa: BLE001 - tokenizers reports bad merges as a bare Exception
-            raise TokenizerError(f"cannot build the BPE model from the GGUF vocabulary/merges: {e}") from None
-        hf.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in pre.regexes]
-            + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-        hf.decoder = decoders.ByteLevel()
-        _add_special_tokens(hf, tokens, types)
-        bos, eos = _special_id(md, "bos", None, len(tokens)), _special_id(md, "eos", None, len(tokens))
-        return cls(hf, tokens, types, kind="bpe", bos_id=bos, eos_id=eos, eog_ids=eog,
-                   add_bos=_flag(md, "tokenizer.ggml.add_bos_token", pre.add_bos),
-                   add_eos=_flag(md, "tokenizer.ggml.add_eos_token", False))
-
-    @classmethod
-    def _from_gguf_spm(cls, md: Mapping[str, Any], tokens: list[str], types: list[int]) -> Tokenizer:
-        n = len(tokens)
-        scores = (_as_float_list(md["tokenizer.ggml.scores"], "tokenizer.ggml.scores", n)
-                  if "tokenizer.ggml.scores" in md else [0.0] * n)
-        vocab = _vocab_dict(tokens)
-        types, eog = _eog_ids(md, vocab, types)
-        unk = _special_id(md, "unknown", 0 if n > 0 else None, n)
-        add_space_prefix = _flag(md, "tokenizer.ggml.add_space_prefix", True)
-        try:
-            hf = HFTokenizer(models.BPE(vocab=vocab, merges=_spm_merges(tokens, scores, vocab),
-                                        byte_fallback=True, unk_token=tokens[unk] if unk is not None else None))
-        except Exception as e:  # noqa: BLE001 - tokenizers reports bad vocabularies as a bare Exception
-            raise TokenizerError(f"cannot build the SentencePiece model from the GGUF vocabulary: {e}") from None
-        steps = [normalizers.Replace(" ", "\u2581")]
-        if add_space_prefix:
-            steps.insert(0, normalizers.Prepend("\u2581"))
-        hf.normalizer = normalizers.Sequence(steps)
-        hf.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
-                                        decoders.Fuse()])
-        _add_special_tokens(hf, tokens, types)
-        bos = _special_id(md, "bos", 1 if n > 1 else None, n)
-        eos = _special_id(md, "eos", 2 if n > 2 else None, n)
-        return cls(hf, tokens, types, kind="spm", bos_id=bos, eos_id=eos, eog_ids=eog,
-                   add_bos=_flag(md, "tokenizer.ggml.add_bos_token", True),
-                   add_eos=_flag(md, "tokenizer.ggml.add_eos_token", False), add_space_prefix=add_space_prefix)
+            hf = HFTokenizer.from_str(spec.to_json())
+        except Exception as e:  # noqa: BLE001 - tokenizers reports bad vocabularies/merges as a bare Exception
+            raise TokenizerError(f"cannot build the {spec.kind.upper()} tokenizer from the GGUF vocabulary: {e}"
+                                 ) from None
+        return cls(hf, spec.tokens, spec.types, kind=spec.kind, bos_id=spec.bos_id, eos_id=spec.eos_id,
+                   eog_ids=spec.eog_ids, add_bos=spec.add_bos, add_eos=spec.add_eos,
+                   add_space_prefix=spec.add_space_prefix)
 
     @classmethod
     def from_file(cls, path: str | Path, *, bos_id: int | None = None, eos_id: int | None = None,
@@ -503,89 +324,6 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
-def _vocab_dict(tokens: list[str]) -> dict[str, int]:
-    vocab = dict(zip(tokens, range(len(tokens))))
-    if len(vocab) != len(tokens):
-        seen: dict[str, int] = {}
-        for i, t in enumerate(tokens):
-            if t in seen:
-                raise TokenizerError(f"duplicate token {t!r} in the vocabulary (ids {seen[t]} and {i})")
-            seen[t] = i
-    return vocab
-
-
-def _flag(md: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = md.get(key, default)
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
-        return bool(value)
-    raise TokenizerError(f"GGUF key {key} must be a bool, got {value!r}")
-
-
-def _special_id(md: Mapping[str, Any], kind: str, default: int | None, n: int) -> int | None:
-    key = f"tokenizer.ggml.{kind}_token_id"
-    if key not in md:
-        return default
-    value = md[key]
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TokenizerError(f"GGUF key {key} must be an integer token id, got {value!r}")
-    if not 0 <= value < n:
-        raise TokenizerError(f"GGUF key {key} = {value} is outside the vocabulary (0..{n - 1})")
-    return int(value)
-
-
-def _eog_ids(md: Mapping[str, Any], vocab: dict[str, int], types: list[int]) -> tuple[list[int], set[int]]:
-    """End-of-generation ids as llama.cpp collects them: EOS, the eot/eom keys and every token whose text is an
-    end-of-turn marker. Those tokens are treated as control tokens even when the file types them otherwise."""
-    n = len(types)
-    eog = {vocab[t] for t in EOG_TEXTS if t in vocab}
-    for kind in ("eos", "eot", "eom"):
-        tid = _special_id(md, kind, None, n)
-        if tid is not None:
-            eog.add(tid)
-    if any(types[i] not in (CONTROL, UNKNOWN) for i in eog):
-        types = list(types)
-        for i in eog:
-            if types[i] not in (CONTROL, UNKNOWN):
-                types[i] = CONTROL
-    return types, eog
-
-
-def _add_special_tokens(hf: HFTokenizer, tokens: list[str], types: list[int]) -> None:
-    """Control, unknown and user-defined tokens are cut out of the input text before splitting/BPE.
-
-    Control and unknown tokens are `special` (encode(parse_special=False) leaves their text alone);
-    user-defined ones are not, since llama.cpp matches them in every case.
-    """
-    arr = np.asarray(types, dtype=np.int64)
-    special = [AddedToken(tokens[i], special=True, normalized=False)
-               for i in np.flatnonzero(np.isin(arr, (CONTROL, UNKNOWN))).tolist()]
-    user = [AddedToken(tokens[i], special=False, normalized=False)
-            for i in np.flatnonzero(arr == USER_DEFINED).tolist()]
-    if special:
-        hf.add_special_tokens(special)
-    if user:
-        hf.add_tokens(user)
-
-
-def _spm_merges(tokens: list[str], scores: list[float], vocab: dict[str, int]) -> list[tuple[str, str]]:
-    """BPE merges that reproduce llama.cpp's SentencePiece tokenizer.
-
-    llama.cpp repeatedly merges the adjacent pair of symbols whose concatenation is a token with the highest
-    score (leftmost first on ties). Every way of writing a token as left + right (both tokens) is a merge,
-    ranked by the token's score (higher first; then by token id and split position for a stable order).
-    """
-    ranked = []
-    for tid, text in enumerate(tokens):
-        if len(text) < 2:
-            continue
-        for cut in range(1, len(text)):
-            left, right = text[:cut], text[cut:]
-            if left in vocab and right in vocab:
-                ranked.append((-scores[tid], tid, cut, left, right))
-    ranked.sort()
-    return [(left, right) for _, _, _, left, right in ranked]
-
-
 def _json_kind(spec: dict[str, Any], path: Path) -> str:
     model = spec.get("model") or {}
     if model.get("type", "BPE") != "BPE":

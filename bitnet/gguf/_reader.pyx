@@ -11,14 +11,14 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, u
 from libc.string cimport memcmp, memcpy
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
-import numpy as np
+import sys
+from array import array
 
 from bitnet.errors import GGUFError
 from bitnet.gguf.constants import (
     ALIGNMENT_KEY,
     DEFAULT_ALIGNMENT,
     MAX_DIMS,
-    SCALAR_FORMATS,
     SUPPORTED_VERSIONS,
     GGUFValueType,
     ggml_type_from_id,
@@ -49,9 +49,15 @@ cdef uint64_t MIN_KV_BYTES = 8 + 1 + 4 + 1          # key length, 1-byte key, ty
 cdef uint64_t MIN_TENSOR_INFO_BYTES = 8 + 1 + 4 + 8 + 4 + 8   # name length, name, n_dims, 1 dim, type, offset
 cdef uint64_t HEADER_BYTES = 4 + 4 + 8 + 8
 
-# Per value type: encoded size of one element (0 = variable), numpy dtype for fixed-size scalars.
+# Per value type: encoded size of one element (0 = variable), `array` typecode for fixed-size scalars (the
+# stdlib's machine types, so the reader runs where numpy does not: the browser build). Sizes are checked at import.
 cdef uint64_t[13] ELEM_SIZE = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8]
-_DTYPES = {int(t): np.dtype(fmt) for t, (fmt, _) in SCALAR_FORMATS.items()}
+_TYPECODES = {VT_UINT8: "B", VT_INT8: "b", VT_UINT16: "H", VT_INT16: "h", VT_UINT32: "I", VT_INT32: "i",
+              VT_FLOAT32: "f", VT_BOOL: "B", VT_UINT64: "Q", VT_INT64: "q", VT_FLOAT64: "d"}
+for _vt, _code in _TYPECODES.items():
+    if array(_code).itemsize != ELEM_SIZE[_vt]:
+        raise ImportError(f"array typecode {_code!r} is {array(_code).itemsize} bytes here, GGUF needs {ELEM_SIZE[_vt]}")
+_BIG_ENDIAN = sys.byteorder == "big"
 _VT_NAMES = {int(t): t.name for t in GGUFValueType}
 
 
@@ -185,16 +191,18 @@ cdef class _Parser:
             self.fail(f"array of {count} {_VT_NAMES[etype]} elements cannot fit in the {self.left()} bytes "
                       f"left at offset {self.pos} (each needs at least {min_size})")
         if ELEM_SIZE[etype]:
-            # Fixed-size elements: one bounds-checked copy, decoded by numpy (fast for 128k-entry arrays).
+            # Fixed-size elements: one bounds-checked copy, decoded in C by `array` (fast for 128k-entry arrays).
             nbytes = count * ELEM_SIZE[etype]
-            raw = (<const char*>(self.base + self.pos))[:nbytes]
-            values = np.frombuffer(raw, dtype=_DTYPES[etype])
+            values = array(_TYPECODES[etype], (<const char*>(self.base + self.pos))[:nbytes])
+            if _BIG_ENDIAN:
+                values.byteswap()
             if etype == VT_BOOL:
-                bad = np.flatnonzero(values > 1)
-                if bad.size:
-                    self.elem = <int64_t>bad[0]
-                    self.fail(f"bool value is {int(values[bad[0]])} (must be 0 or 1)")
-                values = values.astype(bool)
+                for i in range(count):
+                    if values[i] > 1:
+                        self.elem = <int64_t>i
+                        self.fail(f"bool value is {values[i]} (must be 0 or 1)")
+                self.pos += nbytes
+                return [v == 1 for v in values]
             self.pos += nbytes
             return values.tolist()
         out = []

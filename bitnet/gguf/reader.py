@@ -1,18 +1,21 @@
 """GGUFReader: a validated, memory-mapped view of a GGUF file (parsing lives in the Cython `_reader`)."""
 from __future__ import annotations
 
-import mmap
 import os
+
+try:
+    import mmap
+except ImportError:   # WebAssembly (Pyodide): the file is read into memory instead
+    mmap = None
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 from bitnet.errors import GGUFError
-from bitnet.gguf import _reader, quants
+from bitnet.gguf import _reader
 from bitnet.gguf.constants import GGMLType, GGUFValueType
 
 if TYPE_CHECKING:
+    import numpy as np
     from typing_extensions import Self
 
 
@@ -38,8 +41,10 @@ class GGUFReader:
 
     Everything in the header is checked before use; a malformed file raises `GGUFError` naming the field and
     the bad value. OS-level failures (missing file, permissions) raise the usual `OSError`.
-    `tensor_bytes()` returns zero-copy read-only views of the mapping; the mapping stays alive as long as the
-    reader or any such view does (`close()` only drops the reader's own reference while views are alive).
+    `tensor_bytes()` (numpy) and `tensor_buffer()` (memoryview) return zero-copy read-only views of the mapping;
+    the mapping stays alive as long as the reader or any such view does (`close()` only drops the reader's own
+    reference while views are alive). Where there is no mmap module (the browser build), the file is read into
+    memory once instead.
     """
 
     def __init__(self, path: str | os.PathLike[str], populate: bool = False) -> None:
@@ -52,7 +57,9 @@ class GGUFReader:
             self.file_size = os.fstat(f.fileno()).st_size
             if self.file_size == 0:
                 raise GGUFError(f"{self.path}: empty file, not a GGUF file")
-            if populate and hasattr(mmap, "MAP_POPULATE"):
+            if mmap is None:
+                self._mm = f.read()
+            elif populate and hasattr(mmap, "MAP_POPULATE"):
                 self._mm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
             else:
                 self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -73,17 +80,23 @@ class GGUFReader:
         }
 
     def tensor_bytes(self, name: str) -> np.ndarray:
-        """The raw encoded bytes of a tensor: a 1-D read-only uint8 view over the mapping (no copy)."""
+        """The raw encoded bytes of a tensor: a 1-D read-only uint8 numpy view over the mapping (no copy)."""
+        import numpy as np
+
+        return np.frombuffer(self.tensor_buffer(name), dtype=np.uint8)
+
+    def tensor_buffer(self, name: str) -> memoryview:
+        """The raw encoded bytes of a tensor as a read-only memoryview over the mapping (no copy, no numpy)."""
         info = self._info(name)
         if self._mm is None:
             raise GGUFError(f"{self.path}: reader is closed")
-        return np.frombuffer(self._mm, dtype=np.uint8, count=info.nbytes, offset=info.offset)
+        return memoryview(self._mm).toreadonly()[info.offset: info.offset + info.nbytes]
 
     def release_pages(self, name: str) -> None:
         """Drop the resident pages of a tensor the engine no longer reads in bulk (advice only: they come back
         from the file if touched), so that they stop counting against the process's memory."""
         info = self._info(name)
-        if self._mm is None or not hasattr(mmap, "MADV_DONTNEED"):
+        if not isinstance(self._mm, getattr(mmap, "mmap", ())) or not hasattr(mmap, "MADV_DONTNEED"):
             return
         start = -(-info.offset // mmap.PAGESIZE) * mmap.PAGESIZE      # whole pages inside the tensor only
         end = (info.offset + info.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
@@ -95,6 +108,8 @@ class GGUFReader:
 
     def dequantize(self, name: str) -> np.ndarray:
         """A tensor decoded to float32 in numpy shape (a copy; for tests and debugging)."""
+        from bitnet.gguf import quants
+
         info = self._info(name)
         return quants.dequantize(self.tensor_bytes(name), info.ggml_type, info.shape)
 
@@ -106,7 +121,7 @@ class GGUFReader:
 
     def close(self) -> None:
         mm, self._mm = self._mm, None
-        if mm is not None:
+        if mm is not None and not isinstance(mm, bytes):
             try:
                 mm.close()
             except BufferError:

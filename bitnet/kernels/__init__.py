@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:   # the browser build has no numpy: the forward pass needs only the variant selection here
+    np = None
 
 from bitnet.errors import KernelError
 from bitnet.kernels import _kernels as _k

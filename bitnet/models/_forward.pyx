@@ -14,9 +14,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
 from cython.parallel cimport prange, threadid
 
-import mmap
-
-import numpy as np
+from array import array
 
 from bitnet.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
@@ -133,7 +131,7 @@ cdef Mat _make_mat(object t) except *:
 cdef class Transformer:
     """Weights bound to raw pointers into the mmap'ed file, plus hyperparameters (immutable after init)."""
     cdef Weights w
-    cdef object _keep          # the numpy views (and through them the mmap) must outlive the pointers
+    cdef object _keep          # the buffer views (and through them the mmap) must outlive the pointers
 
     def __cinit__(self):
         self.w.layers = NULL
@@ -201,19 +199,19 @@ cdef class Transformer:
         logits_out: None (no LM head), a float32 [1, vocab] array (last position) or, with all_logits, a
         float32 [len(tokens), vocab] array. Raises ValueError on ids outside the vocabulary or a context overflow.
         """
-        cdef int32_t[::1] toks = np.ascontiguousarray(tokens, dtype=np.int32)
+        cdef const int32_t[::1] toks = _int32s(tokens, "tokens")
         cdef int64_t n = toks.shape[0]
         if n == 0:
             raise ValueError("forward needs at least one token")
         if pos0 < 0 or pos0 + n > ctx.n_ctx:
             raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit in the context of {ctx.n_ctx} tokens")
         if logits_out is None:
-            wanted = np.empty(0, dtype=np.int64)
+            wanted = array("q")
         elif all_logits:
-            wanted = np.arange(n, dtype=np.int64)
+            wanted = array("q", range(n))
         else:
-            wanted = np.array([n - 1], dtype=np.int64)
-        self._run(ctx._workspace(), [ctx], toks, pos0 + np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+            wanted = array("q", [n - 1])
+        self._run(ctx._workspace(), [ctx], toks, array("q", range(pos0, pos0 + n)), array("q", bytes(8 * n)),
                   wanted, logits_out, n_threads)
 
     def forward_batch(self, Workspace ws, contexts, tokens, positions, owners, logit_rows, logits_out,
@@ -226,13 +224,11 @@ cdef class Transformer:
         None. Each row's result is bit-identical to evaluating its sequence alone: every kernel computes a row
         of output for one token the same way whatever the number of tokens beside it.
         """
-        cdef int32_t[::1] toks = np.ascontiguousarray(tokens, dtype=np.int32)
-        self._run(ws, list(contexts), toks, np.ascontiguousarray(positions, dtype=np.int64),
-                  np.ascontiguousarray(owners, dtype=np.int64), np.ascontiguousarray(logit_rows, dtype=np.int64),
-                  logits_out, n_threads)
+        self._run(ws, list(contexts), _int32s(tokens, "tokens"), _int64s(positions, "positions"),
+                  _int64s(owners, "owners"), _int64s(logit_rows, "logit_rows"), logits_out, n_threads)
 
-    cdef _run(self, Workspace ws, list contexts, int32_t[::1] toks, int64_t[::1] pos, int64_t[::1] owner,
-              int64_t[::1] wanted, logits_out, int n_threads):
+    cdef _run(self, Workspace ws, list contexts, const int32_t[::1] toks, const int64_t[::1] pos,
+              const int64_t[::1] owner, const int64_t[::1] wanted, logits_out, int n_threads):
         cdef int64_t n = toks.shape[0], r, i, o, n_wanted = wanted.shape[0]
         cdef Context c
         if n == 0:
@@ -245,8 +241,8 @@ cdef class Transformer:
             if toks[i] < 0 or toks[i] >= self.w.d.n_vocab:
                 raise ValueError(
                     f"token id {toks[i]} at index {i} is outside the vocabulary (0..{self.w.d.n_vocab - 1})")
-        rows_np = np.zeros(n * sizeof(Row), dtype=np.uint8)
-        cdef Row *rows = <Row *>_ptr(rows_np)
+        rows_buf = bytearray(n * sizeof(Row))
+        cdef Row *rows = <Row *>_ptr(rows_buf)
         seen = set()
         cdef int64_t max_ctx = 1
         for r in range(n):
@@ -297,19 +293,47 @@ cdef class Transformer:
                 start += chunk
 
 
-def _lazy_zeros(shape) -> np.ndarray:
-    """A zero-filled uint16 array whose pages are committed only as they are written, in 4 KiB pages: with
+cdef const int32_t[::1] _int32s(object values, str what):
+    """`values` as int32s: a buffer of that type is used as it is (no copy), anything else (a list, a numpy
+    array of another integer type) is converted with the stdlib `array`, so no numpy is needed (browser build)."""
+    try:
+        return values
+    except (TypeError, ValueError, BufferError):
+        return _converted("i", values, what)
+
+
+cdef const int64_t[::1] _int64s(object values, str what):
+    try:
+        return values
+    except (TypeError, ValueError, BufferError):
+        return _converted("q", values, what)
+
+
+cdef object _converted(str code, object values, str what):
+    try:
+        return array(code, values)
+    except OverflowError:
+        raise ValueError(f"{what} holds an integer outside the {8 * array(code).itemsize}-bit range") from None
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence of integers, got {type(values).__name__}") from None
+
+
+def _lazy_zeros(Py_ssize_t nbytes):
+    """A zero-filled writable buffer whose pages are committed only as they are written, in 4 KiB pages: with
     transparent huge pages the first write to each layer's stripe of the KV cache would zero (and commit) 2 MiB,
     ~120 MB and tens of milliseconds for the first short prompt of a 2B model."""
-    if not hasattr(mmap, "MADV_NOHUGEPAGE"):      # no transparent huge pages to keep out (not Linux)
-        return np.zeros(shape, dtype=np.uint16)
-    nbytes = int(np.prod(shape)) * 2
+    try:
+        import mmap
+    except ImportError:                           # WebAssembly: no mmap module, no huge pages
+        mmap = None
+    if mmap is None or not hasattr(mmap, "MADV_NOHUGEPAGE"):    # no transparent huge pages to keep out
+        return bytearray(max(nbytes, 1))
     buf = mmap.mmap(-1, max(nbytes, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
         buf.madvise(mmap.MADV_NOHUGEPAGE)
     except OSError:                               # advice only: a kernel built without THP may refuse it
         pass
-    return np.frombuffer(buf, dtype=np.uint16, count=nbytes // 2).reshape(shape)
+    return buf
 
 
 cdef class Context:
@@ -320,6 +344,7 @@ cdef class Context:
     cdef uint16_t *kcache
     cdef uint16_t *vcache
     cdef object _kv
+    cdef int64_t _kv_bytes
     cdef Workspace _ws
 
     def __init__(self, Transformer model, int64_t n_ctx):
@@ -328,18 +353,18 @@ cdef class Context:
         self.n_ctx = n_ctx
         self.n_layer = model.w.d.n_layer
         self.kv_dim = model.w.d.kv_dim
-        shape = (model.w.d.n_layer, n_ctx, model.w.d.kv_dim)
-        k = _lazy_zeros(shape)
-        v = _lazy_zeros(shape)
+        self._kv_bytes = model.w.d.n_layer * n_ctx * model.w.d.kv_dim * sizeof(uint16_t)
+        k = _lazy_zeros(self._kv_bytes)
+        v = _lazy_zeros(self._kv_bytes)
         self._kv = (k, v)
-        cdef uint16_t[:, :, ::1] kview = k
-        cdef uint16_t[:, :, ::1] vview = v
-        self.kcache = &kview[0, 0, 0]
-        self.vcache = &vview[0, 0, 0]
+        cdef uint8_t[::1] kview = k
+        cdef uint8_t[::1] vview = v
+        self.kcache = <uint16_t *>&kview[0]
+        self.vcache = <uint16_t *>&vview[0]
 
     @property
     def nbytes(self) -> int:
-        return 2 * self._kv[0].nbytes
+        return 2 * self._kv_bytes
 
     cdef Workspace _workspace(self):
         if self._ws is None:

@@ -6,9 +6,8 @@ load time with a useful message instead of computing garbage.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
-
-import numpy as np
 
 from bitnet.errors import ModelError
 from bitnet.gguf import GGMLType, GGUFReader
@@ -57,7 +56,7 @@ class BoundMatrix:
     ggml_type: int
     K: int
     M: int
-    data: np.ndarray   # uint8 zero-copy view
+    data: memoryview   # raw bytes, a zero-copy view of the mapping (or any uint8 buffer)
     wscale: float      # I2_S per-tensor scale (1.0 for other types)
 
 
@@ -134,16 +133,16 @@ def bind_matrix(reader: GGUFReader, name: str, K: int, M: int, allowed=TERNARY_T
     if info.ggml_type not in allowed:
         raise ModelError(f"tensor '{name}' has type {GGMLType(info.ggml_type).name}, which this position "
                          f"does not support (expected one of {', '.join(GGMLType(t).name for t in allowed)})")
-    data = reader.tensor_bytes(name)
+    data = reader.tensor_buffer(name)
     wscale = 1.0
     if info.ggml_type == GGMLType.I2_S:
-        wscale = float(np.frombuffer(data[K * M // 4: K * M // 4 + 4].tobytes(), dtype="<f4")[0])
+        (wscale,) = struct.unpack_from("<f", data, K * M // 4)
         if not math.isfinite(wscale):
             raise ModelError(f"tensor '{name}' has a non-finite I2_S scale ({wscale})")
     return BoundMatrix(name=name, ggml_type=int(info.ggml_type), K=K, M=M, data=data, wscale=wscale)
 
 
-def bind_vector(reader: GGUFReader, name: str, n: int, required: bool = True) -> np.ndarray | None:
+def bind_vector(reader: GGUFReader, name: str, n: int, required: bool = True) -> memoryview | None:
     info = reader.tensors.get(name)
     if info is None:
         if required:
@@ -153,12 +152,13 @@ def bind_vector(reader: GGUFReader, name: str, n: int, required: bool = True) ->
         raise ModelError(f"tensor '{name}' has shape {list(info.dims)}, expected [{n}]")
     if info.ggml_type != GGMLType.F32:
         raise ModelError(f"tensor '{name}' must be F32, got {GGMLType(info.ggml_type).name}")
-    data = reader.tensor_bytes(name)
+    data = reader.tensor_buffer(name)
     # Norm weights are read by every token and scale values before they are quantized to int8, where a NaN or
     # an infinity would turn into plausible-looking integers; they are small, so check them all at load.
-    bad = np.flatnonzero(~np.isfinite(data.view("<f4")))
-    if bad.size:
-        raise ModelError(f"tensor '{name}' holds {bad.size} non-finite value(s) (first at index {int(bad[0])})")
+    values = struct.unpack_from(f"<{n}f", data)
+    if not all(map(math.isfinite, values)):
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        raise ModelError(f"tensor '{name}' holds {len(bad)} non-finite value(s) (first at index {bad[0]})")
     return data
 
 

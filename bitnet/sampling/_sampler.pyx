@@ -9,7 +9,7 @@ on every IEEE-754 machine, whatever numpy or the thread count.
 import operator
 import os
 
-import numpy as np
+from array import array
 
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, qsort, realloc
@@ -511,7 +511,22 @@ def _integer(name: str, value) -> int:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
-def _as_logits(logits) -> np.ndarray:
+def _numpy():
+    """numpy, imported on first use: the browser build passes `array`/memoryview buffers and has no numpy."""
+    import numpy
+
+    return numpy
+
+
+def _as_logits(logits):
+    """A 1-D contiguous float32 buffer (used as it is), or the conversion of any other array-like by numpy."""
+    try:
+        view = memoryview(logits)
+    except TypeError:
+        view = None
+    if view is not None and view.ndim == 1 and view.format == "f" and view.c_contiguous and view.shape[0]:
+        return view
+    np = _numpy()
     arr = np.asarray(logits)
     if arr.ndim != 1:
         raise ValueError(f"logits must be a 1-D array (a score per vocabulary entry), got shape {arr.shape}")
@@ -628,17 +643,17 @@ cdef class Sampler:
         """Draws the next token id from `logits` (float32 [vocab]) given the previous token ids."""
         return self._run(logits, history, None)
 
-    def probabilities(self, logits, history=()) -> np.ndarray:
+    def probabilities(self, logits, history=()):
         """The distribution `sample` would draw from (float64 [vocab], zeros for excluded tokens).
 
         Does not advance the random stream. For a greedy sampler it is one-hot on the arg-max.
         """
         arr = _as_logits(logits)
-        probs = np.empty(arr.shape[0], dtype=np.float64)
+        probs = _numpy().empty(arr.shape[0], dtype="float64")
         self._run(arr, history, probs)
         return probs
 
-    def _window(self, history, Py_ssize_t n_vocab) -> np.ndarray:
+    def _window(self, history, Py_ssize_t n_vocab):
         """The part of `history` the repetition penalty reads, as int64 (ids are checked by the core)."""
         if self.params.repeat_penalty == 1.0 or self.params.repeat_last_n == 0 or history is None:
             return None
@@ -647,6 +662,9 @@ cdef class Sampler:
                 history = history[-self.params.repeat_last_n:]
             except TypeError:
                 history = list(history)[-self.params.repeat_last_n:]
+        if isinstance(history, array) and history.typecode == "q":    # the browser build's history: no numpy
+            return _checked_window(history, n_vocab)
+        np = _numpy()
         ids = np.asarray(history)
         if ids.size == 0:
             return None
@@ -701,14 +719,32 @@ cdef class Sampler:
         return token
 
 
+def _checked_window(history, Py_ssize_t n_vocab):
+    cdef const int64_t[::1] ids = history
+    cdef Py_ssize_t i
+    for i in range(ids.shape[0]):
+        if ids[i] < 0 or ids[i] >= n_vocab:
+            raise ValueError(f"history contains token id {ids[i]}, outside the vocabulary [0, {n_vocab})")
+    return history if ids.shape[0] else None
+
+
+def _first_index(const float[::1] values, bint nan) -> int:
+    """Index of the first NaN (nan=True) or +inf in `values`, -1 if none (error messages only)."""
+    cdef Py_ssize_t i
+    for i in range(values.shape[0]):
+        if (values[i] != values[i]) if nan else values[i] == INF:
+            return i
+    return -1
+
+
 def _raise_for(Py_ssize_t code, arr):
     if code == SAMPLE_ERR_NAN:
-        where = np.flatnonzero(np.isnan(arr))
-        raise ValueError(f"logits contain NaN (first at token {int(where[0])}); the model output is corrupt")
+        raise ValueError(f"logits contain NaN (first at token {_first_index(arr, True)}); the model output is "
+                         "corrupt")
     if code == SAMPLE_ERR_POSINF:
-        where = np.flatnonzero(np.isposinf(arr))
-        if where.size:
-            raise ValueError(f"logits contain +inf (first at token {int(where[0])}); cannot normalize")
+        where = _first_index(arr, False)
+        if where >= 0:
+            raise ValueError(f"logits contain +inf (first at token {where}); cannot normalize")
         raise ValueError("the repetition penalty pushed a logit to +inf; use a repeat_penalty closer to 1")
     if code == SAMPLE_ERR_ALL_NEG_INF:
         raise ValueError("every logit is -inf: no token can be sampled")

@@ -1,0 +1,171 @@
+"""The engine as the browser build (Pyodide) uses it: load a GGUF, then evaluate and sample one token per call.
+
+Nothing here imports numpy or the Rust `tokenizers`, which Pyodide's npm runtime does not have: logits and
+token histories are stdlib `array`s handed to the compiled forward pass and sampler as buffers. Text is the
+page's side: it tokenizes with `@huggingface/tokenizers` from `tokenizer_json()` (the same tokenizer.json the
+native engine builds its Rust tokenizer from, see `bitnet.tokenizer_spec`) and renders Jinja chat templates
+with `@huggingface/jinja`. The prompt rules (`prompt()`) and the generation loop (`Generation`) follow the
+native `bitnet run` so that the same prompt gives the same tokens; `wasm/README.md` says why this split.
+
+Single-threaded: the browser build has no OpenMP, and the kernels are the WebAssembly SIMD128 ones.
+"""
+from __future__ import annotations
+
+import time
+from array import array
+from pathlib import Path
+
+from bitnet.chat import detect_format, jinja_stop_texts, render_chat
+from bitnet.errors import ContextOverflowError, ModelError
+from bitnet.gguf import GGUFReader
+from bitnet.tokenizer_spec import spec_from_gguf_metadata
+
+__all__ = ["DEFAULT_CTX", "Generation", "WebModel", "embedded_model_path"]
+
+# A browser tab has a few GB of wasm32 memory at most: 2048 positions keep a 2B model's KV cache at 0.3 GB.
+DEFAULT_CTX = 2048
+
+
+def embedded_model_path() -> Path:
+    return Path(__file__).resolve().parent / "data" / "bitnet-tiny.gguf"
+
+
+class WebModel:
+    """A GGUF model (the embedded one by default) bound for the compiled forward pass, with its tokenizer
+    description. `start()` begins a generation."""
+
+    def __init__(self, path: str | None = None, n_ctx: int | None = None) -> None:
+        from bitnet.models import build_transformer
+        from bitnet.models._forward import Context
+
+        t0 = time.perf_counter()
+        self.path = Path(path) if path else embedded_model_path()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        self.reader = GGUFReader(self.path)
+        self.metadata = self.reader.metadata
+        self.transformer, self.hparams, _ = build_transformer(self.reader)
+        self.tokenizer = spec_from_gguf_metadata(self.metadata)
+        self.n_vocab = self.hparams.n_vocab
+        if len(self.tokenizer.tokens) < self.n_vocab:
+            raise ModelError(f"the tokenizer has {len(self.tokenizer.tokens)} tokens but the model's head scores "
+                             f"{self.n_vocab}: the vocabulary is smaller than the LM head")
+        self.n_ctx = n_ctx or min(self.hparams.n_ctx_train, DEFAULT_CTX)
+        if self.n_ctx < 2:
+            raise ValueError(f"n_ctx must be an integer >= 2, got {self.n_ctx!r}")
+        self.context = Context(self.transformer, self.n_ctx)
+        self.load_s = time.perf_counter() - t0
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.metadata.get("tokenizer.chat_template")
+
+    def info(self) -> dict:
+        """Facts the page shows and uses (plain JSON-able values)."""
+        from bitnet.kernels import active_variant
+
+        return {"path": str(self.path), "arch": self.hparams.arch, "n_vocab": self.n_vocab, "n_ctx": self.n_ctx,
+                "n_layer": self.hparams.n_layer, "n_embd": self.hparams.n_embd, "kernel": active_variant(),
+                "load_s": self.load_s, "chat_template": self.chat_template, **self.tokenizer.facts()}
+
+    def tokenizer_json(self) -> str:
+        return self.tokenizer.to_json()
+
+    def prompt(self, text: str, template: str = "auto") -> dict:
+        """How to turn the user's text into the prompt, as `bitnet run --prompt-template auto|raw` does.
+
+        Returns {"format", "text", "add_bos", "stops"}; for a model whose template is neither a built-in format
+        nor absent (format "jinja") "text" is None and the page renders `template` with @huggingface/jinja
+        (messages = one user turn, bos_token/eos_token given here), then uses "stops" as well."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("the prompt is empty")
+        fmt = "raw" if template == "raw" else detect_format(self.chat_template)
+        tok = self.tokenizer
+        bos = tok.tokens[tok.bos_id] if tok.bos_id is not None else ""
+        eos = tok.tokens[tok.eos_id] if tok.eos_id is not None else ""
+        if fmt == "raw":
+            return {"format": "raw", "text": text, "add_bos": None, "stops": []}
+        if fmt == "jinja":
+            return {"format": "jinja", "text": None, "add_bos": None, "template": self.chat_template,
+                    "bos_token": bos, "eos_token": eos, "stops": jinja_stop_texts(self.chat_template, eos)}
+        chat = render_chat([{"role": "user", "content": text}], template=self.chat_template, mode=fmt,
+                           bos_token=bos, eos_token=eos)
+        return {"format": chat.format, "text": chat.text, "add_bos": chat.add_bos, "stops": chat.stop_texts}
+
+    def start(self, prompt_ids, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
+              top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int | None = None
+              ) -> Generation:
+        return Generation(self, [int(t) for t in prompt_ids], max_tokens, temperature, top_k, top_p, min_p,
+                          repeat_penalty, seed)
+
+
+class Generation:
+    """One prompt's generation, a token per `next_token()` call (so the page can draw and be stopped between
+    tokens). The first call evaluates the prompt; it ends at an end-of-generation token or the token budget."""
+
+    def __init__(self, model: WebModel, prompt_ids: list[int], max_tokens: int, temperature: float, top_k: int,
+                 top_p: float, min_p: float, repeat_penalty: float, seed: int | None) -> None:
+        from bitnet.sampling import Sampler
+
+        if not prompt_ids:
+            raise ValueError("the prompt is empty (no tokens)")
+        bad = [t for t in prompt_ids if not 0 <= t < model.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{model.n_vocab - 1})")
+        if len(prompt_ids) >= model.n_ctx:
+            raise ContextOverflowError(
+                f"prompt of {len(prompt_ids)} tokens does not fit in the context of {model.n_ctx} tokens")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise ValueError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        self.model = model
+        self.sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                               repeat_penalty=repeat_penalty, seed=seed)
+        self.prompt_ids = prompt_ids
+        self.budget = min(max_tokens, model.n_ctx - len(prompt_ids))
+        self.history = array("q", prompt_ids)
+        self.generated: list[int] = []
+        self.finish_reason: str | None = None if self.budget > 0 else "length"
+        self._logits = array("f", bytes(4 * model.n_vocab))
+        self._logits_2d = memoryview(self._logits).cast("B").cast("f", (1, model.n_vocab))
+        self.prefill_s = self.decode_s = 0.0
+        self._prefilled = False
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def next_token(self) -> int:
+        """The next generated token id, or -1 once the generation has ended (see `finish_reason`)."""
+        if self.finished:
+            return -1
+        t0 = time.perf_counter()
+        if not self._prefilled:
+            self._forward(self.prompt_ids, 0)
+            self._prefilled = True
+            self.prefill_s = time.perf_counter() - t0
+        else:
+            self._forward([self.generated[-1]], len(self.history) - 1)
+            self.decode_s += time.perf_counter() - t0
+        token = self.sampler.sample(self._logits, self.history)
+        if token in self.model.tokenizer.eog_ids:
+            self.finish_reason = "stop"
+            return -1
+        self.generated.append(token)
+        self.history.append(token)
+        if len(self.generated) >= self.budget:
+            self.finish_reason = "length"
+        return token
+
+    def stop(self) -> None:
+        """End the generation early (the page's stop button)."""
+        if not self.finished:
+            self.finish_reason = "stopped"
+
+    def _forward(self, tokens: list[int], pos: int) -> None:
+        self.model.transformer.forward(self.model.context, tokens, pos, self._logits_2d, False, 1)
+
+    def stats(self) -> dict:
+        n_decode = max(len(self.generated) - 1, 0)   # the first token comes out of the prompt's evaluation
+        return {"prompt_tokens": len(self.prompt_ids), "tokens": len(self.generated),
+                "finish_reason": self.finish_reason, "prefill_s": self.prefill_s, "decode_s": self.decode_s,
+                "decode_tokens_per_s": n_decode / self.decode_s if self.decode_s > 0 else 0.0}
