@@ -25,7 +25,6 @@ from bitnet.errors import (  # noqa: E402
     TokenizerError,
 )
 
-
 # The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
 # and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
 _ENGINE_NAMES = ("Completion", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load")

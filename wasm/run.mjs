@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// The browser build under Node: node wasm/run.mjs --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]
+//   [--model FILE.gguf] [--prompt-template auto|raw] [--stats]
+// Runs the WebAssembly engine from wasm/dist/ (build it with `bash wasm/build.sh`) and prints only the generated
+// text on stdout; --stats adds one JSON line of counts and speeds on stderr.
+import { readFile } from "node:fs/promises";
+import { parseArgs } from "node:util";
+
+const USAGE = "usage: node wasm/run.mjs --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] " +
+  "[--model FILE.gguf] [--prompt-template auto|raw] [--stats]";
+
+function fail(message) {
+  process.stderr.write(`run.mjs: ${message}\n`);
+  process.exit(2);
+}
+
+function number(name, text, { integer = false, min = -Infinity } = {}) {
+  const value = Number(text);
+  if (text === undefined || text === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < min) {
+    fail(`--${name} must be ${integer ? "an integer" : "a number"} >= ${min}, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+let args;
+try {
+  args = parseArgs({
+    options: {
+      prompt: { type: "string", short: "p" }, "max-tokens": { type: "string", short: "n" },
+      temperature: { type: "string" }, seed: { type: "string" }, model: { type: "string", short: "m" },
+      "prompt-template": { type: "string" }, stats: { type: "boolean" }, help: { type: "boolean", short: "h" },
+    },
+  }).values;
+} catch (e) {
+  fail(`${e.message}\n${USAGE}`);
+}
+if (args.help) { console.log(USAGE); process.exit(0); }
+if (!args.prompt) fail(`the prompt is empty\n${USAGE}`);
+const options = {};
+if (args["max-tokens"] !== undefined) options.maxTokens = number("max-tokens", args["max-tokens"], { integer: true, min: 0 });
+if (args.temperature !== undefined) options.temperature = number("temperature", args.temperature, { min: 0 });
+if (args.seed !== undefined) options.seed = number("seed", args.seed, { integer: true, min: 0 });
+if (args["prompt-template"] !== undefined) {
+  if (!["auto", "raw"].includes(args["prompt-template"])) fail("--prompt-template must be auto or raw");
+  options.template = args["prompt-template"];
+}
+
+const dist = new URL("dist/", import.meta.url);
+let engineModule;
+try {
+  engineModule = await import(new URL("engine.mjs", dist).href);
+} catch (e) {
+  fail(`no WebAssembly build in ${dist.pathname} (run: bash wasm/build.sh): ${e.message}`);
+}
+try {
+  const engine = await engineModule.Engine.start();
+  let source = null;
+  if (args.model) source = { name: args.model.split("/").pop(), bytes: new Uint8Array(await readFile(args.model)) };
+  const model = engine.loadModel(source);
+  const result = await model.generate(args.prompt, options, (piece) => process.stdout.write(piece));
+  if (result.text && !result.text.endsWith("\n")) process.stdout.write("\n");
+  if (args.stats) {
+    process.stderr.write(JSON.stringify({ token_ids: result.tokens, prompt_tokens: result.promptTokens,
+      finish_reason: result.finishReason, kernel: model.info.kernel, ...result.stats }) + "\n");
+  }
+} catch (e) {
+  fail(process.env.BITNET_DEBUG ? e.stack : e.message);
+}

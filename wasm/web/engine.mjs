@@ -1,0 +1,167 @@
+// The browser build's engine, shared by the page's worker and by run.mjs (Node): Pyodide runs the compiled
+// core (bitnet.web, the WebAssembly wheel); this module turns text into token ids and back with
+// @huggingface/tokenizers, renders Jinja chat templates with @huggingface/jinja, and drives generation one
+// token per call so that a caller can show text as it comes and stop between tokens.
+import { Tokenizer } from "./tokenizers.mjs";
+import { Template } from "./jinja.mjs";
+
+// Where this file lives: the build (dist/) holds the runtime, the wheel and build.json beside it.
+const HERE = new URL(".", import.meta.url);
+const IS_NODE = typeof process !== "undefined" && process.versions?.node !== undefined;
+
+async function readBytes(url) {
+  if (IS_NODE) {
+    const { readFile } = await import("node:fs/promises");
+    return new Uint8Array(await readFile(url));
+  }
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`cannot fetch ${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+// Defaults of the native `bitnet run` (bitnet.engine.SamplingParams), so both give the same text.
+export const DEFAULTS = Object.freeze({
+  maxTokens: 128, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.0, seed: undefined,
+  template: "auto",
+});
+
+export class Engine {
+  static async start() {
+    const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", HERE).href);
+    const indexURL = IS_NODE ? new URL("pyodide/", HERE).pathname : new URL("pyodide/", HERE).href;
+    const pyodide = await loadPyodide({ indexURL });
+    const build = JSON.parse(new TextDecoder().decode(await readBytes(new URL("build.json", HERE))));
+    // The wheel goes into Pyodide's file system and is installed from there: the same path under Node and in
+    // a browser, and its extension modules are loaded as side modules on import.
+    const wheelPath = `/tmp/${build.wheel}`;
+    pyodide.FS.writeFile(wheelPath, await readBytes(new URL(build.wheel, HERE)));
+    pyodide.runPython(`
+import sys, zipfile, site
+zipfile.ZipFile(${JSON.stringify(wheelPath)}).extractall(site.getsitepackages()[0])
+`);
+    const web = pyodide.pyimport("bitnet.web");
+    return new Engine(pyodide, web, build);
+  }
+
+  constructor(pyodide, web, build) {
+    this.pyodide = pyodide;
+    this.web = web;
+    this.build = build;
+  }
+
+  // source: undefined/null for the embedded model, or {name, bytes}: a GGUF file's contents (a file the user
+  // picked, or one run.mjs read), written into Pyodide's file system and loaded from there.
+  loadModel(source) {
+    let path = null;
+    if (source?.bytes) {
+      path = `/tmp/models/${source.name.replace(/[^\w.-]/g, "_") || "model.gguf"}`;
+      this.pyodide.FS.mkdirTree("/tmp/models");
+      this.pyodide.FS.writeFile(path, source.bytes);
+    }
+    return new Model(this, this.callPython(() => this.web.WebModel(path)));
+  }
+
+  // Python exceptions arrive as PythonError with the whole traceback; keep its last line, the message.
+  callPython(fn) {
+    try {
+      return fn();
+    } catch (e) {
+      if (e?.type) {
+        const lines = String(e.message).trim().split("\n");
+        throw new Error(lines[lines.length - 1]);
+      }
+      throw e;
+    }
+  }
+}
+
+export class Model {
+  constructor(engine, py) {
+    this.engine = engine;
+    this.py = py;
+    this.info = py.info().toJs({ dict_converter: Object.fromEntries });
+    this.eog = new Set(this.info.eog_ids);
+    this.tokenizer = new Tokenizer(JSON.parse(py.tokenizer_json()), { clean_up_tokenization_spaces: false });
+  }
+
+  // The prompt's token ids under the template rules of `bitnet run --prompt-template auto|raw`.
+  promptIds(text, template = "auto") {
+    const plan = this.engine.callPython(() => this.py.prompt(text, template)).toJs({ dict_converter: Object.fromEntries });
+    let promptText = plan.text;
+    let addBos = plan.add_bos;
+    if (plan.format === "jinja") {
+      promptText = new Template(plan.template).render({
+        messages: [{ role: "user", content: text }], bos_token: plan.bos_token, eos_token: plan.eos_token,
+        add_generation_prompt: true,
+      });
+      addBos = plan.bos_token && promptText.startsWith(plan.bos_token) ? false : null;
+    }
+    const ids = this.tokenizer.encode(promptText, { add_special_tokens: false }).ids;
+    if (addBos ?? this.info.add_bos) ids.unshift(this.info.bos_id);
+    if (this.info.add_eos) ids.push(this.info.eos_id);
+    return { ids, stops: plan.stops };
+  }
+
+  // Generate for `text`; onText(piece) receives text as it becomes final; shouldStop() is asked between tokens.
+  // Resolves to {text, tokens, promptTokens, finishReason, stats}.
+  async generate(text, options = {}, onText = () => {}, shouldStop = () => false) {
+    const o = { ...DEFAULTS, ...options };
+    const { ids, stops } = this.promptIds(text, o.template);
+    const gen = this.engine.callPython(() => this.py.start(this.engine.pyodide.toPy(ids), o.maxTokens,
+      o.temperature, o.topK, o.topP, o.minP, o.repeatPenalty, o.seed ?? undefined));
+    const hold = Math.max(0, ...stops.map((s) => s.length - 1));
+    const tokens = [];
+    let done = "";          // text of tokens[0 .. pendingFrom), ending on a whole character
+    let pendingFrom = 0;    // tokens from here on may end inside a UTF-8 character (decoded as U+FFFD for now)
+    let shown = 0;          // characters of the text already given to onText
+    let finishReason = null;
+    let textSoFar = "";
+    const t0 = performance.now();
+    let firstTokenAt = null;
+    let lastYield = t0;
+    try {
+      for (;;) {
+        if (shouldStop()) { gen.stop(); finishReason = "stopped"; break; }
+        const token = this.engine.callPython(() => gen.next_token());
+        if (token < 0) { finishReason = gen.finish_reason; break; }
+        if (firstTokenAt === null) firstTokenAt = performance.now();
+        tokens.push(token);
+        // Byte-level and SentencePiece pieces decode independently once cut at whole characters, so only the
+        // tokens since the last whole character are decoded again (not the whole text, per token).
+        const pending = this.tokenizer.decode(tokens.slice(pendingFrom), { skip_special_tokens: true });
+        textSoFar = done + pending;
+        if (!pending.endsWith("\uFFFD")) { done = textSoFar; pendingFrom = tokens.length; }
+        const cut = firstStop(textSoFar, stops);
+        if (cut !== null) { textSoFar = textSoFar.slice(0, cut); gen.stop(); finishReason = "stop"; break; }
+        // Text that could still become a stop sequence is held back, and so is a character still incomplete.
+        const ready = Math.min(textSoFar.length - hold, done.length);
+        if (ready > shown) { onText(textSoFar.slice(shown, ready)); shown = ready; }
+        // Give the event loop a turn (the page draws, the stop button is heard) every frame or so, not every
+        // token: timers are clamped to >= 1-4 ms, longer than a small model's token.
+        if (performance.now() - lastYield > 15) {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          lastYield = performance.now();
+        }
+      }
+    } finally {
+      const stats = gen.stats().toJs({ dict_converter: Object.fromEntries });
+      gen.destroy();
+      this.lastStats = stats;
+    }
+    if (textSoFar.length > shown) onText(textSoFar.slice(shown));
+    const stats = this.lastStats;
+    const decodeMs = firstTokenAt === null ? 0 : performance.now() - firstTokenAt;
+    stats.wall_tokens_per_s = tokens.length > 1 && decodeMs > 0 ? (tokens.length - 1) / (decodeMs / 1000) : 0;
+    stats.wall_s = (performance.now() - t0) / 1000;
+    return { text: textSoFar, tokens, promptTokens: ids.length, finishReason, stats };
+  }
+}
+
+function firstStop(text, stops) {
+  let best = null;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (best === null || i < best)) best = i;
+  }
+  return best;
+}
