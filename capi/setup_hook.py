@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import runpy
 import shutil
+import sys
 from pathlib import Path
 
 from setuptools.command.build_ext import build_ext
@@ -29,6 +30,8 @@ class CAPIBuildExt(build_ext):
 
     def run(self) -> None:
         super().run()
+        if sys.platform == "emscripten":   # a Pyodide build: a browser has no C programs to link libbitnet into
+            return
         package_dir = (ROOT if self.inplace else Path(self.build_lib)) / "bitnet" / "capi"
         try:
             lib = build_library(package_dir, Path(self.build_temp), force=bool(self.force) or not self.inplace,

@@ -1,10 +1,9 @@
 // The page: controls and output here, the engine in a worker (worker.mjs).
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL("worker.mjs", import.meta.url), { type: "module" });
-let busy = true;
+let generation = 0;   // id of the latest generation, which the stop button stops
 
 function setBusy(value, generating = false) {
-  busy = value;
   $("generate").disabled = value;
   $("model-file").disabled = value;
   $("stop").disabled = !generating;
@@ -74,10 +73,11 @@ $("generate").onclick = () => {
   $("status").textContent = "generating…";
   document.body.dataset.state = "generating";
   setBusy(true, true);
-  worker.postMessage({ type: "generate", prompt, options });
+  generation += 1;
+  worker.postMessage({ type: "generate", id: generation, prompt, options });
 };
 
-$("stop").onclick = () => worker.postMessage({ type: "stop" });
+$("stop").onclick = () => worker.postMessage({ type: "stop", id: generation });
 
 $("model-file").onchange = async () => {
   const file = $("model-file").files[0];

@@ -1,0 +1,289 @@
+"""The browser build (wasm/, issue 11): built with `bash wasm/build.sh`, run under Node and in headless Chromium,
+and compared token for token with the native engine. The numpy-free inference path it relies on is checked
+natively too, so that part runs everywhere."""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import bitnet
+from conftest import PROJECT_ROOT, testdata_path
+
+WASM = PROJECT_ROOT / "wasm"
+DIST = WASM / "dist"
+PROMPTS = ("The meaning of life is", "Love is", "Once upon a time, in a land far away,")
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+CHROMIUM = os.environ.get("BITNET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# ---------------------------------------------------------------- natively: the path Pyodide runs, without numpy
+NO_NUMPY = """
+import json, sys
+sys.modules["numpy"] = None          # importing either now raises ImportError, as in Pyodide
+sys.modules["tokenizers"] = None
+import bitnet.web as web
+model = web.WebModel(sys.argv[1] or None)
+out = {}
+for ids in json.loads(sys.argv[2]):
+    gen = model.start(ids, max_tokens=32, temperature=0)
+    tokens = []
+    while (t := gen.next_token()) >= 0:
+        tokens.append(t)
+    out[str(ids)] = tokens
+print(json.dumps({"tokens": out, "info": model.info()}))
+"""
+
+
+@pytest.mark.parametrize("which", ["embedded", "tinyA"])
+def test_inference_path_runs_without_numpy_and_matches_the_engine(which: str) -> None:
+    path = "" if which == "embedded" else str(testdata_path("tinyA", "tinyA-i2s.gguf"))
+    model = bitnet.load(path or None, n_threads=1)
+    prompts = [model.tokenize(p) for p in PROMPTS]
+    proc = subprocess.run([sys.executable, "-c", NO_NUMPY, path, json.dumps(prompts)], capture_output=True,
+                          text=True, timeout=120, check=True)
+    result = json.loads(proc.stdout)
+    for ids in prompts:
+        assert result["tokens"][str(ids)] == model.generate(ids, max_tokens=32, temperature=0).tokens
+    assert result["info"]["eog_ids"] == sorted(model.tokenizer.eog_ids)
+    assert result["info"]["bos_id"] == model.tokenizer.bos_id and result["info"]["add_bos"] == model.tokenizer.add_bos
+
+
+def test_web_model_errors_are_clear(tmp_path: Path) -> None:
+    from bitnet.web import WebModel
+
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("this is not a model")
+    with pytest.raises(bitnet.GGUFError, match="GGUF"):
+        WebModel(str(bad))
+    model = WebModel()
+    with pytest.raises(ValueError, match="prompt is empty"):
+        model.prompt("")
+    with pytest.raises(ValueError, match="empty"):
+        model.start([])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.start([model.n_vocab])
+    with pytest.raises(bitnet.ContextOverflowError):
+        model.start([1] * model.n_ctx)
+
+
+def test_web_prompt_follows_the_run_template_rules(tinya_dir: Path) -> None:
+    from bitnet.web import WebModel
+
+    model = bitnet.load(tinya_dir / "tinyA-i2s.gguf", n_threads=1)
+    web = WebModel(str(tinya_dir / "tinyA-i2s.gguf"))
+    plan = web.prompt("Hello there")
+    chat = model.render_chat([{"role": "user", "content": "Hello there"}])
+    assert (plan["format"], plan["text"], plan["add_bos"], plan["stops"]) == (chat.format, chat.text, chat.add_bos,
+                                                                              chat.stop_texts)
+    assert web.prompt("Hello there", template="raw")["text"] == "Hello there"
+
+
+# ---------------------------------------------------------------- the WebAssembly build
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed: the WebAssembly build needs emscripten (apt-get install emscripten) "
+                    "and Node.js")
+    return path
+
+
+@pytest.fixture(scope="session")
+def wasm_dist() -> Path:
+    _need("emcc")
+    _need("node")
+    _need("npm")
+    proc = subprocess.run(["bash", str(WASM / "build.sh")], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, f"wasm/build.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return DIST
+
+
+def _node_run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["node", str(WASM / "run.mjs"), *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _native_run(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "bitnet", "run", "-q", "--temperature", "0", *args],
+                          capture_output=True, text=True, timeout=300, check=True)
+    return proc.stdout
+
+
+def test_the_build_is_a_pyodide_wheel_with_simd128_side_modules(wasm_dist: Path) -> None:
+    import zipfile
+
+    build = json.loads((wasm_dist / "build.json").read_text())
+    with zipfile.ZipFile(wasm_dist / build["wheel"]) as wheel:
+        names = wheel.namelist()
+        modules = [n for n in names if n.endswith(".cpython-313-wasm32-emscripten.so")]
+        assert {m.split(".")[0] for m in modules} == {"bitnet/gguf/_reader", "bitnet/kernels/_kernels",
+                                                      "bitnet/models/_forward", "bitnet/sampling/_sampler"}
+        for m in modules:
+            assert wheel.read(m)[:4] == b"\0asm"        # WebAssembly, not a host binary
+        assert "bitnet/data/bitnet-tiny.gguf" in names
+        assert "Tag: cp313-cp313-pyodide_2025_0_wasm32" in wheel.read(
+            next(n for n in names if n.endswith(".dist-info/WHEEL"))).decode()
+    for name in ("index.html", "app.mjs", "worker.mjs", "engine.mjs", "tokenizers.mjs", "jinja.mjs",
+                 "pyodide/pyodide.mjs", "pyodide/pyodide.asm.wasm", "pyodide/python_stdlib.zip"):
+        assert (wasm_dist / name).is_file(), name
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_node_greedy_equals_native_run(wasm_dist: Path, prompt: str) -> None:
+    proc = _node_run("--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--stats")
+    stats = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert stats["kernel"] == "wasm"                     # the SIMD128 kernels ran, not the scalar fallback
+    model = bitnet.load(n_threads=1)
+    assert stats["token_ids"] == model.generate(prompt, max_tokens=32, temperature=0).tokens
+    assert proc.stdout == _native_run("--prompt", prompt, "-n", "32")
+
+
+def test_node_greedy_equals_native_on_a_gguf_file(wasm_dist: Path) -> None:
+    path = str(testdata_path("tinyA", "tinyA-i2s.gguf"))
+    for prompt in PROMPTS[:2]:
+        proc = _node_run("--model", path, "--prompt", prompt, "--max-tokens", "32", "--temperature", "0", "--stats")
+        native = _native_run("--model", path, "--prompt", prompt, "-n", "32")
+        assert proc.stdout == native
+        stats = json.loads(proc.stderr.strip().splitlines()[-1])
+        assert stats["tokens"] > 0
+
+
+def test_node_tokenizer_matches_the_native_one(wasm_dist: Path, tmp_path: Path) -> None:
+    """The JS tokenizer, built from the tokenizer.json the engine exports, encodes like the Rust one."""
+    texts = ["Hello world", " It's 2024, isn't it? ", "naïve café — ünïcode ✓ 🙂", "\n\n  spaces\t\ttabs  ",
+             "DON'T WE'LL 123456789", "<|begin_of_text|>special<|end_of_text|>"]
+    files = [bitnet.default_model_path()]
+    if (PROJECT_ROOT.parent / "shared" / "testdata" / "llama3-vocab.gguf").exists():
+        files.append(PROJECT_ROOT.parent / "shared" / "testdata" / "llama3-vocab.gguf")
+    script = tmp_path / "encode.mjs"
+    script.write_text(f"""
+import {{ Tokenizer }} from {json.dumps((wasm_dist / 'tokenizers.mjs').as_uri())};
+import fs from "node:fs";
+const [spec, texts] = process.argv.slice(2).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+const tok = new Tokenizer(spec, {{ clean_up_tokenization_spaces: false }});
+console.log(JSON.stringify(texts.map((t) => tok.encode(t, {{ add_special_tokens: false }}).ids)));
+""")
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    from bitnet.gguf import GGUFReader
+    from bitnet.tokenizer_spec import spec_from_gguf_metadata
+
+    for path in files:
+        with GGUFReader(path) as reader:
+            spec = spec_from_gguf_metadata(reader.metadata)
+        (tmp_path / "spec.json").write_text(spec.to_json())
+        proc = subprocess.run(["node", str(script), str(tmp_path / "spec.json"), str(tmp_path / "texts.json")],
+                              capture_output=True, text=True, timeout=60, check=True)
+        tok = bitnet.load_tokenizer(path)
+        assert json.loads(proc.stdout) == [tok.encode(t, add_bos=False) for t in texts], path.name
+
+
+def test_node_bad_input_is_a_clear_error(wasm_dist: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("this is not a model")
+    proc = _node_run("--model", str(bad), "--prompt", "hi", check=False)
+    assert proc.returncode != 0 and "GGUF" in proc.stderr and proc.stdout == ""
+    proc = _node_run("--prompt", "", check=False)
+    assert proc.returncode != 0 and "prompt is empty" in proc.stderr
+    proc = _node_run("--prompt", "hi", "--max-tokens", "lots", check=False)
+    assert proc.returncode != 0 and "--max-tokens" in proc.stderr
+
+
+# ---------------------------------------------------------------- a real browser
+class _StaticFiles(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
+                      ".wasm": "application/wasm"}
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page(wasm_dist: Path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra has it)")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_StaticFiles, directory=wasm_dist))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page()
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        # Nothing but the local server: any other address would be a dependency on the network.
+        tab.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            f"http://127.0.0.1:{server.server_port}/") or route.request.url.startswith("data:") else route.abort())
+        tab.goto(f"http://127.0.0.1:{server.server_port}/index.html")
+        _wait(tab, "ready")
+        tab.errors = errors
+        yield tab
+        browser.close()
+    server.shutdown()
+
+
+def _wait(tab, *states: str) -> str:
+    tab.wait_for_function(f"{json.dumps(list(states) + ['error'])}.includes(document.body.dataset.state)",
+                          timeout=120_000)
+    return tab.evaluate("document.body.dataset.state")
+
+
+def _generate(tab, prompt: str, max_tokens: int) -> str:
+    tab.fill("#prompt", prompt)
+    tab.fill("#max-tokens", str(max_tokens))
+    tab.fill("#temperature", "0")
+    tab.click("#generate")
+    return _wait(tab, "done")
+
+
+def test_browser_page_generates_the_native_text(page) -> None:
+    assert "kernels: wasm" in page.inner_text("#model-info")
+    prompt = PROMPTS[0]
+    assert _generate(page, prompt, 32) == "done", page.inner_text("#error")
+    native = _native_run("--prompt", prompt, "-n", "32")
+    assert page.eval_on_selector("#output", "e => e.textContent") + "\n" == native
+    assert "tokens/s" in page.inner_text("#speed") and "32 tokens" in page.inner_text("#status")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "wasm-page.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_browser_stop_button_ends_the_generation(page) -> None:
+    page.fill("#max-tokens", "200")
+    page.evaluate("document.getElementById('generate').click(); document.getElementById('stop').click()")
+    assert _wait(page, "done") == "done"
+    assert "(stopped)" in page.inner_text("#status")
+    assert not page.is_disabled("#generate")
+
+
+def test_browser_bad_input_shows_an_error(page, tmp_path: Path) -> None:
+    page.fill("#prompt", "")
+    page.click("#generate")
+    assert "prompt is empty" in page.inner_text("#error")
+    bad = tmp_path / "holiday.gguf"
+    bad.write_bytes(b"PK\x03\x04 not a model at all")
+    page.set_input_files("#model-file", str(bad))
+    assert _wait(page, "ready") == "error"
+    assert "GGUF" in page.inner_text("#error")
+    # the embedded model is still loaded and still works
+    assert _generate(page, "Love is", 8) == "done"
+    assert page.inner_text("#error") == ""
+
+
+def test_browser_loads_a_gguf_the_user_picks(page) -> None:
+    path = testdata_path("tinyA", "tinyA-i2s.gguf")
+    page.set_input_files("#model-file", str(path))
+    assert _wait(page, "ready") == "ready", page.inner_text("#error")
+    assert "tinyA-i2s.gguf" in page.inner_text("#model-info")
+    assert _generate(page, PROMPTS[1], 32) == "done"
+    native = _native_run("--model", str(path), "--prompt", PROMPTS[1], "-n", "32")
+    assert page.eval_on_selector("#output", "e => e.textContent").rstrip("\n") == native.rstrip("\n")
