@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import PROJECT_ROOT, testdata_path
 
 import bitnet
-from conftest import PROJECT_ROOT, testdata_path
 
 WASM = PROJECT_ROOT / "wasm"
 DIST = WASM / "dist"
@@ -186,6 +186,20 @@ console.log(JSON.stringify(texts.map((t) => tok.encode(t, {{ add_special_tokens:
                               capture_output=True, text=True, timeout=60, check=True)
         tok = bitnet.load_tokenizer(path)
         assert json.loads(proc.stdout) == [tok.encode(t, add_bos=False) for t in texts], path.name
+
+
+def test_the_pyodide_smoke_test_passes_under_node(wasm_dist: Path, tmp_path: Path) -> None:
+    """wasm/smoke_test.py is what a networked `cibuildwheel --platform pyodide` runs on its wheel: run it here."""
+    script = tmp_path / "smoke.mjs"
+    script.write_text(f"""
+import {{ Engine }} from {json.dumps((wasm_dist / 'engine.mjs').as_uri())};
+import fs from "node:fs";
+const engine = await Engine.start();
+engine.pyodide.runPython(fs.readFileSync({json.dumps(str(WASM / 'smoke_test.py'))}, "utf8"));
+""")
+    proc = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok:" in proc.stdout and "wasm kernels" in proc.stdout
 
 
 def test_node_bad_input_is_a_clear_error(wasm_dist: Path, tmp_path: Path) -> None:

@@ -58,7 +58,12 @@ zipfile.ZipFile(${JSON.stringify(wheelPath)}).extractall(site.getsitepackages()[
       this.pyodide.FS.mkdirTree("/tmp/models");
       this.pyodide.FS.writeFile(path, source.bytes);
     }
-    return new Model(this, this.callPython(() => this.web.WebModel(path)));
+    try {
+      return new Model(this, this.callPython(() => this.web.WebModel(path)));
+    } finally {
+      // The reader has mapped (that is, copied into the wasm heap) what it needs: the file's own copy can go.
+      if (path) this.pyodide.FS.unlink(path);
+    }
   }
 
   // Python exceptions arrive as PythonError with the whole traceback; keep its last line, the message.
