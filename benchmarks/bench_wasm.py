@@ -5,8 +5,9 @@
 Needs `bash wasm/build.sh` first. Alternates Node runs of wasm/run.mjs (Pyodide, SIMD128 kernels, one thread)
 with native runs of the same greedy generation through the engine's Python API (one thread, the best kernel
 variant of this CPU, and the scalar and AVX2 variants where they exist for context). Reports medians of the
-decode tokens/s measured around the forward passes and sampling (`decode_tokens_per_s`: the engine's own
-timings) and, for the browser build, of the whole loop including the JS tokenizer (`wall_tokens_per_s`).
+decode tokens/s measured around the forward passes and sampling (`decode`: the engine's own timings) and, for the
+browser build, of the whole loop including the JS tokenizer (`wall`); `cold` is a fresh Node process's first
+generation, `warm` the same generation after one of equal length (V8 optimizes hot WebAssembly as it runs).
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Love is"
 
 
-def wasm_run(model: str | None, tokens: int) -> dict:
+def wasm_run(model: str | None, tokens: int, warmup: int) -> dict:
     args = ["node", str(ROOT / "wasm" / "run.mjs"), "--prompt", PROMPT, "--max-tokens", str(tokens),
-            "--temperature", "0", "--stats"]
+            "--temperature", "0", "--stats", "--warmup", str(warmup)]
     if model:
         args += ["--model", model]
     proc = subprocess.run(args, capture_output=True, text=True, check=True)
@@ -54,11 +55,12 @@ def main() -> None:
     best = active_variant()
     variants = [v for v in ("scalar", "avx2", "avx512", "neon") if v in supported_variants()]
     native = {v: [] for v in variants}
-    wasm_decode, wasm_wall = [], []
+    wasm = {key: [] for key in ("cold_decode", "cold_wall", "warm_decode", "warm_wall")}
     for _ in range(args.runs):
-        stats = wasm_run(args.model, args.tokens)
-        wasm_decode.append(stats["decode_tokens_per_s"])
-        wasm_wall.append(stats["wall_tokens_per_s"])
+        for kind, warmup in (("cold", 0), ("warm", args.tokens)):
+            stats = wasm_run(args.model, args.tokens, warmup)
+            wasm[f"{kind}_decode"].append(stats["decode_tokens_per_s"])
+            wasm[f"{kind}_wall"].append(stats["wall_tokens_per_s"])
         for v in variants:
             native[v].append(native_run(model, v, args.tokens))
         time.sleep(0.1)
@@ -66,10 +68,10 @@ def main() -> None:
     result = {
         "model": str(args.model or bitnet.default_model_path().name), "tokens": args.tokens, "runs": args.runs,
         "native_best_variant": best, "native_1_thread_decode_tok_s": med,
-        "wasm_decode_tok_s": statistics.median(wasm_decode), "wasm_wall_tok_s": statistics.median(wasm_wall),
+        **{f"wasm_{key}_tok_s": statistics.median(values) for key, values in wasm.items()},
     }
-    result["wasm_over_native_best"] = result["wasm_decode_tok_s"] / med[best]
-    result["wasm_wall_over_native_best"] = result["wasm_wall_tok_s"] / med[best]
+    for key in wasm:
+        result[f"wasm_{key}_over_native_best"] = result[f"wasm_{key}_tok_s"] / med[best]
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -267,9 +267,9 @@ def _qinfo_bytes(scale: np.ndarray, total: np.ndarray) -> bytes:
     return info.tobytes()
 
 
-@pytest.mark.parametrize("name", [n for n in RUNNERS if "aarch64" in n])
-def test_neon_attention_runs_like_the_scalar_reference(tmp_path: Path, name: str) -> None:
-    """NEON's own attention (wasm still uses the scalar one): GQA head pairs and
+@pytest.mark.parametrize("name", [n for n in RUNNERS if "aarch64" in n or "wasm" in n])
+def test_simd128_attention_runs_like_the_scalar_reference(tmp_path: Path, name: str) -> None:
+    """NEON's and WebAssembly's own attention kernels: GQA head pairs and
     singles, row strides, head dims off the vector width, and a wide score range (underflowing exponentials)."""
     request = _build_runner(name, tmp_path)
     rng = np.random.default_rng(5)
@@ -394,3 +394,23 @@ def test_vnni_template_path_matches_scalar_with_emulated_vpdpbusd(tmp_path: Path
         act = q.tobytes() + b"\0" * (-q.size % 8) + _qinfo_bytes(scale, np.zeros(T, np.int32))
         out = request(_blob(op, K, M, T, data.tobytes(), act, chunk=2))
         np.testing.assert_array_equal(np.frombuffer(out, np.float32).reshape(T, M), want)
+
+
+@pytest.mark.parametrize("name", list(RUNNERS))
+def test_f16_weights_widen_exactly_for_every_half(tmp_path: Path, name: str) -> None:
+    """Each of the 65536 halves as a weight, alone in its row, against one-hot activations: the product with 1.0
+    is the widened half itself, so any conversion error (subnormals, infinities, NaN, signs) shows."""
+    request = _build_runner(name, tmp_path)
+    K = T = 8
+    x = np.eye(T, K, dtype=np.float32)
+    for start in (0, 32768):
+        halves = np.arange(start, start + 32768, dtype=np.uint32).astype(np.uint16)
+        M = len(halves)
+        w = np.zeros((M, K), np.uint16)
+        w[np.arange(M), np.arange(M) % K] = halves
+        out = np.frombuffer(request(_blob(3, K, M, T, w.tobytes(), x.tobytes())), np.float32).reshape(T, M)
+        got = out[np.arange(M) % K, np.arange(M)]
+        want = halves.view(np.float16).astype(np.float32)
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(np.isnan(got), nan)
+        np.testing.assert_array_equal(got[~nan], want[~nan])

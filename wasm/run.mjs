@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // The browser build under Node: node wasm/run.mjs --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]
-//   [--model FILE.gguf] [--prompt-template auto|raw] [--stats]
+//   [--model FILE.gguf] [--prompt-template auto|raw] [--stats] [--warmup N]
 // Runs the WebAssembly engine from wasm/dist/ (build it with `bash wasm/build.sh`) and prints only the generated
-// text on stdout; --stats adds one JSON line of counts and speeds on stderr.
+// text on stdout; --stats adds one JSON line of counts and speeds on stderr; --warmup N first generates N tokens
+// that are not printed (for benchmarks: V8 compiles WebAssembly with a baseline compiler first and optimizes the
+// hot functions while they run, so a first short generation measures partly unoptimized code).
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
 const USAGE = "usage: node wasm/run.mjs --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] " +
-  "[--model FILE.gguf] [--prompt-template auto|raw] [--stats]";
+  "[--model FILE.gguf] [--prompt-template auto|raw] [--stats] [--warmup N]";
 
 function fail(message) {
   process.stderr.write(`run.mjs: ${message}\n`);
@@ -28,7 +30,7 @@ try {
     options: {
       prompt: { type: "string", short: "p" }, "max-tokens": { type: "string", short: "n" },
       temperature: { type: "string" }, seed: { type: "string" }, model: { type: "string", short: "m" },
-      "prompt-template": { type: "string" }, stats: { type: "boolean" }, help: { type: "boolean", short: "h" },
+      "prompt-template": { type: "string" }, stats: { type: "boolean" }, warmup: { type: "string" }, help: { type: "boolean", short: "h" },
     },
   }).values;
 } catch (e) {
@@ -45,6 +47,8 @@ if (args["prompt-template"] !== undefined) {
   options.template = args["prompt-template"];
 }
 
+const warmup = args.warmup === undefined ? 0 : number("warmup", args.warmup, { integer: true, min: 0 });
+
 const dist = new URL("dist/", import.meta.url);
 let engineModule;
 try {
@@ -57,6 +61,7 @@ try {
   let source = null;
   if (args.model) source = { name: args.model.split("/").pop(), bytes: new Uint8Array(await readFile(args.model)) };
   const model = engine.loadModel(source);
+  if (warmup) await model.generate(args.prompt, { ...options, maxTokens: warmup });
   const result = await model.generate(args.prompt, options, (piece) => process.stdout.write(piece));
   if (result.text && !result.text.endsWith("\n")) process.stdout.write("\n");
   if (args.stats) {

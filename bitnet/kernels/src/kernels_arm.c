@@ -108,7 +108,7 @@ BN_FN vf32 load_f32(const float *x) { return vld1q_f32(x); }
 BN_FN vf32 madd_f32(vf32 acc, vf32 w, vf32 x) { return vfmaq_f32(acc, w, x); }
 BN_FN float hsum_f32(vf32 a, vf32 b) { return vaddvq_f32(vaddq_f32(a, b)); }
 
-/* ---- attention: the x86 kernel's structure with 4-lane vectors (wasm still uses the scalar one) ---- */
+/* ---- attention: the x86 kernel's structure with 4-lane vectors ---- */
 
 BN_FN vf32 k4(const bn_f16 *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 

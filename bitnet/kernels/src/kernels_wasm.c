@@ -1,6 +1,6 @@
 /* WebAssembly SIMD128 variant (Pyodide / emscripten builds): activation quantization, I2_S gemv/gemm and the
- * F16 matmul (their loops shared with the NEON variant in kernels_simd128_impl.h); the other entries are the
- * scalar reference.
+ * F16 matmul (their loops shared with the NEON variant in kernels_simd128_impl.h) and attention (below); the
+ * other entries are the scalar reference.
  *
  * The ternary dot widens code*q products (codes 0..2) into int16 with i16x8.extmul, adds the low and high
  * halves (two products: within [-512, 508]) and pairwise-widens into int32 right away, so no int16 lane ever
@@ -100,13 +100,15 @@ BN_FN int32_t hsum_i32(vi32 v) {
 }
 
 /* Four halves (u32 lanes holding 16-bit values) -> floats, exact for every input including subnormals,
- * infinities and NaN. */
+ * infinities and NaN. Shifting the half to the top and back arithmetically by 3 leaves its sign in bit 31 (and
+ * copies of it in 30..28, masked off) and exponent + mantissa in bits 27..13: a float 2^-112 times the half,
+ * which one multiply by 2^112 rebiases (subnormals included). An all-ones exponent is made the float's. */
 BN_FN v128_t half4_to_f32(v128_t h) {
-    const v128_t mag = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x7fff)), 13);
-    v128_t f = wasm_f32x4_mul(mag, wasm_i32x4_splat(0x77800000)); /* * 2^112 rebias (and denormal fix) */
-    const v128_t infnan = wasm_i32x4_eq(wasm_v128_and(h, wasm_i32x4_splat(0x7c00)), wasm_i32x4_splat(0x7c00));
-    f = wasm_v128_bitselect(wasm_v128_or(mag, wasm_i32x4_splat(0x7f800000)), f, infnan);
-    return wasm_v128_or(f, wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16));
+    const v128_t t = wasm_i32x4_shr(wasm_i32x4_shl(h, 16), 3);
+    const v128_t bits = wasm_v128_and(t, wasm_i32x4_splat((int32_t)0x8fffe000));
+    const v128_t f = wasm_f32x4_mul(bits, wasm_i32x4_splat(0x77800000)); /* * 2^112 */
+    const v128_t infnan = wasm_i32x4_eq(wasm_v128_and(t, wasm_i32x4_splat(0x0f800000)), wasm_i32x4_splat(0x0f800000));
+    return wasm_v128_bitselect(wasm_v128_or(bits, wasm_i32x4_splat(0x7f800000)), f, infnan);
 }
 
 BN_FN void load_f16x8(const uint8_t *p, vf32 *w) {
@@ -125,7 +127,111 @@ BN_FN float hsum_f32(vf32 a, vf32 b) {
            (wasm_f32x4_extract_lane(s, 2) + wasm_f32x4_extract_lane(s, 3));
 }
 
-#define BN_ATTENTION bn_scalar_attention /* not yet vectorized for SIMD128 (NEON's is in kernels_arm.c) */
+/* ---- attention: the dot products with K, the softmax and the weighted sum of V four lanes at a time ---- */
+
+BN_FN v128_t k4(const bn_f16 *p) { return half4_to_f32(wasm_u32x4_load16x4(p)); }
+
+BN_FN float hsum4(v128_t a) {
+    return (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 1)) +
+           (wasm_f32x4_extract_lane(a, 2) + wasm_f32x4_extract_lane(a, 3));
+}
+
+/* e^x for x <= 0, 0 below -87.3: NEON's exp_neg4 (Cody-Waite reduction, Taylor to r^7) without fused
+ * multiply-adds (n * ln2_hi is exact: n is a small integer and ln2_hi has 9 significant bits). No libm: this file
+ * must stay freestanding. */
+BN_FN v128_t exp_neg4(v128_t x) {
+    const v128_t lo = wasm_f32x4_splat(-87.3f);
+    const v128_t under = wasm_f32x4_lt(x, lo);
+    x = wasm_f32x4_max(x, lo);
+    const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504f)));
+    v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+    r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+    static const float c[7] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    v128_t p = wasm_f32x4_splat(1.0f / 5040);
+    for (int i = 0; i < 7; i++) p = wasm_f32x4_add(wasm_f32x4_splat(c[i]), wasm_f32x4_mul(p, r));
+    const v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+    return wasm_v128_andnot(wasm_f32x4_mul(p, e), under);
+}
+
+/* bn_softmax with four exponentials at a time (the last partial four through a padded copy), sum in double */
+BN_FN void softmax4(float *x, int64_t n) {
+    const int64_t n4 = n & ~(int64_t)3;
+    float tail[4];
+    for (int j = 0; j < 4; j++) tail[j] = n4 + j < n ? x[n4 + j] : -__builtin_inff();
+    v128_t vmax = wasm_v128_load(tail);
+    for (int64_t i = 0; i < n4; i += 4) vmax = wasm_f32x4_max(vmax, wasm_v128_load(x + i));
+    float mx = wasm_f32x4_extract_lane(vmax, 0);
+    for (int j = 1; j < 4; j++) {
+        const float m = j == 1 ? wasm_f32x4_extract_lane(vmax, 1)
+                               : j == 2 ? wasm_f32x4_extract_lane(vmax, 2) : wasm_f32x4_extract_lane(vmax, 3);
+        if (m > mx) mx = m;
+    }
+    if (mx == -__builtin_inff()) {   /* nothing attended: zeros, as bn_softmax */
+        for (int64_t i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    v128_t sum = wasm_f64x2_splat(0.0);
+    for (int64_t i = 0; i <= n4; i += 4) {
+        float *p = i < n4 ? x + i : tail;
+        const v128_t e = exp_neg4(wasm_f32x4_sub(wasm_v128_load(p), wasm_f32x4_splat(mx)));
+        wasm_v128_store(p, e);
+        sum = wasm_f64x2_add(sum, wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(e),
+                                                 wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(e, e, 2, 3, 0, 1))));
+    }
+    const float inv = (float)(1.0 / (wasm_f64x2_extract_lane(sum, 0) + wasm_f64x2_extract_lane(sum, 1)));
+    for (int64_t i = 0; i < n4; i += 4)
+        wasm_v128_store(x + i, wasm_f32x4_mul(wasm_v128_load(x + i), wasm_f32x4_splat(inv)));
+    for (int64_t i = n4; i < n; i++) x[i] = tail[i - n4] * inv;
+}
+
+/* Scores of positions [i, i + NP) for one query head: NP independent chains over the head's dims. */
+BN_FN void att_scores(const float *q, const bn_f16 *k, int64_t kv_stride, int64_t i, int64_t head_dim,
+                      float scale, float *scores, const int NP) {
+    const int64_t hd4 = head_dim & ~(int64_t)3;
+    v128_t acc[4];
+    for (int j = 0; j < NP; j++) acc[j] = wasm_f32x4_splat(0.0f);
+    for (int64_t d = 0; d < hd4; d += 4) {
+        const v128_t qd = wasm_v128_load(q + d);
+        for (int j = 0; j < NP; j++) acc[j] = madd_f32(acc[j], k4(k + (i + j) * kv_stride + d), qd);
+    }
+    for (int j = 0; j < NP; j++) {
+        float s = hsum4(acc[j]);
+        for (int64_t d = hd4; d < head_dim; d++) s += q[d] * bn_half_to_float(k[(i + j) * kv_stride + d]);
+        scores[i + j] = s * scale;
+    }
+}
+
+/* Dims [d, d + 4W) of the weighted sum of V: W accumulators, each one chain over the positions. */
+BN_FN void att_values(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, const float *scores, float *out,
+                      int64_t d, const int W) {
+    v128_t o[8];
+    for (int j = 0; j < W; j++) o[j] = wasm_f32x4_splat(0.0f);
+    for (int64_t p = 0; p < n_kv; p++) {
+        const v128_t s = wasm_f32x4_splat(scores[p]);
+        for (int j = 0; j < W; j++) o[j] = madd_f32(o[j], k4(v + p * kv_stride + d + 4 * j), s);
+    }
+    for (int j = 0; j < W; j++) wasm_v128_store(out + d + 4 * j, o[j]);
+}
+
+static void wasm_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
+    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    for (int64_t h = 0; h < n_q; h++, q += head_dim, out += head_dim) {
+        int64_t i = 0;
+        for (; i + 4 <= n_kv; i += 4) att_scores(q, k, kv_stride, i, head_dim, scale, scores, 4);
+        for (; i < n_kv; i++) att_scores(q, k, kv_stride, i, head_dim, scale, scores, 1);
+        softmax4(scores, n_kv);
+        int64_t d = 0;
+        for (; d + 32 <= head_dim; d += 32) att_values(v, kv_stride, n_kv, scores, out, d, 8);
+        for (; d + 4 <= head_dim; d += 4) att_values(v, kv_stride, n_kv, scores, out, d, 1);
+        for (; d < head_dim; d++) {
+            float o = 0.0f;
+            for (int64_t p = 0; p < n_kv; p++) o += scores[p] * bn_half_to_float(v[p * kv_stride + d]);
+            out[d] = o;
+        }
+    }
+}
+#define BN_ATTENTION wasm_attention
 
 #include "kernels_simd128_impl.h"
 
