@@ -24,6 +24,9 @@ __all__ = ["DEFAULT_CTX", "Generation", "WebModel", "embedded_model_path"]
 
 # A browser tab has a few GB of wasm32 memory at most: 2048 positions keep a 2B model's KV cache at 0.3 GB.
 DEFAULT_CTX = 2048
+# An F16 LM head up to this size as F32 is widened once at load (SIMD128 has no half-precision conversion: the
+# widening is most of the head's time per token). The 2B model's (1.3 GB as F32) stays F16.
+WIDEN_HEAD_BELOW = 256 * 2**20
 
 
 def embedded_model_path() -> Path:
@@ -44,7 +47,7 @@ class WebModel:
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.reader = GGUFReader(self.path)
         self.metadata = self.reader.metadata
-        self.transformer, self.hparams, _ = build_transformer(self.reader)
+        self.transformer, self.hparams, _ = build_transformer(self.reader, widen_head_below=WIDEN_HEAD_BELOW)
         self.tokenizer = spec_from_gguf_metadata(self.metadata)
         self.n_vocab = self.hparams.n_vocab
         if len(self.tokenizer.tokens) < self.n_vocab:
@@ -62,10 +65,12 @@ class WebModel:
 
     def info(self) -> dict:
         """Facts the page shows and uses (plain JSON-able values)."""
+        from bitnet.gguf import GGMLType
         from bitnet.kernels import active_variant
 
         return {"path": str(self.path), "arch": self.hparams.arch, "n_vocab": self.n_vocab, "n_ctx": self.n_ctx,
                 "n_layer": self.hparams.n_layer, "n_embd": self.hparams.n_embd, "kernel": active_variant(),
+                "lm_head_type": GGMLType(self.transformer.head_type).name,
                 "load_s": self.load_s, "chat_template": self.chat_template, **self.tokenizer.facts()}
 
     def tokenizer_json(self) -> str:

@@ -167,6 +167,8 @@ int run(void) {
             const bn_qinfo *qi = (const bn_qinfo *)(act + ((T * K + 7) & ~7));
             if (T == 1 && !gemm) (op == 4 ? kt->tq2_gemv : kt->tq1_gemv)(data, K, r0, r1, q, qi, y);
             else (op == 4 ? kt->tq2_gemm : kt->tq1_gemm)(data, K, r0, r1, q, qi, T, y, M);
+        } else if (op == 7) { /* f32: act = float x[T][K] */
+            kt->f32_gemm(data, K, r0, r1, (const float *)act, T, y, M);
         } else { /* f16: act = float x[T][K] */
             kt->f16_gemm(data, K, r0, r1, (const float *)act, T, y, M);
         }
@@ -324,6 +326,9 @@ def test_cross_variant_runs_like_the_scalar_reference(tmp_path: Path, name: str)
         want = bk.float_matmul(w.view(np.uint8).reshape(-1), bk.GGML_F16, K, M, x, variant="scalar")
         bound = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64).T) * K * 2.0 ** -23
         assert np.all(np.abs(out - want) <= bound + 1e-6)
+        # F32 matmul: an F32 copy of the same weights gives the F16 kernel's results bit for bit
+        out32 = np.frombuffer(request(_blob(7, K, M, T, w.astype(np.float32).tobytes(), x.tobytes())), np.float32)
+        np.testing.assert_array_equal(out32.reshape(T, M), out)
 
 
 # ---- the AVX-512 VNNI code path, on a machine without AVX-512 ----

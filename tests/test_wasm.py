@@ -53,6 +53,8 @@ def test_inference_path_runs_without_numpy_and_matches_the_engine(which: str) ->
     result = json.loads(proc.stdout)
     for ids in prompts:
         assert result["tokens"][str(ids)] == model.generate(ids, max_tokens=32, temperature=0).tokens
+    # both files' F16 heads are small enough to be widened to F32 once at load, and decode the same tokens
+    assert result["info"]["lm_head_type"] == "F32"
     assert result["info"]["eog_ids"] == sorted(model.tokenizer.eog_ids)
     assert result["info"]["bos_id"] == model.tokenizer.bos_id and result["info"]["add_bos"] == model.tokenizer.add_bos
 
@@ -301,3 +303,24 @@ def test_browser_loads_a_gguf_the_user_picks(page) -> None:
     assert _generate(page, PROMPTS[1], 32) == "done"
     native = _native_run("--model", str(path), "--prompt", PROMPTS[1], "-n", "32")
     assert page.eval_on_selector("#output", "e => e.textContent").rstrip("\n") == native.rstrip("\n")
+
+
+def test_the_head_is_widened_only_below_the_budget_and_scores_the_same() -> None:
+    from array import array
+
+    from bitnet.gguf import GGMLType, GGUFReader
+    from bitnet.models import build_transformer
+    from bitnet.models._forward import Context
+
+    reader = GGUFReader(bitnet.default_model_path())
+    n_bytes = 4 * reader.tensors["token_embd.weight"].n_elements
+    logits = {}
+    for budget, head_type in ((n_bytes, GGMLType.F16), (n_bytes + 1, GGMLType.F32)):
+        transformer, hp, _ = build_transformer(reader, widen_head_below=budget)
+        assert transformer.head_type == head_type
+        out = array("f", bytes(4 * hp.n_vocab))
+        transformer.forward(Context(transformer, 16), [hp.n_vocab - 2, 5, 17, 300], 0,
+                            memoryview(out).cast("B").cast("f", (1, hp.n_vocab)), False, 1)
+        logits[head_type] = list(out)
+    # the same values through another kernel: equal up to the order of float additions
+    assert logits[GGMLType.F32] == pytest.approx(logits[GGMLType.F16], rel=1e-5, abs=1e-5)

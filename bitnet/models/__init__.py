@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bitnet.errors import ModelError
+from bitnet.gguf import GGMLType
 from bitnet.models import bitnet, bitnet_b158, llama
 from bitnet.models.common import ArchSpec, BoundMatrix, HParams, bind_weights, read_hparams
 
@@ -23,12 +24,16 @@ def arch_spec(reader) -> tuple[str, ArchSpec]:
 LM_HEADS = ("exact", "q8_0")
 
 
-def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = None):
+def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = None, widen_head_below: int = 0):
     """Validate the file's graph and bind its weights: returns (Transformer, HParams, ArchSpec).
 
     lm_head "q8_0": the LM head (the tied F16 token embedding, or output.weight) is re-encoded as Q8_0 in memory
     at load (0.66 GB -> 0.35 GB read per token for the 2B model) and computed with int8 dot products on
-    Q8-quantized activations: faster, not exact (see benchmarks/README.md for its perplexity cost)."""
+    Q8-quantized activations: faster, not exact (see benchmarks/README.md for its perplexity cost).
+
+    widen_head_below: an exact F16 head whose F32 copy is smaller than this many bytes is widened to F32 once at
+    load (the same values, no per-token half-to-float conversion: the browser build uses it, SIMD128 having no
+    such instruction; the SIMD128 F32 kernel gives the F16 kernel's results bit for bit)."""
     from bitnet.models._forward import Transformer
 
     if lm_head not in LM_HEADS:
@@ -43,7 +48,19 @@ def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = No
             # The float head was read once to re-encode it; only the token embedding's few rows per step are
             # read from it again (when tied), so its pages need not stay resident (0.66 GB for the 2B model).
             reader.release_pages(head.name)
+    elif weights["output"].ggml_type == GGMLType.F16 and 4 * hp.n_vocab * hp.n_embd < widen_head_below:
+        weights["output"] = _widened_head(weights["output"])
     return Transformer(**weights, head_int8=lm_head == "q8_0"), hp, spec
+
+
+def _widened_head(head: BoundMatrix) -> BoundMatrix:
+    from array import array
+
+    from bitnet.kernels import GGML_F32, _kernels
+
+    out = array("f", bytes(4 * head.K * head.M))
+    _kernels.f16_to_f32(memoryview(head.data).cast("H"), out)
+    return BoundMatrix(f"{head.name} (widened to F32)", GGML_F32, head.K, head.M, memoryview(out).cast("B"), 1.0)
 
 
 def _int8_head(head: BoundMatrix, n_threads: int | None) -> BoundMatrix:

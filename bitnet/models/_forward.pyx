@@ -190,6 +190,11 @@ cdef class Transformer:
         return self.w.d.n_vocab
 
     @property
+    def head_type(self) -> int:
+        """The ggml type the LM head is computed from (F32 when an F16 head was widened at load)."""
+        return self.w.output.gtype
+
+    @property
     def head_int8(self) -> bool:
         return bool(self.w.output.act_q8)
 

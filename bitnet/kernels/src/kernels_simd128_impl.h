@@ -1,5 +1,5 @@
 /* Body shared by the 128-bit SIMD variants (aarch64 NEON, WebAssembly SIMD128), included once by kernels_arm.c
- * and kernels_wasm.c: the I2_S gemv/gemm, the F16 matmul and the table. A C "template", as kernels_x86_impl.h
+ * and kernels_wasm.c: the I2_S gemv/gemm, the F16 and F32 matmuls and the table. A C "template", as kernels_x86_impl.h
  * is for the x86 variants. Freestanding, like the files that include it.
  *
  * The including file defines:
@@ -81,20 +81,41 @@ static void BN_NAME(i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_
     for (; t < T; t++) i2s_tile(data, K, r0, r1, q + t * K, qi + t, wscale, y + t * ldy, ldy, 1);
 }
 
-/* ---- F16 weights x float activations: RB rows x NT tokens, 8 elements per step ---- */
+/* ---- F16 or F32 weights x float activations: RB rows x NT tokens, 8 elements per step. One loop for both
+ * (F32: the width of the weights; the compiler specializes each caller): an F32 copy of F16 weights gives
+ * bit-identical results, only without widening each half on every use. ---- */
 
-BN_FN void f16_tile(const uint8_t *data, int64_t K, int64_t r, const float *x, float *y, int64_t ldy, const int RB,
-                    const int NT) {
+BN_FN void load_w8(const uint8_t *p, vf32 *w, const int F32) {
+    if (F32) {
+        w[0] = load_f32((const float *)p);
+        w[1] = load_f32((const float *)p + 4);
+    } else {
+        load_f16x8(p, w);
+    }
+}
+
+BN_FN float load_w1(const uint8_t *p, const int F32) {
+    if (F32) {
+        float f;
+        BN_MEMCPY(&f, p, 4);
+        return f;
+    }
+    return bn_half_to_float(bn_load_u16(p));
+}
+
+BN_FN void float_tile(const uint8_t *data, int64_t K, int64_t r, const float *x, float *y, int64_t ldy,
+                      const int RB, const int NT, const int F32) {
+    const int64_t es = F32 ? 4 : 2;   /* bytes per weight */
     vf32 acc[4][4][2];
     const uint8_t *rows[4];
     for (int i = 0; i < RB; i++) {
-        rows[i] = data + (r + i) * K * 2;
+        rows[i] = data + (r + i) * K * es;
         for (int t = 0; t < NT; t++) acc[i][t][0] = acc[i][t][1] = zero_f32();
     }
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
         vf32 w[4][2];
-        for (int i = 0; i < RB; i++) load_f16x8(rows[i] + 2 * k, w[i]);
+        for (int i = 0; i < RB; i++) load_w8(rows[i] + es * k, w[i], F32);
         for (int t = 0; t < NT; t++) {
             const vf32 x0 = load_f32(x + t * K + k), x1 = load_f32(x + t * K + k + 4);
             for (int i = 0; i < RB; i++) {
@@ -106,24 +127,35 @@ BN_FN void f16_tile(const uint8_t *data, int64_t K, int64_t r, const float *x, f
     for (int i = 0; i < RB; i++)
         for (int t = 0; t < NT; t++) {
             float s = hsum_f32(acc[i][t][0], acc[i][t][1]);
-            for (int64_t kk = k; kk < K; kk++) s += bn_half_to_float(bn_load_u16(rows[i] + 2 * kk)) * x[t * K + kk];
+            for (int64_t kk = k; kk < K; kk++) s += load_w1(rows[i] + es * kk, F32) * x[t * K + kk];
             y[t * ldy + r + i] = s;
         }
 }
 
-BN_FN void f16_rows(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, float *y, int64_t ldy,
-                    const int NT) {
+BN_FN void float_rows(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, float *y,
+                      int64_t ldy, const int NT, const int F32) {
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) f16_tile(data, K, r, x, y, ldy, 4, NT);
-    for (; r < r1; r++) f16_tile(data, K, r, x, y, ldy, 1, NT);
+    for (; r + 4 <= r1; r += 4) float_tile(data, K, r, x, y, ldy, 4, NT, F32);
+    for (; r < r1; r++) float_tile(data, K, r, x, y, ldy, 1, NT, F32);
+}
+
+BN_FN void float_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                      float *y, int64_t ldy, const int F32) {
+    int64_t t = 0;
+    for (; t + 2 <= T; t += 2) float_rows(data, K, r0, r1, x + t * K, y + t * ldy, ldy, 2, F32);
+    if (t < T) float_rows(data, K, r0, r1, x + t * K, y + t * ldy, ldy, 1, F32);
 }
 
 static void BN_NAME(f16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                               float *y, int64_t ldy) {
     BN_MARK(BN_VARIANT, T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM);
-    int64_t t = 0;
-    for (; t + 2 <= T; t += 2) f16_rows(data, K, r0, r1, x + t * K, y + t * ldy, ldy, 2);
-    if (t < T) f16_rows(data, K, r0, r1, x + t * K, y + t * ldy, ldy, 1);
+    float_gemm(data, K, r0, r1, x, T, y, ldy, 0);
+}
+
+static void BN_NAME(f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
+                              float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, T == 1 ? BN_K_F32_GEMV : BN_K_F32_GEMM);
+    float_gemm(data, K, r0, r1, x, T, y, ldy, 1);
 }
 
 static const bn_kernels BN_NAME(table) = {
@@ -138,7 +170,7 @@ static const bn_kernels BN_NAME(table) = {
     .f16_gemm = BN_NAME(f16_gemm),
     .bf16_gemm = bn_scalar_bf16_gemm,
     .q80_gemm = bn_scalar_q80_gemm,
-    .f32_gemm = bn_scalar_f32_gemm,
+    .f32_gemm = BN_NAME(f32_gemm),
     .q80_q8_gemm = bn_scalar_q80_q8_gemm,
     .attention = BN_ATTENTION,
 };
