@@ -308,9 +308,10 @@ def test_browser_loads_a_gguf_the_user_picks(page) -> None:
 def test_the_head_is_widened_only_below_the_budget_and_scores_the_same() -> None:
     from array import array
 
+    from bitnet.models._forward import Context
+
     from bitnet.gguf import GGMLType, GGUFReader
     from bitnet.models import build_transformer
-    from bitnet.models._forward import Context
 
     reader = GGUFReader(bitnet.default_model_path())
     n_bytes = 4 * reader.tensors["token_embd.weight"].n_elements
