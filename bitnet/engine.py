@@ -18,6 +18,7 @@ import numpy as np
 
 from bitnet.errors import BitNetError, ContextOverflowError, ModelError
 from bitnet.gguf import GGUFReader
+from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
 
 DEFAULT_MODEL_NAME = "bitnet-tiny.gguf"
 MAX_DEFAULT_CTX = 4096
@@ -89,8 +90,7 @@ class SamplingParams:
         if isinstance(stop, str):
             stop = (stop,)
         stop = tuple(s for s in (stop or ()) if s)
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
-            raise ValueError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        check_max_tokens(max_tokens)
         if seed is None and os.environ.get("BITNET_SEED"):
             seed = int(os.environ["BITNET_SEED"])
         return cls(max_tokens, float(temperature), int(top_k), float(top_p), float(min_p), float(repeat_penalty),
@@ -171,12 +171,7 @@ class Decoding:
         from bitnet.sampling import Sampler
         from bitnet.tokenizer import StreamDecoder
 
-        if not prompt_ids:
-            raise ValueError("the prompt is empty (no tokens)")
-        if len(prompt_ids) >= model.n_ctx:
-            raise ContextOverflowError(
-                f"prompt of {len(prompt_ids)} tokens does not fit in the context of {model.n_ctx} tokens")
-        self.budget = min(params.max_tokens, model.n_ctx - len(prompt_ids))
+        self.budget = generation_budget(prompt_ids, model.n_ctx, params.max_tokens)
         self.sampler = Sampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                                min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed)
         self.eog_ids = model.tokenizer.eog_ids
@@ -314,10 +309,7 @@ class Model:
         self.n_vocab = self.hparams.n_vocab
         self.tokenizer = (load_tokenizer(tokenizer_path) if tokenizer_path is not None
                           else Tokenizer.from_gguf_metadata(self.metadata))
-        if self.tokenizer.vocab_size < self.n_vocab:
-            # The head would score ids that have no text; refuse at load rather than fail mid-generation.
-            raise ModelError(f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's head scores "
-                             f"{self.n_vocab}: the vocabulary is smaller than the LM head")
+        check_tokenizer_covers_head(self.tokenizer.vocab_size, self.n_vocab)
         if n_ctx is None:
             n_ctx = min(self.hparams.n_ctx_train, MAX_DEFAULT_CTX)
         if not isinstance(n_ctx, int) or n_ctx < 2:
@@ -362,11 +354,7 @@ class Model:
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
             return self.tokenize(prompt)
-        ids = [int(t) for t in prompt]
-        bad = [t for t in ids if not 0 <= t < self.n_vocab]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.n_vocab - 1})")
-        return ids
+        return prompt_token_ids(prompt, self.n_vocab)
 
     # -- generation
     def stream(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,

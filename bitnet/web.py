@@ -16,8 +16,8 @@ from array import array
 from pathlib import Path
 
 from bitnet.chat import detect_format, jinja_stop_texts, render_chat
-from bitnet.errors import ContextOverflowError, ModelError
 from bitnet.gguf import GGUFReader
+from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
 from bitnet.tokenizer_spec import spec_from_gguf_metadata
 
 __all__ = ["DEFAULT_CTX", "Generation", "WebModel", "embedded_model_path"]
@@ -50,9 +50,7 @@ class WebModel:
         self.transformer, self.hparams, _ = build_transformer(self.reader, widen_head_below=WIDEN_HEAD_BELOW)
         self.tokenizer = spec_from_gguf_metadata(self.metadata)
         self.n_vocab = self.hparams.n_vocab
-        if len(self.tokenizer.tokens) < self.n_vocab:
-            raise ModelError(f"the tokenizer has {len(self.tokenizer.tokens)} tokens but the model's head scores "
-                             f"{self.n_vocab}: the vocabulary is smaller than the LM head")
+        check_tokenizer_covers_head(len(self.tokenizer.tokens), self.n_vocab)
         self.n_ctx = n_ctx or min(self.hparams.n_ctx_train, DEFAULT_CTX)
         if self.n_ctx < 2:
             raise ValueError(f"n_ctx must be an integer >= 2, got {self.n_ctx!r}")
@@ -100,7 +98,7 @@ class WebModel:
     def start(self, prompt_ids, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
               top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int | None = None
               ) -> Generation:
-        return Generation(self, [int(t) for t in prompt_ids], max_tokens, temperature, top_k, top_p, min_p,
+        return Generation(self, prompt_ids, max_tokens, temperature, top_k, top_p, min_p,
                           repeat_penalty, seed)
 
 
@@ -112,21 +110,12 @@ class Generation:
                  top_p: float, min_p: float, repeat_penalty: float, seed: int | None) -> None:
         from bitnet.sampling import Sampler
 
-        if not prompt_ids:
-            raise ValueError("the prompt is empty (no tokens)")
-        bad = [t for t in prompt_ids if not 0 <= t < model.n_vocab]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{model.n_vocab - 1})")
-        if len(prompt_ids) >= model.n_ctx:
-            raise ContextOverflowError(
-                f"prompt of {len(prompt_ids)} tokens does not fit in the context of {model.n_ctx} tokens")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
-            raise ValueError(f"max_tokens must be a non-negative integer, got {max_tokens!r}")
+        prompt_ids = prompt_token_ids(prompt_ids, model.n_vocab)
+        self.budget = generation_budget(prompt_ids, model.n_ctx, check_max_tokens(max_tokens))
         self.model = model
         self.sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                repeat_penalty=repeat_penalty, seed=seed)
         self.prompt_ids = prompt_ids
-        self.budget = min(max_tokens, model.n_ctx - len(prompt_ids))
         self.history = array("q", prompt_ids)
         self.generated: list[int] = []
         self.finish_reason: str | None = None if self.budget > 0 else "length"
