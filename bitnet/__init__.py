@@ -27,7 +27,7 @@ from bitnet.errors import (  # noqa: E402
 
 # The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
 # and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
-_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "Session", "Timings", "default_model_path", "load")
+_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "Session", "Timings", "load")
 
 
 def __getattr__(name: str):
@@ -36,6 +36,13 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'bitnet' has no attribute {name!r}")
+
+
+def default_model_path():
+    """Where the embedded default model lives inside the installed package (a pathlib.Path)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent / "data" / "bitnet-tiny.gguf"
 
 
 def cpu_info() -> dict:

@@ -16,17 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bitnet import default_model_path
 from bitnet.errors import BitNetError, ContextOverflowError, ModelError
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
 
-DEFAULT_MODEL_NAME = "bitnet-tiny.gguf"
 MAX_DEFAULT_CTX = 4096
-
-
-def default_model_path() -> Path:
-    """Where the embedded default model lives inside the installed package."""
-    return Path(__file__).resolve().parent / "data" / DEFAULT_MODEL_NAME
 
 
 def default_threads() -> int:

@@ -15,22 +15,19 @@ import time
 from array import array
 from pathlib import Path
 
+from bitnet import default_model_path
 from bitnet.chat import detect_format, jinja_stop_texts, render_chat
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
 from bitnet.tokenizer_spec import spec_from_gguf_metadata
 
-__all__ = ["DEFAULT_CTX", "Generation", "WebModel", "embedded_model_path"]
+__all__ = ["DEFAULT_CTX", "Generation", "WebModel"]
 
 # A browser tab has a few GB of wasm32 memory at most: 2048 positions keep a 2B model's KV cache at 0.3 GB.
 DEFAULT_CTX = 2048
 # An F16 LM head up to this size as F32 is widened once at load (SIMD128 has no half-precision conversion: the
 # widening is most of the head's time per token). The 2B model's (1.3 GB as F32) stays F16.
 WIDEN_HEAD_BELOW = 256 * 2**20
-
-
-def embedded_model_path() -> Path:
-    return Path(__file__).resolve().parent / "data" / "bitnet-tiny.gguf"
 
 
 class WebModel:
@@ -42,7 +39,7 @@ class WebModel:
         from bitnet.models._forward import Context
 
         t0 = time.perf_counter()
-        self.path = Path(path) if path else embedded_model_path()
+        self.path = Path(path) if path else default_model_path()
         if not self.path.is_file():
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.reader = GGUFReader(self.path)

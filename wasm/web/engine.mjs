@@ -124,6 +124,7 @@ export class Model {
     const t0 = performance.now();
     let firstTokenAt = null;
     let lastYield = t0;
+    let stats;
     try {
       for (;;) {
         if (shouldStop()) { gen.stop(); finishReason = "stopped"; break; }
@@ -149,12 +150,10 @@ export class Model {
         }
       }
     } finally {
-      const stats = gen.stats().toJs({ dict_converter: Object.fromEntries });
+      stats = gen.stats().toJs({ dict_converter: Object.fromEntries });
       gen.destroy();
-      this.lastStats = stats;
     }
     if (textSoFar.length > shown) onText(textSoFar.slice(shown));
-    const stats = this.lastStats;
     const decodeMs = firstTokenAt === null ? 0 : performance.now() - firstTokenAt;
     stats.wall_tokens_per_s = tokens.length > 1 && decodeMs > 0 ? (tokens.length - 1) / (decodeMs / 1000) : 0;
     stats.wall_s = (performance.now() - t0) / 1000;
