@@ -38,6 +38,8 @@ __all__ = [
     "f32_to_f16",
     "encode_q80",
     "float_matmul",
+    "lut_matmul",
+    "lut_pack",
     "q8_matmul",
     "quantize_act",
     "quantize_q8",
@@ -241,6 +243,33 @@ def ternary_matmul_q(data, ggml_type: int, K: int, M: int, q: np.ndarray, scale:
     wscale = float(buf[K * M // 4:K * M // 4 + 4].view(np.float32)[0]) if ggml_type == GGML_I2_S else 1.0
     y = np.empty((T, M), dtype=np.float32)
     _k.ternary_matmul(v, ggml_type, buf, K, M, q, info, wscale, y, n_threads, gemm, row_chunk)
+    return y
+
+
+def lut_pack(data, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
+    """The LUT form of an I2_S weight of numpy shape [M, K] (layout in src/kernels.h): uint8, the same 2 bits
+    per weight in tiles of 32 rows, for lut_matmul and the forward pass."""
+    buf = _check_matmul(data, GGML_I2_S, K, M, (GGML_I2_S,), "lut_pack")
+    out = np.empty(_k.lut_bytes(K, M), dtype=np.uint8)
+    _k.lut_pack(buf, K, M, out, n_threads)
+    return out
+
+
+def lut_matmul(lut: np.ndarray, K: int, M: int, q: np.ndarray, scale: np.ndarray, qsum: np.ndarray,
+               wscale: float, variant: str | None = None, n_threads: int | None = None, gemm: bool = False,
+               row_chunk: int | None = None) -> np.ndarray:
+    """ternary_matmul_q for a weight in the LUT form (lut_pack): float32 [T, M], the I2_S kernels' bits."""
+    lut = np.ascontiguousarray(lut, dtype=np.uint8).reshape(-1)
+    if lut.size != _k.lut_bytes(K, M):
+        raise ValueError(f"a LUT-form weight of [{M}, {K}] has {_k.lut_bytes(K, M)} bytes, got {lut.size}")
+    v = _table(variant)
+    q = np.ascontiguousarray(np.asarray(q, dtype=np.int8).reshape(-1, K))
+    T = q.shape[0]
+    info = np.empty(T * 8, dtype=np.uint8)
+    info.view(np.float32)[0::2] = np.broadcast_to(np.asarray(scale, np.float32), (T,))
+    info.view(np.int32)[1::2] = np.broadcast_to(np.asarray(qsum, np.int32), (T,))
+    y = np.empty((T, M), dtype=np.float32)
+    _k.lut_matmul(v, lut, K, M, q, info, float(wscale), y, n_threads, gemm, row_chunk)
     return y
 
 

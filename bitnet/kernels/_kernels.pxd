@@ -29,6 +29,8 @@ cdef extern from "kernels.h" nogil:
         BN_K_ATTENTION
         BN_K_Q80Q8_GEMV
         BN_K_Q80Q8_GEMM
+        BN_K_I2L_GEMV
+        BN_K_I2L_GEMM
         BN_K_COUNT
 
     enum bn_variant:
@@ -69,6 +71,11 @@ cdef extern from "kernels.h" nogil:
                          const float *x, int64_t T, float *y, int64_t ldy) noexcept nogil
         void (*q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
                             const float *xd, int64_t T, float *y, int64_t ldy) noexcept nogil
+        void (*lut_tables)(const int8_t *q, int64_t K, int8_t *tables) noexcept nogil
+        void (*i2l_gemv)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
+                         const bn_qinfo *qi, float wscale, float *y) noexcept nogil
+        void (*i2l_gemm)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
+                         const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) noexcept nogil
         void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) noexcept nogil
 
@@ -100,6 +107,12 @@ cdef extern from "kernels.h" nogil:
     int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out)
     void bn_quantize_q8(const float *x, int64_t K, int8_t *q, float *d)
     void bn_encode_q80_row(const float *x, int64_t K, uint8_t *out)
+
+    enum:
+        BN_LUT_ROWS
+    int64_t bn_lut_bytes(int64_t K, int64_t M)
+    int64_t bn_lut_table_bytes(int64_t K)
+    void bn_lut_pack(const uint8_t *i2s, int64_t K, int64_t M, int64_t r0, int64_t r1, uint8_t *out)
 
 
 # The table chosen at import (BITNET_KERNEL or the best the CPU runs), changed by set_variant().

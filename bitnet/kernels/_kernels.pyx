@@ -156,6 +156,54 @@ def ternary_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int
                 kt.tq1_gemm(w, K, r0, r1, qp, qi, T, yp, M)
 
 
+def lut_bytes(int64_t K, int64_t M) -> int:
+    return bn_lut_bytes(K, M)
+
+
+def lut_table_bytes(int64_t K) -> int:
+    return bn_lut_table_bytes(K)
+
+
+def lut_pack(const uint8_t[::1] data, int64_t K, int64_t M, uint8_t[::1] out, object n_threads=None) -> None:
+    """Pack an I2_S weight [M, K] into its LUT form (`out` of lut_bytes(K, M)), tiles of rows in parallel."""
+    cdef int nt = _threads(n_threads)
+    cdef int64_t tiles = (M + BN_LUT_ROWS - 1) // BN_LUT_ROWS, t
+    for t in prange(tiles, nogil=True, num_threads=nt, schedule="static"):
+        bn_lut_pack(&data[0], K, M, t * BN_LUT_ROWS, min(M, (t + 1) * BN_LUT_ROWS), &out[0])
+
+
+def lut_matmul(int v, const uint8_t[::1] lut, int64_t K, int64_t M, const int8_t[:, ::1] q,
+               const uint8_t[::1] qinfo, float wscale, float[:, ::1] y, object n_threads=None,
+               bint use_gemm=False, object row_chunk=None) -> None:
+    """ternary_matmul for an I2_S weight in its LUT form: tables per token, then gemv (one token) or gemm."""
+    cdef const bn_kernels *kt = bn_kernels_for(v)
+    cdef const bn_qinfo *qi = <const bn_qinfo *>&qinfo[0]
+    cdef int64_t T = q.shape[0], tb = bn_lut_table_bytes(K), t
+    cdef bint gemv = T == 1 and not use_gemm
+    cdef int nt = _threads(n_threads)
+    # whole tiles per task unless a test asks for ranges that cut them
+    cdef int64_t chunk = ((_chunk_rows(M, K, nt, 1) + BN_LUT_ROWS - 1) // BN_LUT_ROWS * BN_LUT_ROWS
+                          if row_chunk is None else max(1, <int64_t>row_chunk))
+    cdef int64_t nchunks = (M + chunk - 1) // chunk
+    cdef int64_t c, r0, r1
+    cdef int8_t *tables = <int8_t *>malloc(T * tb)
+    if tables == NULL:
+        raise MemoryError("cannot allocate the LUT tables")
+    try:
+        with nogil:
+            for t in range(T):
+                kt.lut_tables(&q[t, 0], K, tables + t * tb)
+        for c in prange(nchunks, nogil=True, num_threads=nt, schedule="dynamic"):
+            r0 = c * chunk
+            r1 = min(r0 + chunk, M)
+            if gemv:
+                kt.i2l_gemv(&lut[0], K, r0, r1, tables, qi, wscale, &y[0, 0])
+            else:
+                kt.i2l_gemm(&lut[0], K, r0, r1, tables, qi, T, wscale, &y[0, 0], M)
+    finally:
+        free(tables)
+
+
 def float_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int64_t M, const float[:, ::1] x,
                  float[:, ::1] y, object n_threads=None) -> None:
     """y[T, M] = float-type weights (F32 0 / F16 1 / Q8_0 8 / BF16 30) x float activations x[T, K]."""

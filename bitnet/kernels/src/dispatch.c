@@ -14,6 +14,7 @@ const char *const bn_kernel_names[BN_K_COUNT] = {
     "f32_gemv", "f32_gemm",
     "attention",
     "q80q8_gemv", "q80q8_gemm",
+    "i2l_gemv", "i2l_gemm",
 };
 
 const char *const bn_variant_names[BN_V_COUNT] = {"scalar", "avx2", "avx512", "neon", "wasm"};

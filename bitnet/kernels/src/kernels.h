@@ -38,6 +38,7 @@ enum bn_kernel_id {
     BN_K_F32_GEMV, BN_K_F32_GEMM,
     BN_K_ATTENTION,
     BN_K_Q80Q8_GEMV, BN_K_Q80Q8_GEMM,
+    BN_K_I2L_GEMV, BN_K_I2L_GEMM,
     BN_K_COUNT
 };
 
@@ -92,6 +93,15 @@ typedef struct bn_kernels {
     void (*q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *xq, const float *xd, int64_t T, float *y, int64_t ldy);
 
+    /* ---- I2_S in the LUT form (bn_lut_pack below): the ternary matmul looks up sums of activation pairs
+     * instead of multiplying. `lut` is the packed weight, `tables` the per-token tables of lut_tables (token t
+     * at tables + t * bn_lut_table_bytes(K)); results are the I2_S kernels' bits. ---- */
+    void (*lut_tables)(const int8_t *q, int64_t K, int8_t *tables);
+    void (*i2l_gemv)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *tables, const bn_qinfo *qi, float wscale, float *y);
+    void (*i2l_gemm)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1,
+                     const int8_t *tables, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy);
+
     /* ---- attention for n_q query heads sharing one K/V head (GQA), over positions [0, n_kv): q and out hold
      * the heads one after another (head_dim floats each); k/v rows are f16 with stride kv_stride elements;
      * out_h = softmax(q_h.k * scale) v. `scores` is scratch of n_q * n_kv floats. ---- */
@@ -118,6 +128,27 @@ int bn_best_variant(void);
 const bn_kernels *bn_kernels_for(int variant);   /* NULL if not compiled or not supported */
 /* Whether the NEON table was compiled for the dot-product extension, which the CPU must then have. */
 int bn_neon_needs_dotprod(void);
+
+/* ---- the LUT form of a ternary I2_S weight (lut.c; the TL1 technique with exact integer tables) ----
+ * Rows go in tiles of BN_LUT_ROWS; a tile holds S = ceil(K/4) steps of BN_LUT_ROWS bytes, tile-major:
+ * byte r of step j of tile t (offset (t*S + j) * BN_LUT_ROWS + r) packs the codes c (0..2: ternary + 1) of row
+ * BN_LUT_ROWS*t + r for inputs 4j..4j+3 as c0<<6 | c1<<4 | c2<<2 | c3 (code 3 written as 1; rows past M and
+ * inputs past K as 1, weight 0). So the high nibble (c0<<2 | c1) indexes the table of input pair 2j, the low
+ * nibble that of pair 2j+1: the same 2 bits per weight as I2_S, transposed so that one 32-byte load holds a
+ * nibble for 32 rows of the same input pair (one pshufb looks all of them up).
+ * Tables (per token): pair p = inputs 2p, 2p+1 (0 past K) has BN_LUT_PAIR_BYTES bytes: 16 high entries, then
+ * 16 low ones. Entry i = c0<<2 | c1 splits v = (c0-1)*q[2p] + (c1-1)*q[2p+1] (in [-256, 256]) exactly as
+ * v = 32*hi + lo with hi = v >> 5 in [-8, 8] and lo = v & 31 in [0, 31]; entries with a code 3 are 0. Eight
+ * lookups add up in int8 lanes without wrapping (|hi sum| <= 64, lo sum <= 248 unsigned), then widen.
+ * A row's dot is sum(v) + sum(q) = sum(c*q), finished by bn_i2s_finish as every I2_S kernel. */
+#define BN_LUT_ROWS 32
+#define BN_LUT_PAIR_BYTES 32
+int64_t bn_lut_bytes(int64_t K, int64_t M);      /* size of the packed form of an [M, K] weight */
+int64_t bn_lut_table_bytes(int64_t K);           /* size of one token's tables */
+/* Pack the tiles holding rows [r0, r1) of an I2_S weight (r0 % BN_LUT_ROWS == 0; r1 == M or a multiple of
+ * BN_LUT_ROWS), so that tiles can be packed in parallel. */
+void bn_lut_pack(const uint8_t *i2s, int64_t K, int64_t M, int64_t r0, int64_t r1, uint8_t *out);
+void bn_lut_tables(const int8_t *q, int64_t K, int8_t *tables);
 
 /* ---- portable light ops (ops.c), not ISA-specific: cheap next to the matmuls ---- */
 void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out);  /* sum of squares in double */

@@ -118,6 +118,10 @@ void bn_scalar_f32_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const float *x, int64_t T, float *y, int64_t ldy);
 void bn_scalar_q80_q8_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                            const int8_t *xq, const float *xd, int64_t T, float *y, int64_t ldy);
+void bn_scalar_i2l_gemv(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1,
+                        const int8_t *tables, const bn_qinfo *qi, float wscale, float *y);
+void bn_scalar_i2l_gemm(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1,
+                        const int8_t *tables, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy);
 void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out);
 

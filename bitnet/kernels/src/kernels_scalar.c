@@ -239,6 +239,9 @@ static const bn_kernels scalar_table = {
     .q80_gemm = bn_scalar_q80_gemm,
     .f32_gemm = bn_scalar_f32_gemm,
     .q80_q8_gemm = bn_scalar_q80_q8_gemm,
+    .lut_tables = bn_lut_tables,
+    .i2l_gemv = bn_scalar_i2l_gemv,
+    .i2l_gemm = bn_scalar_i2l_gemm,
     .attention = bn_scalar_attention,
 };
 

@@ -172,6 +172,9 @@ static const bn_kernels BN_NAME(table) = {
     .q80_gemm = bn_scalar_q80_gemm,
     .f32_gemm = BN_NAME(f32_gemm),
     .q80_q8_gemm = bn_scalar_q80_q8_gemm,
+    .lut_tables = bn_lut_tables,
+    .i2l_gemv = bn_scalar_i2l_gemv,
+    .i2l_gemm = bn_scalar_i2l_gemm,
     .attention = BN_ATTENTION,
 };
 

@@ -969,6 +969,113 @@ BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_
         F(attention_heads)(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 1);
 }
 
+/* ---- I2_S in the LUT form (layout and integer bounds in kernels.h) ----
+ *
+ * One tile of 32 rows at a time: each step loads 32 packed bytes (one per row), and its two nibbles index the
+ * tables of two input pairs with pshufb (a table's 16 entries broadcast to both 128-bit lanes). High and low
+ * parts of the looked-up sums add up in int8 lanes for four steps (eight lookups), then widen into int16
+ * (15 batches stay below 2^15), then into int32. */
+#define BN_LUT_BATCH 4      /* steps per int8 batch */
+#define BN_LUT_RUN 60       /* steps per int16 run: 15 batches */
+
+BN_FN __m256i F(lut_entries)(const int8_t *p) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+}
+
+/* dots[32 i + r] = exact sum(c*q) - sum(q) of row r of the NB (1 or 2) tiles at tile + i * tstride, against one
+ * token's tables: two tiles share each table load (the loads, not the lookups, bound one tile alone). */
+BN_FN void F(i2l_tiles)(const uint8_t *tile, int64_t tstride, int64_t S, const int8_t *tab, int32_t *dots,
+                        const int NB) {
+    const __m256i m0f = _mm256_set1_epi8(0x0f);
+    __m256i acc32[2][4];
+    for (int b = 0; b < NB; b++)
+        for (int i = 0; i < 4; i++) acc32[b][i] = _mm256_setzero_si256();
+    for (int64_t j0 = 0; j0 < S; j0 += BN_LUT_RUN) {
+        const int64_t jend = S - j0 < BN_LUT_RUN ? S : j0 + BN_LUT_RUN;
+        __m256i acc_lo[2], acc_hi[2]; /* int16: rows 0-15, 16-31 */
+        for (int b = 0; b < NB; b++) acc_lo[b] = acc_hi[b] = _mm256_setzero_si256();
+        for (int64_t jb = j0; jb < jend; jb += BN_LUT_BATCH) {
+            const int64_t jn = jend - jb < BN_LUT_BATCH ? jend : jb + BN_LUT_BATCH;
+            __m256i h8[2], l8[2];
+            for (int b = 0; b < NB; b++) h8[b] = l8[b] = _mm256_setzero_si256();
+            for (int64_t j = jb; j < jn; j++) {
+                const int8_t *p0 = tab + 2 * j * BN_LUT_PAIR_BYTES, *p1 = p0 + BN_LUT_PAIR_BYTES;
+                const __m256i th0 = F(lut_entries)(p0), tl0 = F(lut_entries)(p0 + 16);
+                const __m256i th1 = F(lut_entries)(p1), tl1 = F(lut_entries)(p1 + 16);
+                for (int b = 0; b < NB; b++) {
+                    const __m256i w = F(load)(tile + b * tstride + j * BN_LUT_ROWS);
+                    const __m256i nh = _mm256_and_si256(_mm256_srli_epi16(w, 4), m0f);
+                    const __m256i nl = _mm256_and_si256(w, m0f);
+                    h8[b] = _mm256_add_epi8(h8[b], _mm256_add_epi8(_mm256_shuffle_epi8(th0, nh),
+                                                                   _mm256_shuffle_epi8(th1, nl)));
+                    l8[b] = _mm256_add_epi8(l8[b], _mm256_add_epi8(_mm256_shuffle_epi8(tl0, nh),
+                                                                   _mm256_shuffle_epi8(tl1, nl)));
+                }
+            }
+            for (int b = 0; b < NB; b++) { /* 32 * hi + lo per row, in int16 */
+                const __m256i hlo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(h8[b]));
+                const __m256i hhi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(h8[b], 1));
+                const __m256i llo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(l8[b]));
+                const __m256i lhi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(l8[b], 1));
+                acc_lo[b] = _mm256_add_epi16(acc_lo[b], _mm256_add_epi16(_mm256_slli_epi16(hlo, 5), llo));
+                acc_hi[b] = _mm256_add_epi16(acc_hi[b], _mm256_add_epi16(_mm256_slli_epi16(hhi, 5), lhi));
+            }
+        }
+        for (int b = 0; b < NB; b++) {
+            acc32[b][0] = _mm256_add_epi32(acc32[b][0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc_lo[b])));
+            acc32[b][1] = _mm256_add_epi32(acc32[b][1], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc_lo[b], 1)));
+            acc32[b][2] = _mm256_add_epi32(acc32[b][2], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc_hi[b])));
+            acc32[b][3] = _mm256_add_epi32(acc32[b][3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc_hi[b], 1)));
+        }
+    }
+    for (int b = 0; b < NB; b++)
+        for (int i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(dots + 32 * b + 8 * i), acc32[b][i]);
+}
+
+/* Rows [r0, r1) of T tokens, two tiles at a time: each tile's packed bytes are read from memory once and reused
+ * from the cache for every token. A range that cuts a tile computes the whole tile and keeps its own rows. */
+BN_FN void F(i2l_rows)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
+                       const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
+    const int64_t S = (K + 3) / 4, tb = bn_lut_table_bytes(K), tstride = S * BN_LUT_ROWS;
+    const int64_t tend = (r1 + BN_LUT_ROWS - 1) / BN_LUT_ROWS;
+    int32_t dots[2 * BN_LUT_ROWS] __attribute__((aligned(32)));
+    for (int64_t t0 = r0 / BN_LUT_ROWS; t0 < tend; t0 += 2) {
+        const int NB = tend - t0 >= 2 ? 2 : 1;
+        const int64_t base = t0 * BN_LUT_ROWS;
+        const int64_t lo = r0 > base ? r0 : base, hi = r1 < base + NB * BN_LUT_ROWS ? r1 : base + NB * BN_LUT_ROWS;
+        for (int64_t t = 0; t < T; t++) {
+            if (NB == 2) F(i2l_tiles)(lut + t0 * tstride, tstride, S, tables + t * tb, dots, 2);
+            else F(i2l_tiles)(lut + t0 * tstride, tstride, S, tables + t * tb, dots, 1);
+            const __m256 vsum = _mm256_set1_ps((float)qi[t].sum), vs = _mm256_set1_ps(qi[t].scale);
+            const __m256 vw = _mm256_set1_ps(wscale);
+            float out[2 * BN_LUT_ROWS];
+            for (int i = 0; i < NB * BN_LUT_ROWS; i += 8) {
+                /* dot = sum(v) + sum(q); then bn_i2s_finish's steps, eight rows at a time */
+                const __m256i d = _mm256_add_epi32(_mm256_load_si256((const __m256i *)(dots + i)),
+                                                   _mm256_set1_epi32(qi[t].sum));
+                const __m256 v = _mm256_div_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(d), vsum), vs);
+                _mm256_storeu_ps(out + i, _mm256_mul_ps(v, vw));
+            }
+            for (int64_t r = lo; r < hi; r++) y[t * ldy + r] = out[r - base];
+        }
+    }
+}
+
+BN_API void F(i2l_gemv)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
+                        const bn_qinfo *qi, float wscale, float *y) {
+    BN_MARK(BN_VARIANT, BN_K_I2L_GEMV);
+    F(i2l_rows)(lut, K, r0, r1, tables, qi, 1, wscale, y, 0);
+}
+
+BN_API void F(i2l_gemm)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
+                        const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
+    BN_MARK(BN_VARIANT, BN_K_I2L_GEMM);
+    F(i2l_rows)(lut, K, r0, r1, tables, qi, T, wscale, y, ldy);
+}
+
+#undef BN_LUT_BATCH
+#undef BN_LUT_RUN
+
 static const bn_kernels F(table) = {
     .variant = BN_VARIANT,
     .quantize_act = F(quantize_act),
@@ -982,6 +1089,9 @@ static const bn_kernels F(table) = {
     .bf16_gemm = F(bf16_gemm),
     .q80_gemm = F(q80_gemm),
     .q80_q8_gemm = F(q80_q8_gemm),
+    .lut_tables = bn_lut_tables,
+    .i2l_gemv = F(i2l_gemv),
+    .i2l_gemm = F(i2l_gemm),
     .f32_gemm = F(f32_gemm),
     .attention = F(attention),
 };
