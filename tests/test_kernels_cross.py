@@ -112,6 +112,11 @@ void bn_scalar_attention(const float *q, int64_t nq, const bn_f16 *k, const bn_f
                          int64_t hd, float sc, float *scores, float *out) { __builtin_trap(); }
 void bn_scalar_q80_q8_gemm(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
                            const float *xd, int64_t T, float *y, int64_t ldy) { __builtin_trap(); }
+void bn_lut_tables(const int8_t *q, int64_t K, int8_t *tables) { __builtin_trap(); }
+void bn_scalar_i2l_gemv(const uint8_t *l, int64_t K, int64_t r0, int64_t r1, const int8_t *t,
+                        const bn_qinfo *qi, float w, float *y) { __builtin_trap(); }
+void bn_scalar_i2l_gemm(const uint8_t *l, int64_t K, int64_t r0, int64_t r1, const int8_t *t,
+                        const bn_qinfo *qi, int64_t T, float w, float *y, int64_t ldy) { __builtin_trap(); }
 
 void *memcpy(void *dst, const void *src, size_t n) {
     uint8_t *d = dst; const uint8_t *s = src;
@@ -362,7 +367,7 @@ def test_vnni_template_path_matches_scalar_with_emulated_vpdpbusd(tmp_path: Path
     (tmp_path / "emu.c").write_text(VNNI_EMU)
     (tmp_path / "harness.c").write_text(HARNESS)
     exe = tmp_path / "vnniemu"
-    srcs = [str(SRC / f"{n}.c") for n in ("kernels_scalar", "ops", "dispatch", "cpu_features", "kernels_x86",
+    srcs = [str(SRC / f"{n}.c") for n in ("kernels_scalar", "lut", "ops", "dispatch", "cpu_features", "kernels_x86",
                                           "kernels_arm", "kernels_wasm")]
     (tmp_path / "decl.h").write_text('#include "kernels.h"\nconst bn_kernels *bn_kernels_vnniemu(void);\n')
     cmd = [gcc, "-O2", "-DNATIVE_MAIN", "-DVARIANT_TABLE=bn_kernels_vnniemu", "-include", str(tmp_path / "decl.h"),

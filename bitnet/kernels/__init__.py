@@ -1,7 +1,9 @@
 """CPU kernels: one table of C kernels per instruction set, chosen at import time.
 
 The variant comes from the environment variable ``BITNET_KERNEL`` (scalar, avx2, avx512, neon, wasm)
-when set, else it is the best one this CPU runs. ``set_variant`` changes it later. The forward pass reaches
+when set, else it is the best one this CPU runs. ``set_variant`` changes it later. ``BITNET_KERNEL`` may also
+name the ternary path, alone or after the variant (``lut``, ``mac``, ``avx2+lut``): the LUT kernels or the
+multiply-add ones, which bitnet.kernels.choice otherwise picks per CPU by measuring them once. The forward pass reaches
 the active table from Cython (``from bitnet.kernels._kernels cimport active_kernels``); the numpy functions
 below wrap the same kernels for tests, benchmarks and tools. Each takes ``variant=`` to run one table.
 
@@ -43,6 +45,7 @@ __all__ = [
     "q8_matmul",
     "quantize_act",
     "quantize_q8",
+    "requested_ternary_path",
     "ran_kernels",
     "relu2_mul",
     "reset_ran",
@@ -54,6 +57,7 @@ __all__ = [
     "supported_variants",
     "ternary_matmul",
     "ternary_matmul_q",
+    "TERNARY_PATHS",
 ]
 
 GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, 8, 30
@@ -440,13 +444,36 @@ def dequant_row(ggml_type: int, data, K: int, row: int) -> np.ndarray:
     return out
 
 
+TERNARY_PATHS = ("mac", "lut")
+
+
+def _kernel_env() -> tuple[str | None, str | None]:
+    """BITNET_KERNEL as (variant or None, ternary path or None): 'avx2', 'lut', 'avx2+lut'."""
+    raw = os.environ.get("BITNET_KERNEL", "").strip().lower()
+    variant = path = None
+    for part in filter(None, (p.strip() for p in raw.split("+"))):
+        if part in TERNARY_PATHS and path is None:
+            path = part
+        elif part not in TERNARY_PATHS and variant is None:
+            variant = part
+        else:
+            raise KernelError(f"BITNET_KERNEL={raw}: expected a variant ({', '.join(VARIANTS)}), a ternary path "
+                              f"({', '.join(TERNARY_PATHS)}) or both as VARIANT+PATH")
+    return variant, path
+
+
+def requested_ternary_path() -> str | None:
+    """The ternary path BITNET_KERNEL forces ('mac' or 'lut'), or None when it is left to the measured choice."""
+    return _kernel_env()[1]
+
+
 def _initial_variant() -> None:
-    name = os.environ.get("BITNET_KERNEL", "").strip().lower()
+    name = _kernel_env()[0]
     if name:
         try:
             set_variant(name)
         except KernelError as e:
-            raise KernelError(f"BITNET_KERNEL={name}: {e}") from None
+            raise KernelError(f"BITNET_KERNEL={os.environ['BITNET_KERNEL']}: {e}") from None
     else:
         _k.activate(_k.best_variant())
 

@@ -24,7 +24,8 @@ def arch_spec(reader) -> tuple[str, ArchSpec]:
 LM_HEADS = ("exact", "q8_0")
 
 
-def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = None, widen_head_below: int = 0):
+def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = None, widen_head_below: int = 0,
+                      ternary: str | None = None):
     """Validate the file's graph and bind its weights: returns (Transformer, HParams, ArchSpec).
 
     lm_head "q8_0": the LM head (the tied F16 token embedding, or output.weight) is re-encoded as Q8_0 in memory
@@ -33,7 +34,11 @@ def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = No
 
     widen_head_below: an exact F16 head whose F32 copy is smaller than this many bytes is widened to F32 once at
     load (the same values, no per-token half-to-float conversion: the browser build uses it, SIMD128 having no
-    such instruction; the SIMD128 F32 kernel gives the F16 kernel's results bit for bit)."""
+    such instruction; the SIMD128 F32 kernel gives the F16 kernel's results bit for bit).
+
+    ternary: "mac" or "lut", the kernels the I2_S layers run with; None: BITNET_KERNEL or the choice measured
+    for this CPU (bitnet.kernels.choice). "lut" repacks them at load into the LUT form (same size) and drops the
+    file's pages of them; both give the same bits."""
     from bitnet.models._forward import Transformer
 
     if lm_head not in LM_HEADS:
@@ -50,7 +55,37 @@ def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = No
             reader.release_pages(head.name)
     elif weights["output"].ggml_type == GGMLType.F16 and 4 * hp.n_vocab * hp.n_embd < widen_head_below:
         weights["output"] = _widened_head(weights["output"])
+    if any(m.ggml_type == GGMLType.I2_S for layer in weights["layers"] for m in _matrices(layer)):
+        if ternary is None:
+            from bitnet.kernels.choice import ternary_path
+
+            ternary = ternary_path()
+        if ternary not in TERNARY_KERNELS:
+            raise ValueError(f"ternary must be one of {', '.join(TERNARY_KERNELS)}, got {ternary!r}")
+        if ternary == "lut":
+            _repack_lut(reader, weights["layers"], n_threads)
     return Transformer(**weights, head_int8=lm_head == "q8_0"), hp, spec
+
+
+TERNARY_KERNELS = ("mac", "lut")
+
+
+def _matrices(layer: dict) -> list[BoundMatrix]:
+    return [m for m in layer.values() if isinstance(m, BoundMatrix)]
+
+
+def _repack_lut(reader, layers: list[dict], n_threads: int | None) -> None:
+    """Every I2_S matrix of the layers in the LUT form, in place; the file's pages of them are released."""
+    from dataclasses import replace
+
+    from bitnet.kernels import lut_pack
+
+    for layer in layers:
+        for key, m in list(layer.items()):
+            if isinstance(m, BoundMatrix) and m.ggml_type == GGMLType.I2_S:
+                packed = lut_pack(m.data, m.K, m.M, n_threads)
+                layer[key] = replace(m, name=f"{m.name} (LUT form)", data=memoryview(packed), lut=True)
+                reader.release_pages(m.name)
 
 
 def _widened_head(head: BoundMatrix) -> BoundMatrix:
@@ -73,4 +108,4 @@ def _int8_head(head: BoundMatrix, n_threads: int | None) -> BoundMatrix:
     return BoundMatrix(f"{head.name} (Q8_0, int8 head)", GGML_Q8_0, head.K, head.M, data, 1.0)
 
 
-__all__ = ["ARCHITECTURES", "LM_HEADS", "ArchSpec", "HParams", "arch_spec", "build_transformer"]
+__all__ = ["ARCHITECTURES", "LM_HEADS", "TERNARY_KERNELS", "ArchSpec", "HParams", "arch_spec", "build_transformer"]

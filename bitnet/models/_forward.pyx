@@ -18,7 +18,7 @@ from array import array
 
 from bitnet.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
-    bn_f32_to_f16, bn_dequant_row, bn_quantize_q8,
+    bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes,
 )
 
 cdef enum:
@@ -58,6 +58,7 @@ cdef struct Mat:
     int64_t M        # outputs (rows)
     float wscale     # I2_S per-tensor scale
     int act_q8       # Q8_0 weights read with Q8-quantized activations (the opt-in int8 LM head)
+    int lut          # I2_S in the LUT form (bitnet.kernels.lut_pack): read with per-token tables
 
 
 cdef struct Layer:
@@ -96,6 +97,7 @@ cdef struct Scratch:
     float *up         # [T, n_ff]
     float *tmp        # [T, n_embd]
     int8_t *xq        # [T, max_dim] int8 activations
+    int8_t *lut       # LUT tables of xq, token t at t * bn_lut_table_bytes(K) (only with LUT-form weights)
     bn_qinfo *qi      # [T]
     float *xd         # [T, n_embd / 32] Q8 block scales of the int8 LM head's input
     float *scores     # [n_threads, ATTENTION_HEADS, n_ctx]
@@ -125,12 +127,14 @@ cdef Mat _make_mat(object t) except *:
     m.M = t.M
     m.wscale = t.wscale
     m.act_q8 = 0
+    m.lut = 1 if t.lut else 0
     return m
 
 
 cdef class Transformer:
     """Weights bound to raw pointers into the mmap'ed file, plus hyperparameters (immutable after init)."""
     cdef Weights w
+    cdef bint has_lut          # some matrix is in the LUT form: sessions allocate table scratch
     cdef object _keep          # the buffer views (and through them the mmap) must outlive the pointers
 
     def __cinit__(self):
@@ -177,6 +181,7 @@ cdef class Transformer:
             L.gate = _make_mat(spec["ffn_gate"])
             L.up = _make_mat(spec["ffn_up"])
             L.down = _make_mat(spec["ffn_down"])
+            self.has_lut = self.has_lut or L.wq.lut or L.wk.lut or L.wv.lut or L.wo.lut or L.gate.lut or L.up.lut or L.down.lut
             L.attn_norm = <const float *>_ptr(spec["attn_norm"])
             L.ffn_norm = <const float *>_ptr(spec["ffn_norm"])
             L.attn_sub_norm = <const float *>_ptr(spec["attn_sub_norm"]) if spec.get("attn_sub_norm") is not None else NULL
@@ -420,9 +425,11 @@ cdef class Workspace:
         self.s.qi = <bn_qinfo *>malloc(T * sizeof(bn_qinfo))
         self.s.xd = <float *>malloc(T * (d.n_embd // 32 + 1) * sizeof(float))
         self.s.rope = <float *>malloc(T * max(d.rope_dim, 2) * sizeof(float))
+        self.s.lut = <int8_t *>malloc(T * bn_lut_table_bytes(m.w.max_dim)) if m.has_lut else NULL
         if (self.s.x == NULL or self.s.xn == NULL or self.s.q == NULL or self.s.k == NULL or self.s.v == NULL
                 or self.s.att == NULL or self.s.gate == NULL or self.s.up == NULL or self.s.tmp == NULL
-                or self.s.xq == NULL or self.s.qi == NULL or self.s.xd == NULL or self.s.rope == NULL):
+                or self.s.xq == NULL or self.s.qi == NULL or self.s.xd == NULL or self.s.rope == NULL
+                or (m.has_lut and self.s.lut == NULL)):
             self._free_rows()
             raise MemoryError("cannot allocate the forward pass scratch buffers")
         self.s_dim = m.w.max_dim
@@ -430,8 +437,9 @@ cdef class Workspace:
     cdef _free_rows(self):
         free(self.s.x); free(self.s.xn); free(self.s.q); free(self.s.k); free(self.s.v); free(self.s.att)
         free(self.s.gate); free(self.s.up); free(self.s.tmp); free(self.s.xq); free(self.s.qi); free(self.s.xd)
-        free(self.s.rope)
+        free(self.s.rope); free(self.s.lut)
         self.s.x = NULL
+        self.s.lut = NULL
         self.s_dim = 0
 
     def __dealloc__(self):
@@ -441,25 +449,32 @@ cdef class Workspace:
 # ---------------------------------------------------------------------------------------------- matmuls
 
 cdef inline void _rows(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
-                       const float *xd, int64_t T, float *y, int64_t r0, int64_t r1) noexcept nogil:
+                       const float *xd, const int8_t *lt, int64_t T, float *y, int64_t r0,
+                       int64_t r1) noexcept nogil:
     """Output rows [r0, r1) of y[T, M] = x W^T. With several tokens the rows go in small blocks, each block
     applied to every token while its weights are still in the core's cache (instead of streaming the whole
     slice of weights from memory once per tile of tokens)."""
     cdef int64_t rb = r0
     if T == 1:
-        _rows_block(kt, w, x, q, qi, xd, T, y, r0, r1)
+        _rows_block(kt, w, x, q, qi, xd, lt, T, y, r0, r1)
         return
     while rb < r1:
-        _rows_block(kt, w, x, q, qi, xd, T, y, rb, min(rb + GEMM_ROW_BLOCK, r1))
+        _rows_block(kt, w, x, q, qi, xd, lt, T, y, rb, min(rb + GEMM_ROW_BLOCK, r1))
         rb += GEMM_ROW_BLOCK
 
 
 cdef inline void _rows_block(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q,
-                             const bn_qinfo *qi, const float *xd, int64_t T, float *y, int64_t r0,
-                             int64_t r1) noexcept nogil:
+                             const bn_qinfo *qi, const float *xd, const int8_t *lt, int64_t T, float *y,
+                             int64_t r0, int64_t r1) noexcept nogil:
+    """lt: the LUT tables of q (token t at lt + t * bn_lut_table_bytes(K)), for LUT-form weights."""
     cdef int g = w.gtype
     if w.act_q8:
         kt.q80_q8_gemm(w.data, w.K, r0, r1, q, xd, T, y, w.M)
+    elif w.lut:
+        if T == 1:
+            kt.i2l_gemv(w.data, w.K, r0, r1, lt, qi, w.wscale, y)
+        else:
+            kt.i2l_gemm(w.data, w.K, r0, r1, lt, qi, T, w.wscale, y, w.M)
     elif g == T_I2_S:
         if T == 1:
             kt.i2s_gemv(w.data, w.K, r0, r1, q, qi, w.wscale, y)
@@ -494,7 +509,7 @@ cdef inline int64_t _n_slices(const Mat *w, int64_t T, int nt) noexcept nogil:
 
 
 cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const float *x, const int8_t *q,
-                  const bn_qinfo *qi, const float *xd, int64_t T, int nt) noexcept nogil:
+                  const bn_qinfo *qi, const float *xd, const int8_t *lt, int64_t T, int nt) noexcept nogil:
     """ys[i][T, M_i] = W_i x for `n` (<= 4) matrices reading the same input, in ONE parallel region (one wake-up
     of the team for the group). Each matrix is cut into contiguous slices of rows (see _n_slices), handed out
     dynamically: on a shared VM one vCPU often runs slower than the other for a while, and with a static half
@@ -508,7 +523,7 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
         work += ws[i].M * ws[i].K * T
     if work < PARALLEL_MIN_WORK or nt == 1:
         for i in range(n):
-            _rows(kt, ws[i], x, q, qi, xd, T, ys[i], 0, ws[i].M)
+            _rows(kt, ws[i], x, q, qi, xd, lt, T, ys[i], 0, ws[i].M)
         return
     for i in range(n):
         slices[i] = _n_slices(ws[i], T, nt)
@@ -519,17 +534,18 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
         while c >= slices[i]:
             c = c - slices[i]
             i = i + 1
-        step = (((ws[i].M + slices[i] - 1) // slices[i]) + 15) & ~(<int64_t>15)
-        _rows(kt, ws[i], x, q, qi, xd, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
+        # whole 32-row tiles of a LUT-form weight per slice (BN_LUT_ROWS)
+        step = (((ws[i].M + slices[i] - 1) // slices[i]) + 31) & ~(<int64_t>31)
+        _rows(kt, ws[i], x, q, qi, xd, lt, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
 
 
 cdef inline void _matmul1(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
-                          const float *xd, int64_t T, float *y, int nt) noexcept nogil:
+                          const float *xd, const int8_t *lt, int64_t T, float *y, int nt) noexcept nogil:
     cdef const Mat *ws[1]
     cdef float *ys[1]
     ws[0] = w
     ys[0] = y
-    _matmul(kt, ws, ys, 1, x, q, qi, xd, T, nt)
+    _matmul(kt, ws, ys, 1, x, q, qi, xd, lt, T, nt)
 
 
 cdef inline bint _is_ternary(int g) noexcept nogil:
@@ -567,9 +583,14 @@ cdef void _add_rows(float *x, const float *y, int64_t T, int64_t n, int nt) noex
 
 cdef inline void _prepare(const bn_kernels *kt, const Mat *w, const float *x, int64_t T, Scratch *s,
                           int nt) noexcept nogil:
-    """Quantize x to int8 once when the weight consuming it is ternary."""
+    """Quantize x to int8 once when the weight consuming it is ternary (and build its LUT tables once for all
+    the LUT-form weights reading it)."""
+    cdef int64_t t
     if _is_ternary(w.gtype):
         _quantize_rows(kt, x, T, w.K, s.xq, s.qi, nt)
+        if s.lut != NULL:
+            for t in prange(T, num_threads=_team(T, w.K * 8, nt), schedule='static'):
+                kt.lut_tables(s.xq + t * w.K, w.K, s.lut + t * bn_lut_table_bytes(w.K))   # the kernels' stride
 
 
 # ---------------------------------------------------------------------------------------------- forward
@@ -613,7 +634,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_y[0] = s.q
         qkv_y[1] = s.k
         qkv_y[2] = s.v
-        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, NULL, T, nt)
+        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, NULL, s.lut, T, nt)
         for t in prange(T, num_threads=_team(T, QD, nt), schedule='static'):
             bn_rope_apply(s.q + t * QD, d.n_head, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             bn_rope_apply(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
@@ -639,7 +660,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)
             src = s.xn
         _prepare(kt, &L.wo, src, T, s, nt)
-        _matmul1(kt, &L.wo, src, s.xq, s.qi, NULL, T, s.tmp, nt)
+        _matmul1(kt, &L.wo, src, s.xq, s.qi, NULL, s.lut, T, s.tmp, nt)
         _add_rows(s.x, s.tmp, T, E, nt)
 
         # ---- feed-forward
@@ -649,7 +670,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_w[1] = &L.up
         qkv_y[0] = s.gate
         qkv_y[1] = s.up
-        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, NULL, T, nt)
+        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, NULL, s.lut, T, nt)
         for t in prange(T, num_threads=_team(T, F, nt), schedule='static'):
             if d.ffn_silu:
                 bn_silu_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
@@ -660,7 +681,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.gate, L.ffn_sub_norm, T, F, d.eps, s.up, nt)
             src = s.up
         _prepare(kt, &L.down, src, T, s, nt)
-        _matmul1(kt, &L.down, src, s.xq, s.qi, NULL, T, s.tmp, nt)
+        _matmul1(kt, &L.down, src, s.xq, s.qi, NULL, s.lut, T, s.tmp, nt)
         _add_rows(s.x, s.tmp, T, E, nt)
 
     if n_wanted == 0:
@@ -669,4 +690,4 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         bn_rmsnorm(s.x + (wanted[i] - row0) * E, m.output_norm, E, d.eps, s.xn + i * E)
         if m.output.act_q8:
             bn_quantize_q8(s.xn + i * E, E, s.xq + i * E, s.xd + i * (E // 32))
-    _matmul1(kt, &m.output, s.xn, s.xq, NULL, s.xd, n_wanted, logits, nt)
+    _matmul1(kt, &m.output, s.xn, s.xq, NULL, s.xd, NULL, n_wanted, logits, nt)

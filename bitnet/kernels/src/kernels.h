@@ -140,11 +140,16 @@ int bn_neon_needs_dotprod(void);
  * 16 low ones. Entry i = c0<<2 | c1 splits v = (c0-1)*q[2p] + (c1-1)*q[2p+1] (in [-256, 256]) exactly as
  * v = 32*hi + lo with hi = v >> 5 in [-8, 8] and lo = v & 31 in [0, 31]; entries with a code 3 are 0. Eight
  * lookups add up in int8 lanes without wrapping (|hi sum| <= 64, lo sum <= 248 unsigned), then widen.
- * A row's dot is sum(v) + sum(q) = sum(c*q), finished by bn_i2s_finish as every I2_S kernel. */
+ * A row's dot is sum(v) + qi->sum = sum(c*q) (qi->sum must be the sum of q, as quantize_act gives it),
+ * finished by bn_i2s_finish as every I2_S kernel. */
 #define BN_LUT_ROWS 32
 #define BN_LUT_PAIR_BYTES 32
-int64_t bn_lut_bytes(int64_t K, int64_t M);      /* size of the packed form of an [M, K] weight */
-int64_t bn_lut_table_bytes(int64_t K);           /* size of one token's tables */
+/* Size of the packed form of an [M, K] weight, and of one token's tables (inline: the forward pass sizes its
+ * scratch with it without linking lut.c). */
+static inline int64_t bn_lut_bytes(int64_t K, int64_t M) {
+    return (M + BN_LUT_ROWS - 1) / BN_LUT_ROWS * ((K + 3) / 4) * BN_LUT_ROWS;
+}
+static inline int64_t bn_lut_table_bytes(int64_t K) { return 2 * ((K + 3) / 4) * BN_LUT_PAIR_BYTES; }
 /* Pack the tiles holding rows [r0, r1) of an I2_S weight (r0 % BN_LUT_ROWS == 0; r1 == M or a multiple of
  * BN_LUT_ROWS), so that tiles can be packed in parallel. */
 void bn_lut_pack(const uint8_t *i2s, int64_t K, int64_t M, int64_t r0, int64_t r1, uint8_t *out);

@@ -7,12 +7,6 @@
 
 static int64_t steps(int64_t K) { return (K + STEP_INPUTS - 1) / STEP_INPUTS; }
 
-int64_t bn_lut_bytes(int64_t K, int64_t M) {
-    return (M + BN_LUT_ROWS - 1) / BN_LUT_ROWS * steps(K) * BN_LUT_ROWS;
-}
-
-int64_t bn_lut_table_bytes(int64_t K) { return 2 * steps(K) * BN_LUT_PAIR_BYTES; }
-
 /* Code (0..2) of flat element e of an I2_S tensor (FORMATS.md §3), code 3 read as 1. */
 static inline uint8_t i2s_code(const uint8_t *data, int64_t e) {
     const int64_t j = e % BN_I2S_BLOCK;
