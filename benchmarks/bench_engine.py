@@ -232,7 +232,8 @@ def main(argv=None) -> int:
         med = {k: statistics.median(r[k] for r in rs)
                for k in ("load_s", "prefill_tps", "decode_tps", "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
         ceiling = med["bandwidth_gbs"] * 1e9 / rs[0]["bytes_per_token"]
-        rows.append(dict(variant=variant, ternary=path, lm_head=head, threads=n_threads, runs=len(rs), ceiling_tps=ceiling,
+        rows.append(dict(variant=variant, ternary=path, lm_head=head, threads=n_threads, runs=len(rs),
+                         ceiling_tps=ceiling,
                          file_mb=rs[0]["file_mb"], kv_cache_mb=rs[0]["kv_cache_mb"], kernels=rs[0]["kernels"],
                          probe=rs[0]["probe"], prefill_all=[round(r["prefill_tps"], 1) for r in rs],
                          decode_fraction_all=[round(r["decode_fraction"], 2) for r in rs], **med))
@@ -241,11 +242,13 @@ def main(argv=None) -> int:
           f"decode tok/s (tg{args.n_gen}) | read GB/s | ceiling tok/s | decode / ceiling |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['ternary']} | {r['lm_head']} | {r['threads']} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+        print(f"| {r['variant']} | {r['ternary']} | {r['lm_head']} | {r['threads']} | {r['load_s']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} | "
               f"{r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
               f"{r['decode_fraction']:.2f} |")
     for r in rows:
-        print(f"{r['variant']} {r['ternary']} {r['lm_head']} threads {r['threads']}: prefill per run {r['prefill_all']}, "
+        print(f"{r['variant']} {r['ternary']} {r['lm_head']} threads {r['threads']}: "
+              f"prefill per run {r['prefill_all']}, "
               f"decode / ceiling per run {r['decode_fraction_all']}")
     print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "
           f"positions, committed lazily), medians of {args.runs} runs (read GB/s: the median probe, "
