@@ -150,7 +150,7 @@ def test_choice_is_measured_once_and_cached(monkeypatch, tmp_path: Path) -> None
     assert cache.parent == tmp_path / "bitnet"
     entries = json.loads(cache.read_text())
     (key, entry), = entries.items()
-    assert choice.cpu_model() in key and bk.active_variant() in key
+    assert choice.cpu_model() in key and bk.active_variant() in key and "1 threads" in key
     assert entry["choice"] == first and entry["mac_us"] > 0 and entry["lut_us"] > 0
     assert first == ("lut" if entry["lut_us"] < choice.MARGIN * entry["mac_us"] else "mac")
     # a later load reads the cache instead of measuring: flip the stored answer and see it come back

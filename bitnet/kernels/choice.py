@@ -1,9 +1,9 @@
 """Which ternary path a CPU runs I2_S weights with: the multiply-add kernels or the LUT ones.
 
 Which one is faster depends on the core (the LUT kernels trade multiplies for table lookups: meant for CPUs
-without VNNI), so it is measured rather than guessed: once per CPU model, kernel variant and engine version, on
-a fixed 2B4T-sized matrix (6912 x 2560: the FFN shape, cache-resident, so that the kernels' own speed decides),
-both kernels alternating, medians compared. The answer is kept in the user cache directory
+without VNNI), so it is measured rather than guessed: once per CPU model, kernel variant, thread count and engine
+version, on a fixed matrix of the 2B4T FFN width (55296 x 2560, 35 MB: past the last-level cache, so that it
+streams from memory as a decode step does), both kernels alternating, medians compared. The answer is kept in the user cache directory
 (``kernel-choice.json`` under platformdirs' user_cache_dir, e.g. ~/.cache/bitnet) so that later loads take no
 time; ``BITNET_KERNEL=lut`` / ``=mac`` (or ``avx2+lut``) overrides it.
 """
@@ -20,7 +20,7 @@ LUT_VARIANTS = ("avx2", "avx512")
 # The LUT path must win by this much to be chosen (the two differ by a few percent on most cores; the
 # multiply-add path needs no repacking at load).
 MARGIN = 0.97
-_SHAPE = (6912, 2560)   # rows M, inputs K
+_SHAPE = (8 * 6912, 2560)   # rows M, inputs K
 _ROUNDS = 9
 
 
@@ -44,10 +44,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _key(variant: str) -> str:
+def _key(variant: str, n_threads: int) -> str:
     from bitnet._version import __version__
 
-    return f"{cpu_model()} | {variant} | bitnet {__version__}"
+    return f"{cpu_model()} | {variant} | {n_threads} threads | bitnet {__version__}"
 
 
 def _read_cache() -> dict:
@@ -105,7 +105,7 @@ def ternary_path(n_threads: int = 1) -> str:
     variant = kernels.active_variant()
     if variant not in LUT_VARIANTS:
         return "mac"
-    key = _key(variant)
+    key = _key(variant, n_threads)
     entry = _read_cache().get(key)
     if isinstance(entry, dict) and entry.get("choice") in kernels.TERNARY_PATHS:
         return entry["choice"]

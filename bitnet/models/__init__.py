@@ -59,7 +59,7 @@ def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = No
         if ternary is None:
             from bitnet.kernels.choice import ternary_path
 
-            ternary = ternary_path()
+            ternary = ternary_path(n_threads or 1)
         if ternary not in TERNARY_KERNELS:
             raise ValueError(f"ternary must be one of {', '.join(TERNARY_KERNELS)}, got {ternary!r}")
         if ternary == "lut":

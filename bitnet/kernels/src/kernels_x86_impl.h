@@ -1003,6 +1003,9 @@ BN_FN void F(i2l_tiles)(const uint8_t *tile, int64_t tstride, int64_t S, const i
                 const __m256i th0 = F(lut_entries)(p0), tl0 = F(lut_entries)(p0 + 16);
                 const __m256i th1 = F(lut_entries)(p1), tl1 = F(lut_entries)(p1 + 16);
                 for (int b = 0; b < NB; b++) {
+                    /* a tile is one stream of a few KB, too short for the hardware prefetcher to ramp up on:
+                     * fetch the next pair of tiles (contiguous with this one) as this one is read */
+                    _mm_prefetch((const char *)(tile + (2 + b) * tstride + j * BN_LUT_ROWS), _MM_HINT_T0);
                     const __m256i w = F(load)(tile + b * tstride + j * BN_LUT_ROWS);
                     const __m256i nh = _mm256_and_si256(_mm256_srli_epi16(w, 4), m0f);
                     const __m256i nl = _mm256_and_si256(w, m0f);
