@@ -3,9 +3,10 @@
 Which one is faster depends on the core (the LUT kernels trade multiplies for table lookups: meant for CPUs
 without VNNI), so it is measured rather than guessed: once per CPU model, kernel variant, thread count and engine
 version, on a fixed matrix of the 2B4T FFN width (55296 x 2560, 35 MB: past the last-level cache, so that it
-streams from memory as a decode step does), both kernels alternating, medians compared. The answer is kept in the user cache directory
-(``kernel-choice.json`` under platformdirs' user_cache_dir, e.g. ~/.cache/bitnet) so that later loads take no
-time; ``BITNET_KERNEL=lut`` / ``=mac`` (or ``avx2+lut``) overrides it.
+streams from memory as a decode step does), both kernels alternating, medians compared. It is a decode choice:
+the LUT prefill runs at about half the multiply-add one (benchmarks/README.md). The answer is kept in the user
+cache directory (``kernel-choice.json`` under platformdirs' user_cache_dir, e.g. ~/.cache/bitnet) so that later
+loads take no time; ``BITNET_KERNEL=lut`` / ``=mac`` (or ``avx2+lut``) overrides it.
 """
 from __future__ import annotations
 
