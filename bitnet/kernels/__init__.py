@@ -230,6 +230,16 @@ def ternary_matmul(data, ggml_type: int, K: int, M: int, x: np.ndarray, variant:
     return y if np.ndim(x) == 2 else y[0]
 
 
+def _quantized(q, scale, qsum, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Given int8 activations [T, K] with their scales and sums: (q, the packed bn_qinfo array)."""
+    q = np.ascontiguousarray(np.asarray(q, dtype=np.int8).reshape(-1, K))
+    T = q.shape[0]
+    info = np.empty(T * 8, dtype=np.uint8)
+    info.view(np.float32)[0::2] = np.broadcast_to(np.asarray(scale, np.float32), (T,))
+    info.view(np.int32)[1::2] = np.broadcast_to(np.asarray(qsum, np.int32), (T,))
+    return q, info
+
+
 def ternary_matmul_q(data, ggml_type: int, K: int, M: int, q: np.ndarray, scale: np.ndarray, qsum: np.ndarray,
                      variant: str | None = None, n_threads: int | None = None, gemm: bool = False,
                      row_chunk: int | None = None) -> np.ndarray:
@@ -239,11 +249,8 @@ def ternary_matmul_q(data, ggml_type: int, K: int, M: int, q: np.ndarray, scale:
     that start anywhere). Returns float32 [T, M]."""
     buf = _check_matmul(data, ggml_type, K, M, _TERNARY, "ternary_matmul_q")
     v = _table(variant)
-    q = np.ascontiguousarray(np.asarray(q, dtype=np.int8).reshape(-1, K))
+    q, info = _quantized(q, scale, qsum, K)
     T = q.shape[0]
-    info = np.empty(T * 8, dtype=np.uint8)
-    info.view(np.float32)[0::2] = np.broadcast_to(np.asarray(scale, np.float32), (T,))
-    info.view(np.int32)[1::2] = np.broadcast_to(np.asarray(qsum, np.int32), (T,))
     wscale = float(buf[K * M // 4:K * M // 4 + 4].view(np.float32)[0]) if ggml_type == GGML_I2_S else 1.0
     y = np.empty((T, M), dtype=np.float32)
     _k.ternary_matmul(v, ggml_type, buf, K, M, q, info, wscale, y, n_threads, gemm, row_chunk)
@@ -267,12 +274,8 @@ def lut_matmul(lut: np.ndarray, K: int, M: int, q: np.ndarray, scale: np.ndarray
     if lut.size != _k.lut_bytes(K, M):
         raise ValueError(f"a LUT-form weight of [{M}, {K}] has {_k.lut_bytes(K, M)} bytes, got {lut.size}")
     v = _table(variant)
-    q = np.ascontiguousarray(np.asarray(q, dtype=np.int8).reshape(-1, K))
-    T = q.shape[0]
-    info = np.empty(T * 8, dtype=np.uint8)
-    info.view(np.float32)[0::2] = np.broadcast_to(np.asarray(scale, np.float32), (T,))
-    info.view(np.int32)[1::2] = np.broadcast_to(np.asarray(qsum, np.int32), (T,))
-    y = np.empty((T, M), dtype=np.float32)
+    q, info = _quantized(q, scale, qsum, K)
+    y = np.empty((q.shape[0], M), dtype=np.float32)
     _k.lut_matmul(v, lut, K, M, q, info, float(wscale), y, n_threads, gemm, row_chunk)
     return y
 
