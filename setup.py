@@ -86,8 +86,37 @@ if only:
 CAPIBuildExt = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "capi", "setup_hook.py"))[
     "CAPIBuildExt"]
 
+
+# The CUDA kernels as PTX for compute_80 (the driver JIT-compiles it for sm_80 and newer), when nvcc is here;
+# without it the backend compiles the shipped kernels.cu with NVRTC at run time (bitnet/cuda/compile.py).
+CUDA_SOURCE = os.path.join("bitnet", "cuda", "kernels.cu")
+
+
+class BuildExt(CAPIBuildExt):
+    def run(self) -> None:
+        super().run()
+        import shutil
+        import subprocess
+
+        nvcc = shutil.which("nvcc")
+        if nvcc is None or is_wasm:
+            return
+        out_dir = os.path.join("bitnet" if self.inplace else os.path.join(self.build_lib, "bitnet"), "cuda")
+        os.makedirs(out_dir, exist_ok=True)
+        ptx = os.path.join(out_dir, "kernels.ptx")
+        res = subprocess.run([nvcc, "-ptx", "-arch=compute_80", "-o", ptx, CUDA_SOURCE], capture_output=True,
+                             text=True, check=False)
+        if res.returncode != 0:
+            print(f"warning: nvcc could not compile {CUDA_SOURCE} (NVRTC will at run time):\n{res.stderr}")
+
+    def get_outputs(self) -> list[str]:
+        outputs = super().get_outputs()
+        ptx = os.path.join(self.build_lib, "bitnet", "cuda", "kernels.ptx")
+        return outputs + ([ptx] if not self.inplace and os.path.exists(ptx) else [])
+
+
 setup(
-    cmdclass={"build_ext": CAPIBuildExt},
+    cmdclass={"build_ext": BuildExt},
     # The four extensions compile independently: one per core halves a newcomer's `pip install .` on two cores.
     options={"build_ext": {"parallel": os.cpu_count() or 1}},
     ext_modules=cythonize(

@@ -1,0 +1,389 @@
+// CUDA kernels of the GPU forward pass (issue 12), compiled to PTX for sm_80 and newer.
+//
+// Numerics follow the CPU kernels (bitnet/kernels/src/kernels.h) so that the two backends can be compared
+// bit for bit where the CPU result is exact: activation quantization, the ternary integer dots and their
+// float finishing steps use the same operations in the same order, with `__f*_rn` intrinsics where nvcc would
+// otherwise contract a multiply and an add into an FMA. Float reductions (RMSNorm, the LM head, attention) sum
+// in another order than the CPU and agree to rounding.
+//
+// Ternary weight layout on the device, "I2G" (repacked from I2_S at load): each row holds K/16 32-bit words;
+// element 16w + 4j + i of a row sits in bits 8i + 2j..8i + 2j + 1 of word w, as its code c = ternary + 1 (0..2).
+// So (word >> 2j) & 0x03030303 is four int8 codes of elements 16w + 4j .. 16w + 4j + 3, ready for __dp4a
+// against four int8 activations: one shift and one mask per four multiply-adds. Rows need K % 16 == 0.
+//
+// Every kernel is extern "C" so that its PTX entry keeps its name (the launcher looks kernels up by name).
+// No toolkit headers: the same text compiles with nvcc and with NVRTC, which has no include path for them;
+// halves are converted with the PTX cvt instructions (round to nearest even), bf16 by a shift.
+
+#ifdef __CUDACC_RTC__
+typedef signed char int8_t;
+typedef unsigned char uint8_t;
+typedef unsigned short uint16_t;
+typedef int int32_t;
+typedef unsigned int uint32_t;
+typedef long long int64_t;
+#else
+#include <stdint.h>
+#endif
+
+#define F32_INF __int_as_float(0x7f800000)
+
+__device__ __forceinline__ float half_to_float(uint16_t h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ uint16_t float_to_half(float f) {
+    uint16_t h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+}
+
+__device__ __forceinline__ float bf16_to_float(uint16_t h) { return __int_as_float((int)((uint32_t)h << 16)); }
+
+#define WARP 32
+#define FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ int warp_sum_int(int v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = WARP / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// Block-wide reductions for blocks of up to 1024 threads (a multiple of 32); `scratch` holds 32 values.
+__device__ float block_sum(float v, float *scratch) {
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ float block_max(float v, float *scratch) {
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : 0.0f;
+    return warp_max(v);
+}
+
+__device__ int block_sum_int(int v, int *scratch) {
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
+    v = warp_sum_int(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? scratch[lane] : 0;
+    return warp_sum_int(v);
+}
+
+struct QInfo {  // as bn_qinfo
+    float scale;
+    int32_t sum;
+};
+
+extern "C" {
+
+// ---- per-token activation quantization: one block per token (x[T, n] -> q[T, n], info[T]) ----
+// s = (float)(127 / max(1e-5, amax)) in double; q = rint(x * s) clamped to [-128, 127] (NaN -> -128).
+__global__ void quantize_act(const float *__restrict__ x, int n, int8_t *__restrict__ q, QInfo *__restrict__ info) {
+    __shared__ float fscratch[WARP];
+    __shared__ int iscratch[WARP];
+    const float *xt = x + (int64_t)blockIdx.x * n;
+    int8_t *qt = q + (int64_t)blockIdx.x * n;
+    float amax = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) amax = fmaxf(amax, fabsf(xt[i]));  // fmaxf skips NaN
+    amax = block_max(amax, fscratch);
+    const double a = (double)amax > 1e-5 ? (double)amax : 1e-5;
+    const float s = (float)(127.0 / a);
+    int sum = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = rintf(__fmul_rn(xt[i], s));
+        v = v > 127.0f ? 127.0f : v;
+        v = v >= -128.0f ? v : -128.0f;
+        qt[i] = (int8_t)v;
+        sum += (int)v;
+    }
+    sum = block_sum_int(sum, iscratch);
+    if (threadIdx.x == 0) {
+        info[blockIdx.x].scale = s;
+        info[blockIdx.x].sum = sum;
+    }
+}
+
+// ---- ternary W2A8 matmul on I2G weights: one warp per output row, T (1..8) tokens per launch row ----
+// The integer dot sum(c * q) is exact (dp4a into int32); y = ((float)dot - (float)sum) / s * wscale as on the CPU.
+__global__ void i2g_matmul(const uint32_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
+                           const QInfo *__restrict__ info, int T, float wscale, float *__restrict__ y, int ldy) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= M) return;
+    const int words = K / 16;
+    const uint32_t *wr = w + (int64_t)row * words;
+    int acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int wi = lane; wi < words; wi += WARP) {
+        const uint32_t word = __ldg(wr + wi);
+        const int c0 = (int)(word & 0x03030303u), c1 = (int)((word >> 2) & 0x03030303u);
+        const int c2 = (int)((word >> 4) & 0x03030303u), c3 = (int)((word >> 6) & 0x03030303u);
+        for (int t = 0; t < T && t < 8; t++) {
+            const int4 a = __ldg((const int4 *)(q + (int64_t)t * K + 16 * wi));
+            acc[t] = __dp4a(c3, a.w, __dp4a(c2, a.z, __dp4a(c1, a.y, __dp4a(c0, a.x, acc[t]))));
+        }
+    }
+    for (int t = 0; t < T && t < 8; t++) {
+        const int dot = warp_sum_int(acc[t]);
+        if (lane == 0) {
+            const float v = __fdiv_rn(__fsub_rn((float)dot, (float)info[t].sum), info[t].scale);
+            y[(int64_t)t * ldy + row] = __fmul_rn(v, wscale);
+        }
+    }
+}
+
+// ---- float-weight matmuls (the LM head): one warp per row, fp32 accumulation, T (1..8) tokens ----
+__global__ void f16_matmul(const uint16_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
+                           float *__restrict__ y, int ldy) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= M) return;
+    const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = lane; i < K / 2; i += WARP) {
+        const uint32_t pair = __ldg(wr + i);
+        const float2 wf = make_float2(half_to_float((uint16_t)pair), half_to_float((uint16_t)(pair >> 16)));
+        for (int t = 0; t < T && t < 8; t++) {
+            const float2 xv = *(const float2 *)(x + (int64_t)t * K + 2 * i);
+            acc[t] = fmaf(wf.y, xv.y, fmaf(wf.x, xv.x, acc[t]));
+        }
+    }
+    for (int t = 0; t < T && t < 8; t++) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) y[(int64_t)t * ldy + row] = s;
+    }
+}
+
+__global__ void bf16_matmul(const uint16_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
+                            float *__restrict__ y, int ldy) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= M) return;
+    const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = lane; i < K / 2; i += WARP) {
+        const uint32_t pair = __ldg(wr + i);
+        const float2 wf = make_float2(bf16_to_float((uint16_t)pair), bf16_to_float((uint16_t)(pair >> 16)));
+        for (int t = 0; t < T && t < 8; t++) {
+            const float2 xv = *(const float2 *)(x + (int64_t)t * K + 2 * i);
+            acc[t] = fmaf(wf.y, xv.y, fmaf(wf.x, xv.x, acc[t]));
+        }
+    }
+    for (int t = 0; t < T && t < 8; t++) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) y[(int64_t)t * ldy + row] = s;
+    }
+}
+
+// Q8_0 weights (blocks of 32: f16 d, int8 qs[32]; 34 bytes) x float activations: one warp per row, a lane per
+// block at a time.
+__global__ void q80_matmul(const uint8_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
+                           float *__restrict__ y, int ldy) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= M) return;
+    const int nb = K / 32;
+    const uint8_t *wr = w + (int64_t)row * nb * 34;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int b = lane; b < nb; b += WARP) {
+        const uint8_t *blk = wr + b * 34;
+        const float d = half_to_float((uint16_t)(blk[0] | (blk[1] << 8)));
+        for (int t = 0; t < T && t < 8; t++) {
+            const float *xb = x + (int64_t)t * K + 32 * b;
+            float s = 0.0f;
+            for (int i = 0; i < 32; i++) s = fmaf((float)(int8_t)blk[2 + i], xb[i], s);
+            acc[t] = fmaf(d, s, acc[t]);
+        }
+    }
+    for (int t = 0; t < T && t < 8; t++) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) y[(int64_t)t * ldy + row] = s;
+    }
+}
+
+// ---- RMSNorm: one block per token; out = (x * (1 / sqrt(mean(x^2) + eps))) * w (w may be NULL) ----
+__global__ void rmsnorm(const float *__restrict__ x, const float *__restrict__ w, int n, float eps,
+                        float *__restrict__ out) {
+    __shared__ float scratch[WARP];
+    const float *xt = x + (int64_t)blockIdx.x * n;
+    float *ot = out + (int64_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xt[i], xt[i], ss);
+    ss = block_sum(ss, scratch);
+    const float scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = __fmul_rn(xt[i], scale);
+        ot[i] = w ? __fmul_rn(v, w[i]) : v;
+    }
+}
+
+// ---- RoPE in place: x[T, n_heads * head_dim]; cs[pos * rope_dim + 2i, +1] = cos, sin of the host's angles
+// (bn_rope_angles for every position of the context, uploaded once), pos[t] the token's position. ----
+__global__ void rope(float *__restrict__ x, int n_heads, int head_dim, int rope_dim, const float *__restrict__ cs,
+                     const int *__restrict__ pos, int neox) {
+    const int t = blockIdx.y, half = rope_dim / 2;
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;  // (head, pair)
+    if (idx >= n_heads * half) return;
+    const int h = idx / half, i = idx % half;
+    const float *a = cs + (int64_t)pos[t] * rope_dim;
+    const float c = a[2 * i], s = a[2 * i + 1];
+    float *v = x + (int64_t)t * n_heads * head_dim + h * head_dim;
+    const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+    const float p = v[i0], r = v[i1];
+    v[i0] = __fsub_rn(__fmul_rn(p, c), __fmul_rn(r, s));
+    v[i1] = __fadd_rn(__fmul_rn(p, s), __fmul_rn(r, c));
+}
+
+// ---- FFN gating and the residual: elementwise over n values ----
+__global__ void relu2_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
+                          float *__restrict__ out) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float g = gate[i] > 0.0f ? gate[i] : 0.0f;
+    out[i] = __fmul_rn(__fmul_rn(g, g), up[i]);
+}
+
+__global__ void silu_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
+                         float *__restrict__ out) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float g = gate[i];
+    out[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);
+}
+
+__global__ void add_inplace(float *__restrict__ x, const float *__restrict__ y, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = __fadd_rn(x[i], y[i]);
+}
+
+// ---- K/V into the f16 cache (round to nearest even, as bn_f32_to_f16): row t goes to position pos[t] ----
+__global__ void store_kv(const float *__restrict__ k, const float *__restrict__ v, int kv_dim,
+                         uint16_t *__restrict__ kcache, uint16_t *__restrict__ vcache, const int *__restrict__ pos) {
+    const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= kv_dim) return;
+    const int64_t dst = (int64_t)pos[t] * kv_dim + i;
+    kcache[dst] = float_to_half(k[(int64_t)t * kv_dim + i]);
+    vcache[dst] = float_to_half(v[(int64_t)t * kv_dim + i]);
+}
+
+// ---- attention over the f16 cache, split-K (flash-decoding): grid (n_head, n_split, T). Block (h, s, t) takes
+// positions [s * chunk, min((s + 1) * chunk, n_kv_t)) of query head h of token t (n_kv_t = pos[t] + 1, causal)
+// and writes its running max, sum of exponentials and unnormalised output; attention_combine merges the splits.
+// head_dim <= 256, one thread per output dimension, blockDim.x == head_dim rounded up to a warp. ----
+__global__ void attention_split(const float *__restrict__ q, const uint16_t *__restrict__ kcache,
+                                const uint16_t *__restrict__ vcache, int n_head, int n_head_kv, int head_dim,
+                                const int *__restrict__ pos, int chunk, float scale, float *__restrict__ part_o,
+                                float *__restrict__ part_ml) {
+    __shared__ float qs[256];
+    __shared__ float scratch[WARP];
+    const int h = blockIdx.x, s = blockIdx.y, t = blockIdx.z, n_split = gridDim.y;
+    const int kvh = h / (n_head / n_head_kv), kv_dim = n_head_kv * head_dim, d = threadIdx.x;
+    const int n_kv = pos[t] + 1, p0 = s * chunk, p1 = min(p0 + chunk, n_kv);
+    if (d < head_dim) qs[d] = q[((int64_t)t * n_head + h) * head_dim + d];
+    __syncthreads();
+    float m = -F32_INF, l = 0.0f, o = 0.0f;
+    for (int p = p0; p < p1; p++) {
+        const uint16_t *kr = kcache + (int64_t)p * kv_dim + kvh * head_dim;
+        const float part = d < head_dim ? qs[d] * half_to_float(kr[d]) : 0.0f;
+        const float score = block_sum(part, scratch) * scale;
+        const float mn = fmaxf(m, score), corr = expf(m - mn), e = expf(score - mn);
+        l = l * corr + e;
+        if (d < head_dim) o = o * corr + e * half_to_float(vcache[(int64_t)p * kv_dim + kvh * head_dim + d]);
+        m = mn;
+    }
+    const int64_t slot = ((int64_t)t * n_head + h) * n_split + s;
+    if (d < head_dim) part_o[slot * head_dim + d] = o;
+    if (d == 0) {
+        part_ml[2 * slot] = m;      // -inf for an empty split
+        part_ml[2 * slot + 1] = l;
+    }
+}
+
+__global__ void attention_combine(const float *__restrict__ part_o, const float *__restrict__ part_ml, int n_head,
+                                  int head_dim, int n_split, float *__restrict__ out) {
+    const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+    if (d >= head_dim) return;
+    const int64_t base = ((int64_t)t * n_head + h) * n_split;
+    float m = -F32_INF;
+    for (int s = 0; s < n_split; s++) m = fmaxf(m, part_ml[2 * (base + s)]);
+    float l = 0.0f, o = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = part_ml[2 * (base + s)];
+        if (ms == -F32_INF) continue;
+        const float c = expf(ms - m);
+        l += c * part_ml[2 * (base + s) + 1];
+        o += c * part_o[(base + s) * head_dim + d];
+    }
+    out[((int64_t)t * n_head + h) * head_dim + d] = o / l;
+}
+
+// ---- token embedding rows (F16 / BF16 / F32 / Q8_0, ggml type ids 1 / 30 / 0 / 8) for T tokens ----
+__global__ void embed_rows(const uint8_t *__restrict__ table, int gtype, int K, const int *__restrict__ tokens,
+                           float *__restrict__ out) {
+    const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= K) return;
+    const int64_t r = tokens[t];
+    float v;
+    if (gtype == 1) {
+        v = half_to_float(((const uint16_t *)table)[r * K + i]);
+    } else if (gtype == 30) {
+        v = bf16_to_float(((const uint16_t *)table)[r * K + i]);
+    } else if (gtype == 8) {
+        const uint8_t *blk = table + (r * (K / 32) + i / 32) * 34;
+        const float d = half_to_float((uint16_t)(blk[0] | (blk[1] << 8)));
+        v = __fmul_rn(d, (float)(int8_t)blk[2 + i % 32]);
+    } else {
+        v = ((const float *)table)[r * K + i];
+    }
+    out[(int64_t)t * K + i] = v;
+}
+
+// ---- greedy sampling on the device: the first index of the largest logit (numpy's argmax for logits without
+// NaN; a NaN is never chosen), one block of up to 1024 threads ----
+__global__ void argmax(const float *__restrict__ logits, int n, int *__restrict__ out) {
+    __shared__ float best_v[1024];
+    __shared__ int best_i[1024];
+    float bv = -F32_INF;
+    int bi = n;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = logits[i];
+        if (v > bv || (bi == n && v == -F32_INF)) {   // strictly larger: each thread keeps its first maximum
+            bv = v;
+            bi = i;
+        }
+    }
+    best_v[threadIdx.x] = bv;
+    best_i[threadIdx.x] = bi;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) {
+            const float ov = best_v[threadIdx.x + stride];
+            const int oi = best_i[threadIdx.x + stride];
+            if (ov > best_v[threadIdx.x] || (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
+                best_v[threadIdx.x] = ov;
+                best_i[threadIdx.x] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *out = best_i[0] < n ? best_i[0] : 0;
+}
+
+}  // extern "C"
