@@ -47,7 +47,7 @@ KERNEL_DIR = "bitnet/kernels"
 kernel_sources = [
     f"{KERNEL_DIR}/src/{name}.c"
     for name in ("cpu_features", "dispatch", "kernels_scalar", "kernels_x86", "kernels_arm", "kernels_wasm",
-                 "lut", "ops")
+                 "lut", "ops", "repack")
 ]
 
 

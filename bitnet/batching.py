@@ -71,8 +71,6 @@ class Scheduler:
     """Active sequences and the step that advances all of them. Used by one thread at a time."""
 
     def __init__(self, model: Model, max_batch: int = 8, prefill_chunk: int = DEFAULT_PREFILL_CHUNK):
-        from bitnet.models._forward import Workspace
-
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if prefill_chunk < 1:
@@ -81,7 +79,7 @@ class Scheduler:
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
         self.active: list[Sequence] = []
-        self.workspace = Workspace()
+        self.workspace = model._transformer.new_workspace()
         self.steps = 0               # forward steps run, and the sum of their sequence counts (for metrics)
         self.sequence_steps = 0
 

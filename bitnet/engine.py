@@ -100,10 +100,8 @@ class Session:
     """
 
     def __init__(self, model: Model):
-        from bitnet.models._forward import Context
-
         self.model = model
-        self.context = Context(model._transformer, model.n_ctx)
+        self.context = model._transformer.new_context(model.n_ctx)
         self.cached: list[int] = []   # tokens whose K/V are in the cache, from position 0
         self.lock = threading.Lock()
 
@@ -131,6 +129,13 @@ class Session:
         self.cached.append(token)
         return logits[0]
 
+    def step_greedy(self, token: int) -> int:
+        """Evaluate `token` and return the greedy choice of the next one, computed by the backend (on a GPU
+        only the chosen id comes back, not the logits)."""
+        best = self.model._transformer.greedy(self.context, token, len(self.cached))
+        self.cached.append(token)
+        return best
+
     # -- generation
     def stream_tokens(self, prompt_ids: list[int], params: SamplingParams, timings: Timings,
                       result: dict) -> Iterator[str]:
@@ -142,14 +147,18 @@ class Session:
         timings.prefill_tokens += n_eval
         timings.prefill_s += time.perf_counter() - t0
         t0 = time.perf_counter()
+        chosen = None    # the next token when the backend chose it (greedy), else it is sampled from `logits`
         try:
             while not decoding.finished:
-                text = decoding.push(logits)
+                text = decoding.push(logits) if chosen is None else decoding.push_token(chosen)
                 result["finish_reason"] = decoding.finish_reason
                 if text:
                     yield text
                 if not decoding.finished:
-                    logits = self.step(decoding.last_token)
+                    if decoding.plain_greedy:
+                        chosen = self.step_greedy(decoding.last_token)
+                    else:
+                        logits = self.step(decoding.last_token)
                     timings.decode_tokens += 1
         finally:
             timings.decode_s += time.perf_counter() - t0
@@ -178,6 +187,8 @@ class Decoding:
         self.pending = ""
         self.finish_reason = "length"
         self.finished = self.budget <= 0
+        # arg-max of the raw logits: the backend can choose the token itself (on a GPU, without sending logits)
+        self.plain_greedy = self.sampler.greedy and params.repeat_penalty == 1.0
 
     @property
     def last_token(self) -> int:
@@ -186,7 +197,10 @@ class Decoding:
     def push(self, logits: np.ndarray) -> str:
         """Sample the next token from `logits`; returns the text that is now final (maybe empty). After it,
         `finished` says whether the sequence ended; if not, `last_token` is the next token to evaluate."""
-        token = self.sampler.sample(logits, self.history)
+        return self.push_token(self.sampler.sample(logits, self.history))
+
+    def push_token(self, token: int) -> str:
+        """push() for a token already chosen (by the backend's greedy step)."""
         if token in self.eog_ids:
             self.finish_reason = "stop"
             return self._end()
@@ -278,8 +292,9 @@ class Model:
     """A loaded BitNet model: `bitnet.load(path)` returns one."""
 
     def __init__(self, path: str | os.PathLike | None = None, n_threads: int | None = None,
-                 n_ctx: int | None = None, tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact"):
-        from bitnet.models import build_transformer
+                 n_ctx: int | None = None, tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact",
+                 device: str | None = None):
+        from bitnet.models import arch_spec, build_transformer, read_hparams, resolve_device
         from bitnet.tokenizer import Tokenizer, load_tokenizer
 
         t0 = time.perf_counter()
@@ -296,20 +311,24 @@ class Model:
         if not isinstance(n_threads, int) or n_threads < 1:
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
         self.n_threads = n_threads
-        self.reader = GGUFReader(path, populate=True)
+        self.device = resolve_device(device)
+        self.reader = GGUFReader(path, populate=self.device == "cpu")   # the GPU reads each weight once
         self.metadata = self.reader.metadata
-        self._transformer, self.hparams, self.spec = build_transformer(self.reader, lm_head, n_threads)
+        hparams = read_hparams(self.reader, arch_spec(self.reader)[0])
+        if n_ctx is None:
+            n_ctx = min(hparams.n_ctx_train, MAX_DEFAULT_CTX)
+        if not isinstance(n_ctx, int) or n_ctx < 2:
+            raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
+        if self.device == "cpu":
+            _check_kv_fits(hparams, n_ctx)     # on a GPU the backend checks the device's memory
+        self._transformer, self.hparams, self.spec = build_transformer(self.reader, lm_head, n_threads,
+                                                                       device=self.device, max_ctx=n_ctx)
         self.lm_head = lm_head
         self.arch = self.hparams.arch
         self.n_vocab = self.hparams.n_vocab
         self.tokenizer = (load_tokenizer(tokenizer_path) if tokenizer_path is not None
                           else Tokenizer.from_gguf_metadata(self.metadata))
         check_tokenizer_covers_head(self.tokenizer.vocab_size, self.n_vocab)
-        if n_ctx is None:
-            n_ctx = min(self.hparams.n_ctx_train, MAX_DEFAULT_CTX)
-        if not isinstance(n_ctx, int) or n_ctx < 2:
-            raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
-        _check_kv_fits(self.hparams, n_ctx)
         self.n_ctx = n_ctx
         self._session = Session(self)
         self.load_s = time.perf_counter() - t0
@@ -331,6 +350,9 @@ class Model:
         return Session(self)
 
     def close(self) -> None:
+        close_backend = getattr(self._transformer, "close", None)   # the GPU's memory goes back at once
+        if close_backend is not None:
+            close_backend()
         self.reader.close()
 
     def __enter__(self) -> Model:
@@ -415,14 +437,12 @@ class Model:
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         """Float32 logits [n, vocab] for every position of `token_ids`, evaluated from position 0 in a scratch
         context (generation state is left untouched)."""
-        from bitnet.models._forward import Context
-
         ids = self._prompt_ids(token_ids)
         if not ids:
             raise ValueError("logits() needs at least one token")
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(f"{len(ids)} tokens do not fit in the context of {self.n_ctx} tokens")
-        return self._all_logits(ids, Context(self._transformer, len(ids)))
+        return self._all_logits(ids, self._transformer.new_context(len(ids)))
 
     def _all_logits(self, ids: list[int], ctx) -> np.ndarray:
         """Logits at every position of `ids`, evaluated from position 0 in `ctx` (a scratch Context)."""
@@ -456,9 +476,7 @@ class Model:
             raise ValueError(f"the text has {len(tokens)} tokens: at least {n_ctx} are needed for one chunk")
         add_bos = self.tokenizer.add_bos and self.tokenizer.bos_id is not None
         first = n_ctx // 2
-        from bitnet.models._forward import Context
-
-        scratch = Context(self._transformer, n_ctx)   # one KV cache for every chunk: each starts at position 0
+        scratch = self._transformer.new_context(n_ctx)   # one KV cache for every chunk: each starts at position 0
         nll = nll2 = 0.0
         count = 0
         for c in range(n_chunks):
@@ -495,13 +513,17 @@ def _check_kv_fits(hp, n_ctx: int) -> None:
 
 
 def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_ctx: int | None = None,
-         tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact") -> Model:
+         tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact", device: str | None = None) -> Model:
     """Load a GGUF model (the embedded default model when `path` is None).
+
+    device: "cpu" or "cuda" (an NVIDIA GPU, sm_80 or newer, with `pip install 'bitnet-engine[cuda]'`); None
+    reads BITNET_DEVICE, else "cpu". Without a usable GPU, "cuda" raises CudaUnavailableError saying why.
 
     lm_head="q8_0" re-encodes the LM head as Q8_0 at load and computes it with int8 dot products: faster
     decoding (the head is half the bytes read per token of the 2B model), at a small perplexity cost; the
     default "exact" computes it from the file's weights in float."""
-    return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path, lm_head=lm_head)
+    return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path, lm_head=lm_head,
+                 device=device)
 
 
 __all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Session", "Timings",

@@ -36,7 +36,6 @@ class WebModel:
 
     def __init__(self, path: str | None = None, n_ctx: int | None = None) -> None:
         from bitnet.models import build_transformer
-        from bitnet.models._forward import Context
 
         t0 = time.perf_counter()
         self.path = Path(path) if path else default_model_path()
@@ -51,7 +50,7 @@ class WebModel:
         self.n_ctx = n_ctx or min(self.hparams.n_ctx_train, DEFAULT_CTX)
         if self.n_ctx < 2:
             raise ValueError(f"n_ctx must be an integer >= 2, got {self.n_ctx!r}")
-        self.context = Context(self.transformer, self.n_ctx)
+        self.context = self.transformer.new_context(self.n_ctx)
         self.load_s = time.perf_counter() - t0
 
     @property

@@ -1,5 +1,10 @@
-"""CUDA backend (issue 12), in progress: the device kernels (kernels.cu) and the I2G weight layout (layout.py).
+"""CUDA backend (issue 12): the forward pass on an NVIDIA GPU (sm_80 and newer), behind the same interface as the
+CPU's (bitnet.models.backend), selected with bitnet.load(path, device="cuda"), `--device cuda` or
+BITNET_DEVICE=cuda.
 
-Not yet wired into bitnet.load: the launcher (cuda.core), the device forward pass and its CUDA graph are still
-to come, so nothing here runs a model yet.
+- kernels.cu: the device kernels, compiled to PTX at package build time (setup.py, nvcc) or by NVRTC at run
+  time (compile.py);
+- layout.py: the I2G layout ternary weights take on the device, and a host model of the kernel's dot;
+- driver.py: the GPU through cuda.bindings (memory, launches, CUDA graphs), the `.[cuda]` extra;
+- forward.py: CudaTransformer and CudaContext, the forward pass as launches, the decode step as a CUDA graph.
 """

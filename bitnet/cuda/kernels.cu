@@ -98,21 +98,38 @@ struct QInfo {  // as bn_qinfo
 
 extern "C" {
 
-// ---- per-token activation quantization: one block per token (x[T, n] -> q[T, n], info[T]) ----
-// s = (float)(127 / max(1e-5, amax)) in double; q = rint(x * s) clamped to [-128, 127] (NaN -> -128).
-__global__ void quantize_act(const float *__restrict__ x, int n, int8_t *__restrict__ q, QInfo *__restrict__ info) {
+// ---- RMSNorm then per-token activation quantization, one block per token (x[T, n] -> q[T, n], info[T]) ----
+// With do_norm the value quantized is (x * (1 / sqrt(mean(x^2) + eps))) * w (w may be NULL), as rmsnorm below
+// computes it; without, x itself. The ternary matmuls read only q and info, so the normalised floats are never
+// stored. s = (float)(127 / max(1e-5, amax)) in double; q = rint(v * s) clamped to [-128, 127] (NaN -> -128).
+__device__ __forceinline__ float normed(const float *xt, const float *w, int i, float scale, int do_norm) {
+    if (!do_norm) return xt[i];
+    const float v = __fmul_rn(xt[i], scale);
+    return w ? __fmul_rn(v, w[i]) : v;
+}
+
+__device__ float rms_scale(const float *xt, int n, float eps, float *scratch) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xt[i], xt[i], ss);
+    ss = block_sum(ss, scratch);
+    return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
+}
+
+__global__ void norm_quant(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int do_norm,
+                           int8_t *__restrict__ q, QInfo *__restrict__ info) {
     __shared__ float fscratch[WARP];
     __shared__ int iscratch[WARP];
     const float *xt = x + (int64_t)blockIdx.x * n;
     int8_t *qt = q + (int64_t)blockIdx.x * n;
+    const float scale = do_norm ? rms_scale(xt, n, eps, fscratch) : 1.0f;
     float amax = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) amax = fmaxf(amax, fabsf(xt[i]));  // fmaxf skips NaN
+    for (int i = threadIdx.x; i < n; i += blockDim.x) amax = fmaxf(amax, fabsf(normed(xt, w, i, scale, do_norm)));
     amax = block_max(amax, fscratch);
     const double a = (double)amax > 1e-5 ? (double)amax : 1e-5;
     const float s = (float)(127.0 / a);
     int sum = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = rintf(__fmul_rn(xt[i], s));
+        float v = rintf(__fmul_rn(normed(xt, w, i, scale, do_norm), s));
         v = v > 127.0f ? 127.0f : v;
         v = v >= -128.0f ? v : -128.0f;
         qt[i] = (int8_t)v;
@@ -125,12 +142,29 @@ __global__ void quantize_act(const float *__restrict__ x, int n, int8_t *__restr
     }
 }
 
-// ---- ternary W2A8 matmul on I2G weights: one warp per output row, T (1..8) tokens per launch row ----
-// The integer dot sum(c * q) is exact (dp4a into int32); y = ((float)dot - (float)sum) / s * wscale as on the CPU.
-__global__ void i2g_matmul(const uint32_t *__restrict__ w, int K, int M, const int8_t *__restrict__ q,
-                           const QInfo *__restrict__ info, int T, float wscale, float *__restrict__ y, int ldy) {
-    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (row >= M) return;
+// ---- ternary W2A8 matmul on I2G weights: one warp per output row, T (1..8) tokens per launch ----
+// Up to three matrices reading the same input run in one launch (q, k and v; gate and up): rows [0, M0) are
+// matrix 0's, the next M1 matrix 1's, the next M2 matrix 2's, each written to its own y_i[T, M_i]. The integer
+// dot sum(c * q) is exact (dp4a into int32); v = ((float)dot - (float)sum) / s * wscale as on the CPU, stored,
+// or with `accumulate` added to y (the residual connection, x += W h, fused).
+__global__ void i2g_matmul(const uint32_t *__restrict__ w0, const uint32_t *__restrict__ w1,
+                           const uint32_t *__restrict__ w2, int K, int M0, int M1, int M2,
+                           const int8_t *__restrict__ q, const QInfo *__restrict__ info, int T, float s0, float s1,
+                           float s2, float *__restrict__ y0, float *__restrict__ y1, float *__restrict__ y2,
+                           int accumulate) {
+    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    const int lane = threadIdx.x % WARP;
+    if (row >= M0 + M1 + M2) return;
+    const uint32_t *w = w0;
+    float wscale = s0, *y = y0;
+    int M = M0;
+    if (row >= M0 + M1) {
+        row -= M0 + M1;
+        w = w2, wscale = s2, y = y2, M = M2;
+    } else if (row >= M0) {
+        row -= M0;
+        w = w1, wscale = s1, y = y1, M = M1;
+    }
     const int words = K / 16;
     const uint32_t *wr = w + (int64_t)row * words;
     int acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -146,15 +180,17 @@ __global__ void i2g_matmul(const uint32_t *__restrict__ w, int K, int M, const i
     for (int t = 0; t < T && t < 8; t++) {
         const int dot = warp_sum_int(acc[t]);
         if (lane == 0) {
-            const float v = __fdiv_rn(__fsub_rn((float)dot, (float)info[t].sum), info[t].scale);
-            y[(int64_t)t * ldy + row] = __fmul_rn(v, wscale);
+            const float v = __fmul_rn(__fdiv_rn(__fsub_rn((float)dot, (float)info[t].sum), info[t].scale), wscale);
+            float *dst = y + (int64_t)t * M + row;
+            *dst = accumulate ? __fadd_rn(*dst, v) : v;
         }
     }
 }
 
-// ---- float-weight matmuls (the LM head): one warp per row, fp32 accumulation, T (1..8) tokens ----
+// ---- float-weight matmuls (the LM head, float layers): one warp per row, fp32 accumulation, T (1..8) tokens;
+// `accumulate` adds the result to y as i2g_matmul does ----
 __global__ void f16_matmul(const uint16_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
-                           float *__restrict__ y, int ldy) {
+                           float *__restrict__ y, int ldy, int accumulate) {
     const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (row >= M) return;
     const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
@@ -169,12 +205,12 @@ __global__ void f16_matmul(const uint16_t *__restrict__ w, int K, int M, const f
     }
     for (int t = 0; t < T && t < 8; t++) {
         const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = s;
+        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
     }
 }
 
 __global__ void bf16_matmul(const uint16_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
-                            float *__restrict__ y, int ldy) {
+                            float *__restrict__ y, int ldy, int accumulate) {
     const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (row >= M) return;
     const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
@@ -189,14 +225,30 @@ __global__ void bf16_matmul(const uint16_t *__restrict__ w, int K, int M, const 
     }
     for (int t = 0; t < T && t < 8; t++) {
         const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = s;
+        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
+    }
+}
+
+__global__ void f32_matmul(const float *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
+                           float *__restrict__ y, int ldy, int accumulate) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= M) return;
+    const float *wr = w + (int64_t)row * K;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = lane; i < K; i += WARP) {
+        const float wv = __ldg(wr + i);
+        for (int t = 0; t < T && t < 8; t++) acc[t] = fmaf(wv, x[(int64_t)t * K + i], acc[t]);
+    }
+    for (int t = 0; t < T && t < 8; t++) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
     }
 }
 
 // Q8_0 weights (blocks of 32: f16 d, int8 qs[32]; 34 bytes) x float activations: one warp per row, a lane per
 // block at a time.
 __global__ void q80_matmul(const uint8_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
-                           float *__restrict__ y, int ldy) {
+                           float *__restrict__ y, int ldy, int accumulate) {
     const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (row >= M) return;
     const int nb = K / 32;
@@ -214,7 +266,7 @@ __global__ void q80_matmul(const uint8_t *__restrict__ w, int K, int M, const fl
     }
     for (int t = 0; t < T && t < 8; t++) {
         const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = s;
+        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
     }
 }
 
@@ -224,34 +276,55 @@ __global__ void rmsnorm(const float *__restrict__ x, const float *__restrict__ w
     __shared__ float scratch[WARP];
     const float *xt = x + (int64_t)blockIdx.x * n;
     float *ot = out + (int64_t)blockIdx.x * n;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xt[i], xt[i], ss);
-    ss = block_sum(ss, scratch);
-    const float scale = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const float v = __fmul_rn(xt[i], scale);
-        ot[i] = w ? __fmul_rn(v, w[i]) : v;
-    }
+    const float scale = rms_scale(xt, n, eps, scratch);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ot[i] = normed(xt, w, i, scale, 1);
 }
 
-// ---- RoPE in place: x[T, n_heads * head_dim]; cs[pos * rope_dim + 2i, +1] = cos, sin of the host's angles
-// (bn_rope_angles for every position of the context, uploaded once), pos[t] the token's position. ----
-__global__ void rope(float *__restrict__ x, int n_heads, int head_dim, int rope_dim, const float *__restrict__ cs,
-                     const int *__restrict__ pos, int neox) {
-    const int t = blockIdx.y, half = rope_dim / 2;
-    const int idx = blockIdx.x * blockDim.x + threadIdx.x;  // (head, pair)
-    if (idx >= n_heads * half) return;
-    const int h = idx / half, i = idx % half;
-    const float *a = cs + (int64_t)pos[t] * rope_dim;
-    const float c = a[2 * i], s = a[2 * i + 1];
-    float *v = x + (int64_t)t * n_heads * head_dim + h * head_dim;
+// ---- RoPE of q and k, and k, v into the f16 cache (round to nearest even, as bn_f32_to_f16), one launch ----
+// q[T, n_head * head_dim] is rotated in place; k[T, kv_dim] is rotated into the cache at row pos[t], v copied
+// there. cs[p * head_dim + 2i, +1] = cos, sin of position p's angles (bitnet.kernels.rope_table, uploaded once).
+// Grid (ceil(work / blockDim.x), T) over work = (n_head + n_head_kv) * head_dim / 2 pairs + kv_dim values of v.
+__device__ __forceinline__ void rotate(float *v, int i, int half, int neox, float c, float s, float *o0,
+                                       float *o1) {
     const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
     const float p = v[i0], r = v[i1];
-    v[i0] = __fsub_rn(__fmul_rn(p, c), __fmul_rn(r, s));
-    v[i1] = __fadd_rn(__fmul_rn(p, s), __fmul_rn(r, c));
+    *o0 = __fsub_rn(__fmul_rn(p, c), __fmul_rn(r, s));
+    *o1 = __fadd_rn(__fmul_rn(p, s), __fmul_rn(r, c));
 }
 
-// ---- FFN gating and the residual: elementwise over n values ----
+__global__ void rope_store(float *__restrict__ q, const float *__restrict__ k, const float *__restrict__ v,
+                           int n_head, int n_head_kv, int head_dim, const float *__restrict__ cs,
+                           const int *__restrict__ pos, int neox, uint16_t *__restrict__ kcache,
+                           uint16_t *__restrict__ vcache) {
+    const int t = blockIdx.y, half = head_dim / 2, kv_dim = n_head_kv * head_dim;
+    const int q_pairs = n_head * half, k_pairs = n_head_kv * half;
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    const float *a = cs + (int64_t)pos[t] * head_dim;
+    const int64_t row = (int64_t)pos[t] * kv_dim;
+    if (idx < q_pairs) {
+        const int h = idx / half, i = idx % half;
+        float *qh = q + ((int64_t)t * n_head + h) * head_dim;
+        float o0, o1;
+        rotate(qh, i, half, neox, a[2 * i], a[2 * i + 1], &o0, &o1);
+        qh[neox ? i : 2 * i] = o0;
+        qh[neox ? i + half : 2 * i + 1] = o1;
+        return;
+    }
+    idx -= q_pairs;
+    if (idx < k_pairs) {
+        const int h = idx / half, i = idx % half;
+        float o0, o1;
+        rotate((float *)k + (int64_t)t * kv_dim + h * head_dim, i, half, neox, a[2 * i], a[2 * i + 1], &o0, &o1);
+        uint16_t *kh = kcache + row + h * head_dim;
+        kh[neox ? i : 2 * i] = float_to_half(o0);
+        kh[neox ? i + half : 2 * i + 1] = float_to_half(o1);
+        return;
+    }
+    idx -= k_pairs;
+    if (idx < kv_dim) vcache[row + idx] = float_to_half(v[(int64_t)t * kv_dim + idx]);
+}
+
+// ---- FFN gating: elementwise over n values ----
 __global__ void relu2_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
                           float *__restrict__ out) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -268,51 +341,82 @@ __global__ void silu_mul(const float *__restrict__ gate, const float *__restrict
     out[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);
 }
 
-__global__ void add_inplace(float *__restrict__ x, const float *__restrict__ y, int64_t n) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = __fadd_rn(x[i], y[i]);
-}
-
-// ---- K/V into the f16 cache (round to nearest even, as bn_f32_to_f16): row t goes to position pos[t] ----
-__global__ void store_kv(const float *__restrict__ k, const float *__restrict__ v, int kv_dim,
-                         uint16_t *__restrict__ kcache, uint16_t *__restrict__ vcache, const int *__restrict__ pos) {
-    const int t = blockIdx.y, i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= kv_dim) return;
-    const int64_t dst = (int64_t)pos[t] * kv_dim + i;
-    kcache[dst] = float_to_half(k[(int64_t)t * kv_dim + i]);
-    vcache[dst] = float_to_half(v[(int64_t)t * kv_dim + i]);
-}
 
 // ---- attention over the f16 cache, split-K (flash-decoding): grid (n_head, n_split, T). Block (h, s, t) takes
 // positions [s * chunk, min((s + 1) * chunk, n_kv_t)) of query head h of token t (n_kv_t = pos[t] + 1, causal)
 // and writes its running max, sum of exponentials and unnormalised output; attention_combine merges the splits.
-// head_dim <= 256, one thread per output dimension, blockDim.x == head_dim rounded up to a warp. ----
+// Each warp of the block walks every nw-th position of the range, its lanes holding dimensions lane + 32j of the
+// head (head_dim <= 256), so a score is a warp reduction (shuffles, no block barrier); the warps then merge. ----
+#define ATT_MAX_WARPS 8
+#define HD_SLOTS 8     // 256 / WARP
+
 __global__ void attention_split(const float *__restrict__ q, const uint16_t *__restrict__ kcache,
                                 const uint16_t *__restrict__ vcache, int n_head, int n_head_kv, int head_dim,
                                 const int *__restrict__ pos, int chunk, float scale, float *__restrict__ part_o,
                                 float *__restrict__ part_ml) {
-    __shared__ float qs[256];
-    __shared__ float scratch[WARP];
+    __shared__ float warp_ml[ATT_MAX_WARPS][2];
+    __shared__ float warp_o[ATT_MAX_WARPS][HD_SLOTS * WARP];
     const int h = blockIdx.x, s = blockIdx.y, t = blockIdx.z, n_split = gridDim.y;
-    const int kvh = h / (n_head / n_head_kv), kv_dim = n_head_kv * head_dim, d = threadIdx.x;
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    const int kvh = h / (n_head / n_head_kv), kv_dim = n_head_kv * head_dim;
     const int n_kv = pos[t] + 1, p0 = s * chunk, p1 = min(p0 + chunk, n_kv);
-    if (d < head_dim) qs[d] = q[((int64_t)t * n_head + h) * head_dim + d];
-    __syncthreads();
-    float m = -F32_INF, l = 0.0f, o = 0.0f;
-    for (int p = p0; p < p1; p++) {
+    const float *qh = q + ((int64_t)t * n_head + h) * head_dim;
+    float qv[HD_SLOTS], o[HD_SLOTS];
+#pragma unroll
+    for (int j = 0; j < HD_SLOTS; j++) {
+        const int d = lane + WARP * j;
+        qv[j] = d < head_dim ? qh[d] : 0.0f;
+        o[j] = 0.0f;
+    }
+    float m = -F32_INF, l = 0.0f;
+    for (int p = p0 + warp; p < p1; p += nw) {
         const uint16_t *kr = kcache + (int64_t)p * kv_dim + kvh * head_dim;
-        const float part = d < head_dim ? qs[d] * half_to_float(kr[d]) : 0.0f;
-        const float score = block_sum(part, scratch) * scale;
+        const uint16_t *vr = vcache + (int64_t)p * kv_dim + kvh * head_dim;
+        float part = 0.0f;
+#pragma unroll
+        for (int j = 0; j < HD_SLOTS; j++) {
+            const int d = lane + WARP * j;
+            if (d < head_dim) part = fmaf(qv[j], half_to_float(kr[d]), part);
+        }
+        const float score = warp_sum(part) * scale;
         const float mn = fmaxf(m, score), corr = expf(m - mn), e = expf(score - mn);
         l = l * corr + e;
-        if (d < head_dim) o = o * corr + e * half_to_float(vcache[(int64_t)p * kv_dim + kvh * head_dim + d]);
+#pragma unroll
+        for (int j = 0; j < HD_SLOTS; j++) {
+            const int d = lane + WARP * j;
+            if (d < head_dim) o[j] = o[j] * corr + e * half_to_float(vr[d]);
+        }
         m = mn;
     }
+    if (lane == 0) {
+        warp_ml[warp][0] = m;
+        warp_ml[warp][1] = l;
+    }
+#pragma unroll
+    for (int j = 0; j < HD_SLOTS; j++) warp_o[warp][lane + WARP * j] = o[j];
+    __syncthreads();
+    if (warp != 0) return;
+    float mb = -F32_INF;
+    for (int w = 0; w < nw; w++) mb = fmaxf(mb, warp_ml[w][0]);
+    float lb = 0.0f, ob[HD_SLOTS];
+#pragma unroll
+    for (int j = 0; j < HD_SLOTS; j++) ob[j] = 0.0f;
+    for (int w = 0; w < nw; w++) {
+        if (warp_ml[w][0] == -F32_INF) continue;      // a warp that had no position
+        const float c = expf(warp_ml[w][0] - mb);
+        lb += c * warp_ml[w][1];
+#pragma unroll
+        for (int j = 0; j < HD_SLOTS; j++) ob[j] += c * warp_o[w][lane + WARP * j];
+    }
     const int64_t slot = ((int64_t)t * n_head + h) * n_split + s;
-    if (d < head_dim) part_o[slot * head_dim + d] = o;
-    if (d == 0) {
-        part_ml[2 * slot] = m;      // -inf for an empty split
-        part_ml[2 * slot + 1] = l;
+#pragma unroll
+    for (int j = 0; j < HD_SLOTS; j++) {
+        const int d = lane + WARP * j;
+        if (d < head_dim) part_o[slot * head_dim + d] = ob[j];
+    }
+    if (lane == 0) {
+        part_ml[2 * slot] = mb;      // -inf for an empty split
+        part_ml[2 * slot + 1] = lb;
     }
 }
 
@@ -355,23 +459,25 @@ __global__ void embed_rows(const uint8_t *__restrict__ table, int gtype, int K, 
     out[(int64_t)t * K + i] = v;
 }
 
-// ---- greedy sampling on the device: the first index of the largest logit (numpy's argmax for logits without
-// NaN; a NaN is never chosen), one block of up to 1024 threads ----
+// ---- greedy sampling on the device: out[0] = the first index of the largest logit (numpy's argmax for finite
+// logits), out[1] = 1 if any logit is NaN or infinite (the host then fails as the CPU path does); one block of
+// up to 1024 threads ----
 __global__ void argmax(const float *__restrict__ logits, int n, int *__restrict__ out) {
     __shared__ float best_v[1024];
     __shared__ int best_i[1024];
     float bv = -F32_INF;
-    int bi = n;
+    int bi = n, bad = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         const float v = logits[i];
-        if (v > bv || (bi == n && v == -F32_INF)) {   // strictly larger: each thread keeps its first maximum
+        bad |= !isfinite(v);
+        if (v > bv) {   // strictly larger: each thread keeps its first maximum
             bv = v;
             bi = i;
         }
     }
     best_v[threadIdx.x] = bv;
     best_i[threadIdx.x] = bi;
-    __syncthreads();
+    bad = __syncthreads_or(bad);
     for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
         if (threadIdx.x < stride) {
             const float ov = best_v[threadIdx.x + stride];
@@ -383,7 +489,10 @@ __global__ void argmax(const float *__restrict__ logits, int n, int *__restrict_
         }
         __syncthreads();
     }
-    if (threadIdx.x == 0) *out = best_i[0] < n ? best_i[0] : 0;
+    if (threadIdx.x == 0) {
+        out[0] = best_i[0] < n ? best_i[0] : 0;
+        out[1] = bad;
+    }
 }
 
 }  // extern "C"

@@ -40,6 +40,7 @@ __all__ = [
     "f32_to_f16",
     "encode_q80",
     "float_matmul",
+    "i2g_pack",
     "lut_matmul",
     "lut_pack",
     "q8_matmul",
@@ -51,6 +52,7 @@ __all__ = [
     "reset_ran",
     "rmsnorm",
     "rope",
+    "rope_table",
     "set_variant",
     "silu_mul",
     "softmax",
@@ -266,6 +268,17 @@ def lut_pack(data, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
     return out
 
 
+def i2g_pack(data, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
+    """The CUDA backend's I2G form of an I2_S weight of numpy shape [M, K]: uint32 [M, K/16] (layout in
+    bitnet/cuda/kernels.cu), repacked on the host in parallel."""
+    buf = _check_matmul(data, GGML_I2_S, K, M, (GGML_I2_S,), "i2g_pack")
+    if K % 16:
+        raise ValueError(f"the I2G layout needs rows of a multiple of 16 inputs, got K = {K}")
+    out = np.empty((M, K // 16), dtype=np.uint32)
+    _k.i2g_pack(buf, out.reshape(-1), n_threads)
+    return out
+
+
 def lut_matmul(lut: np.ndarray, K: int, M: int, q: np.ndarray, scale: np.ndarray, qsum: np.ndarray,
                wscale: float, variant: str | None = None, n_threads: int | None = None, gemm: bool = False,
                row_chunk: int | None = None) -> np.ndarray:
@@ -380,6 +393,16 @@ def rope(x: np.ndarray, pos: int, base: float, rope_dim: int | None = None, neox
     if rd <= 0 or rd > out.shape[1] or rd % 2:
         raise ValueError(f"rope_dim must be even and within head_dim={out.shape[1]}, got {rd}")
     _k.rope(out, rd, int(pos), float(base), bool(neox))
+    return out
+
+
+def rope_table(n_pos: int, rope_dim: int, base: float) -> np.ndarray:
+    """float32 [n_pos, rope_dim]: row p holds cos, sin of each of position p's rope_dim / 2 angles, exactly as the
+    CPU forward pass computes them (the CUDA backend uploads this table once)."""
+    if n_pos < 1 or rope_dim < 2 or rope_dim % 2:
+        raise ValueError(f"rope_table needs n_pos >= 1 and an even rope_dim >= 2, got {n_pos}, {rope_dim}")
+    out = np.empty((int(n_pos), int(rope_dim)), dtype=np.float32)
+    _k.rope_table(out, float(base))
     return out
 
 

@@ -1,6 +1,6 @@
 # C-level view of the kernel contract (src/kernels.h), shared with other Cython modules:
 #     from bitnet.kernels._kernels cimport active_kernels, bn_kernels, bn_qinfo
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
 
 cdef extern from "kernels.h" nogil:
@@ -113,6 +113,7 @@ cdef extern from "kernels.h" nogil:
     int64_t bn_lut_bytes(int64_t K, int64_t M)
     int64_t bn_lut_table_bytes(int64_t K)
     void bn_lut_pack(const uint8_t *i2s, int64_t K, int64_t M, int64_t r0, int64_t r1, uint8_t *out)
+    void bn_i2g_pack(const uint8_t *i2s, int64_t w0, int64_t w1, uint32_t *out)
 
 
 # The table chosen at import (BITNET_KERNEL or the best the CPU runs), changed by set_variant().

@@ -5,7 +5,7 @@ Argument checking lives in bitnet/kernels/__init__.py; the functions here trust 
 dtypes, contiguity) and only release the GIL and split output rows across OpenMP threads.
 """
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -172,6 +172,16 @@ def lut_pack(const uint8_t[::1] data, int64_t K, int64_t M, uint8_t[::1] out, ob
         bn_lut_pack(&data[0], K, M, t * BN_LUT_ROWS, min(M, (t + 1) * BN_LUT_ROWS), &out[0])
 
 
+def i2g_pack(const uint8_t[::1] data, uint32_t[::1] out, object n_threads=None) -> None:
+    """The I2G words of an I2_S tensor (bitnet/kernels/src/repack.c): len(out) words, in slices in parallel."""
+    cdef int nt = _threads(n_threads)
+    cdef int64_t n = out.shape[0], step = 1 << 16, s
+    if data.shape[0] < n * 4:
+        raise ValueError(f"{n} I2G words need {4 * n} bytes of I2_S data, got {data.shape[0]}")
+    for s in prange((n + step - 1) // step, nogil=True, num_threads=nt, schedule="static"):
+        bn_i2g_pack(&data[0], s * step, min(n, (s + 1) * step), &out[0])
+
+
 def lut_matmul(int v, const uint8_t[::1] lut, int64_t K, int64_t M, const int8_t[:, ::1] q,
                const uint8_t[::1] qinfo, float wscale, float[:, ::1] y, object n_threads=None,
                bint use_gemm=False, object row_chunk=None) -> None:
@@ -292,6 +302,14 @@ def rmsnorm(const float[::1] x, const float[::1] w, float eps, float[::1] out) -
         wp = &w[0]
     with nogil:
         bn_rmsnorm(&x[0], wp, x.shape[0], eps, &out[0])
+
+
+def rope_table(float[:, ::1] out, float base) -> None:
+    """out[p] = the (cos, sin) pairs of position p's angles, for every row p (the CUDA backend's RoPE table)."""
+    cdef int64_t p
+    with nogil:
+        for p in range(out.shape[0]):
+            bn_rope_angles(p, out.shape[1], base, &out[p, 0])
 
 
 def rope(float[:, ::1] x, int64_t rope_dim, int64_t pos, float base, bint neox) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from bitnet.errors import ModelError
 from bitnet.gguf import GGMLType
 from bitnet.models import bitnet, bitnet_b158, llama
+from bitnet.models.backend import DEVICES, resolve_device
 from bitnet.models.common import ArchSpec, BoundMatrix, HParams, bind_weights, read_hparams
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -25,8 +26,11 @@ LM_HEADS = ("exact", "q8_0")
 
 
 def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = None, widen_head_below: int = 0,
-                      ternary: str | None = None):
-    """Validate the file's graph and bind its weights: returns (Transformer, HParams, ArchSpec).
+                      ternary: str | None = None, device: str = "cpu", max_ctx: int | None = None):
+    """Validate the file's graph and bind its weights: returns (backend, HParams, ArchSpec), the backend being
+    the CPU Transformer or, with device="cuda", the CudaTransformer (bitnet.models.backend) with the weights
+    uploaded to the GPU and its RoPE table sized for contexts of up to max_ctx positions (default: the file's
+    training context).
 
     lm_head "q8_0": the LM head (the tied F16 token embedding, or output.weight) is re-encoded as Q8_0 in memory
     at load (0.66 GB -> 0.35 GB read per token for the 2B model) and computed with int8 dot products on
@@ -43,9 +47,18 @@ def build_transformer(reader, lm_head: str = "exact", n_threads: int | None = No
 
     if lm_head not in LM_HEADS:
         raise ValueError(f"lm_head must be one of {', '.join(LM_HEADS)}, got {lm_head!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     arch, spec = arch_spec(reader)
     hp = read_hparams(reader, arch)
     weights = bind_weights(reader, spec, hp)
+    if device == "cuda":
+        from bitnet.cuda.forward import CudaTransformer
+
+        if lm_head == "q8_0":
+            weights["output"] = _int8_head(weights["output"], n_threads)
+        return (CudaTransformer(**weights, head_int8=lm_head == "q8_0", max_ctx=max_ctx or hp.n_ctx_train), hp,
+                spec)
     if lm_head == "q8_0":
         head = weights["output"]
         weights["output"] = _int8_head(head, n_threads)
@@ -108,4 +121,5 @@ def _int8_head(head: BoundMatrix, n_threads: int | None) -> BoundMatrix:
     return BoundMatrix(f"{head.name} (Q8_0, int8 head)", GGML_Q8_0, head.K, head.M, data, 1.0)
 
 
-__all__ = ["ARCHITECTURES", "LM_HEADS", "TERNARY_KERNELS", "ArchSpec", "HParams", "arch_spec", "build_transformer"]
+__all__ = ["ARCHITECTURES", "DEVICES", "LM_HEADS", "TERNARY_KERNELS", "ArchSpec", "HParams", "arch_spec",
+           "build_transformer", "resolve_device"]

@@ -9,7 +9,7 @@ there is no Python call inside a forward.
 Every output row and every attention head is computed by a single thread in a fixed order, so results do not
 depend on the thread count.
 """
-from libc.math cimport sqrtf
+from libc.math cimport isfinite, sqrtf
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
 from cython.parallel cimport prange, threadid
@@ -202,6 +202,37 @@ cdef class Transformer:
     @property
     def head_int8(self) -> bool:
         return bool(self.w.output.act_q8)
+
+    @property
+    def device_name(self) -> str:
+        return "cpu"
+
+    def new_context(self, int64_t n_ctx) -> Context:
+        return Context(self, n_ctx)
+
+    def new_workspace(self) -> Workspace:
+        return Workspace()
+
+    def greedy(self, Context ctx, int32_t token, int64_t pos, int n_threads=1) -> int:
+        """Evaluate one token at `pos` and return the index of its largest logit (the first on ties, as the
+        sampler's greedy choice). ModelError when a logit is not finite."""
+        cdef int64_t V = self.w.d.n_vocab, i, best = 0
+        cdef bint bad = False
+        logits_buf = array("f", bytes(4 * V))
+        cdef float[:, ::1] logits = memoryview(logits_buf).cast("B").cast("f", (1, V))
+        self.forward(ctx, array("i", [token]), pos, logits, False, n_threads)
+        with nogil:
+            for i in range(V):
+                if not isfinite(logits[0, i]):
+                    bad = True
+                elif logits[0, i] > logits[0, best] or not isfinite(logits[0, best]):
+                    best = i
+        if bad:
+            from bitnet.errors import ModelError
+
+            raise ModelError(f"the forward pass produced a non-finite logit at position {pos}: the model file's "
+                             "weights hold NaN/Inf or overflow")
+        return best
 
     def forward(self, Context ctx, tokens, int64_t pos0, logits_out, bint all_logits, int n_threads):
         """Evaluate `tokens` at positions pos0.. in `ctx` (its KV cache is written there).

@@ -153,6 +153,8 @@ static inline int64_t bn_lut_table_bytes(int64_t K) { return 2 * ((K + 3) / 4) *
 /* Pack the tiles holding rows [r0, r1) of an I2_S weight (r0 % BN_LUT_ROWS == 0; r1 == M or a multiple of
  * BN_LUT_ROWS), so that tiles can be packed in parallel. */
 void bn_lut_pack(const uint8_t *i2s, int64_t K, int64_t M, int64_t r0, int64_t r1, uint8_t *out);
+/* words [w0, w1) of an I2_S tensor in the CUDA backend's I2G layout (repack.c) */
+void bn_i2g_pack(const uint8_t *i2s, int64_t w0, int64_t w1, uint32_t *out);
 void bn_lut_tables(const int8_t *q, int64_t K, int8_t *tables);
 
 /* ---- portable light ops (ops.c), not ISA-specific: cheap next to the matmuls ---- */

@@ -1,0 +1,194 @@
+"""The GPU as the CUDA forward pass sees it: memory, copies, kernel launches and CUDA graphs, over `cuda.bindings`
+(the driver API of the `.[cuda]` extra; no PyTorch, no CuPy).
+
+The forward pass (bitnet/cuda/forward.py) talks only to the small interface of `CudaDevice`, so the tests can
+run it against an emulated device whose kernels are the CPU kernels (tests/cuda_emulator.py). Device addresses
+are plain ints; offsets into a buffer are added to them.
+
+PARAMS declares each kernel's parameters ('p' pointer, 'i' int, 'q' int64, 'f' float), in the order of
+kernels.cu (a test holds the two together), so that a launch packs exactly the C types the kernel reads.
+"""
+from __future__ import annotations
+
+import ctypes
+
+from bitnet.errors import BitNetError
+
+PARAMS: dict[str, str] = {
+    "norm_quant": "ppifipp",
+    "i2g_matmul": "pppiiiippifffpppi",
+    "f16_matmul": "piipipii",
+    "bf16_matmul": "piipipii",
+    "f32_matmul": "piipipii",
+    "q80_matmul": "piipipii",
+    "rmsnorm": "ppifp",
+    "rope_store": "pppiiippipp",
+    "relu2_mul": "ppqp",
+    "silu_mul": "ppqp",
+    "attention_split": "pppiiipifpp",
+    "attention_combine": "ppiiip",
+    "embed_rows": "piipp",
+    "argmax": "pip",
+}
+_CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int, "q": ctypes.c_longlong, "f": ctypes.c_float}
+MIN_CAPABILITY = (8, 0)   # dp4a everywhere, but the kernels are built and tested for sm_80 and newer
+
+
+class CudaUnavailableError(BitNetError):
+    """device="cuda" was asked for where there is no usable GPU (no extra, no driver, no device, too old)."""
+
+
+class CudaError(BitNetError):
+    """A CUDA driver call failed."""
+
+
+def _driver():
+    try:
+        from cuda.bindings import driver
+    except ImportError:
+        raise CudaUnavailableError("device='cuda' needs the CUDA extra: pip install 'bitnet-engine[cuda]' "
+                                   "(cuda-bindings is not installed)") from None
+    return driver
+
+
+def _check(driver, result, what: str):
+    """The value(s) of a driver call, or CudaError naming the call and the driver's error."""
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        _, text = driver.cuGetErrorString(err)
+        raise CudaError(f"{what} failed: {err.name} ({text.decode() if isinstance(text, bytes) else text})")
+    return rest[0] if len(rest) == 1 else tuple(rest) if rest else None
+
+
+class CudaDevice:
+    """One GPU, its primary context, one stream, and the kernels of kernels.cu loaded from PTX."""
+
+    def __init__(self, ordinal: int = 0, ptx: str | None = None):
+        d = self._d = _driver()
+        try:
+            err, = d.cuInit(0)
+        except RuntimeError as e:        # cuda.bindings could not dlopen libcuda: no NVIDIA driver here
+            raise CudaUnavailableError(f"device='cuda' needs an NVIDIA GPU and its driver: {e}") from None
+        if err == d.CUresult.CUDA_ERROR_NO_DEVICE:
+            raise CudaUnavailableError("device='cuda': the NVIDIA driver found no CUDA GPU")
+        _check(d, (err,), "cuInit")
+        count = _check(d, d.cuDeviceGetCount(), "cuDeviceGetCount")
+        if not 0 <= ordinal < count:
+            raise CudaUnavailableError(f"device='cuda': GPU {ordinal} asked for, {count} present")
+        self._dev = _check(d, d.cuDeviceGet(ordinal), "cuDeviceGet")
+        attr = d.CUdevice_attribute
+        self.capability = (
+            _check(d, d.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, self._dev), "cc"),
+            _check(d, d.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, self._dev), "cc"))
+        name = _check(d, d.cuDeviceGetName(256, self._dev), "cuDeviceGetName")
+        self.name = name.split(b"\0")[0].decode()
+        if self.capability < MIN_CAPABILITY:
+            raise CudaUnavailableError(f"device='cuda': {self.name} is sm_{self.capability[0]}{self.capability[1]};"
+                                       f" the kernels need sm_{MIN_CAPABILITY[0]}{MIN_CAPABILITY[1]} or newer")
+        self._ctx = _check(d, d.cuDevicePrimaryCtxRetain(self._dev), "cuDevicePrimaryCtxRetain")
+        self._make_current()
+        self._stream = _check(d, d.cuStreamCreate(d.CUstream_flags.CU_STREAM_NON_BLOCKING.value), "cuStreamCreate")
+        if ptx is None:
+            from bitnet.cuda.compile import kernels_ptx
+
+            ptx = kernels_ptx()
+        # The driver JIT-compiles the PTX for this GPU; a driver older than the PTX's ISA refuses it here.
+        self._module = _check(d, d.cuModuleLoadData(ptx.encode() + b"\0"), "loading the kernels' PTX")
+        self._functions = {name: _check(d, d.cuModuleGetFunction(self._module, name.encode()),
+                                        f"cuModuleGetFunction({name})") for name in PARAMS}
+        self._allocations: list[int] = []
+
+    def _make_current(self) -> None:
+        _check(self._d, self._d.cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")
+
+    # -- memory
+    def mem_info(self) -> tuple[int, int]:
+        """(free, total) bytes of device memory."""
+        self._make_current()
+        return tuple(int(v) for v in _check(self._d, self._d.cuMemGetInfo(), "cuMemGetInfo"))
+
+    def alloc(self, nbytes: int) -> int:
+        self._make_current()
+        ptr = int(_check(self._d, self._d.cuMemAlloc(max(int(nbytes), 1)), f"cuMemAlloc({nbytes} bytes)"))
+        self._allocations.append(ptr)
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        if ptr in self._allocations:
+            self._allocations.remove(ptr)
+            _check(self._d, self._d.cuMemFree(ptr), "cuMemFree")
+
+    def upload(self, ptr: int, host, nbytes: int | None = None) -> None:
+        """Copy a host buffer (bytes, memoryview, numpy array) to the device, in stream order."""
+        view = memoryview(host).cast("B")
+        n = view.nbytes if nbytes is None else nbytes
+        _check(self._d, self._d.cuMemcpyHtoDAsync(ptr, view, n, self._stream), "cuMemcpyHtoDAsync")
+
+    def download(self, host, ptr: int, nbytes: int | None = None) -> None:
+        """Copy device memory into a writable host buffer and wait for it."""
+        view = memoryview(host).cast("B")
+        n = view.nbytes if nbytes is None else nbytes
+        _check(self._d, self._d.cuMemcpyDtoHAsync(view, ptr, n, self._stream), "cuMemcpyDtoHAsync")
+        self.synchronize()
+
+    def memset(self, ptr: int, nbytes: int) -> None:
+        _check(self._d, self._d.cuMemsetD8Async(ptr, 0, nbytes, self._stream), "cuMemsetD8Async")
+
+    # -- kernels
+    def launch(self, name: str, grid: tuple[int, ...], block: int, *args) -> None:
+        sig = PARAMS[name]
+        if len(args) != len(sig):
+            raise TypeError(f"{name} takes {len(sig)} arguments ({sig}), got {len(args)}")
+        gx, gy, gz = (tuple(grid) + (1, 1))[:3]
+        params = (tuple(args), tuple(_CTYPES[c] for c in sig))
+        _check(self._d, self._d.cuLaunchKernel(self._functions[name], gx, gy, gz, block, 1, 1, 0, self._stream,
+                                               params, 0), f"launching {name}")
+
+    def synchronize(self) -> None:
+        _check(self._d, self._d.cuStreamSynchronize(self._stream), "cuStreamSynchronize")
+
+    # -- CUDA graphs: the launches between begin_capture and end_capture are recorded, not run
+    def begin_capture(self) -> None:
+        mode = self._d.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+        _check(self._d, self._d.cuStreamBeginCapture(self._stream, mode), "cuStreamBeginCapture")
+
+    def end_capture(self):
+        graph = _check(self._d, self._d.cuStreamEndCapture(self._stream), "cuStreamEndCapture")
+        try:
+            return _check(self._d, self._d.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+        finally:
+            self._d.cuGraphDestroy(graph)
+
+    def replay(self, graph) -> None:
+        _check(self._d, self._d.cuGraphLaunch(graph, self._stream), "cuGraphLaunch")
+
+    def destroy_graph(self, graph) -> None:
+        self._d.cuGraphExecDestroy(graph)
+
+    # -- timing (benchmarks/gpu_check.py)
+    def timer(self):
+        """A pair of events; `elapsed_ms(pair)` after recording both with `record(event)`."""
+        flags = self._d.CUevent_flags.CU_EVENT_DEFAULT.value
+        return (_check(self._d, self._d.cuEventCreate(flags), "cuEventCreate"),
+                _check(self._d, self._d.cuEventCreate(flags), "cuEventCreate"))
+
+    def record(self, event) -> None:
+        _check(self._d, self._d.cuEventRecord(event, self._stream), "cuEventRecord")
+
+    def elapsed_ms(self, pair) -> float:
+        _check(self._d, self._d.cuEventSynchronize(pair[1]), "cuEventSynchronize")
+        return float(_check(self._d, self._d.cuEventElapsedTime(pair[0], pair[1]), "cuEventElapsedTime"))
+
+    def close(self) -> None:
+        for ptr in list(self._allocations):
+            self.free(ptr)
+        if getattr(self, "_module", None) is not None:
+            self._d.cuModuleUnload(self._module)
+            self._module = None
+        if getattr(self, "_stream", None) is not None:
+            self._d.cuStreamDestroy(self._stream)
+            self._stream = None
+            self._d.cuDevicePrimaryCtxRelease(self._dev)
+
+
+__all__ = ["CudaDevice", "CudaError", "CudaUnavailableError", "MIN_CAPABILITY", "PARAMS"]

@@ -1,0 +1,446 @@
+"""The forward pass on an NVIDIA GPU: the graph of the CPU's (bitnet/models/_forward.pyx), step for step, as
+launches of the kernels in kernels.cu on a CudaDevice (bitnet/cuda/driver.py).
+
+`CudaTransformer` has the CPU Transformer's interface (see bitnet.models.backend): contexts, `forward`,
+`forward_batch`, `greedy`. Weights are uploaded once at construction (I2_S repacked to I2G), after checking
+that they, the scratch buffers and the RoPE table fit in the GPU's free memory; each context's K/V cache is
+allocated on the device when the context is made. A decode step (one token, logits of it) is captured once
+per context as a CUDA graph that reads its token and position from device memory, and replayed for every
+later token: one upload of 8 bytes, one graph launch and one download per token, no Python per layer.
+
+Per layer (T tokens): norm+quantize -> q, k, v in one ternary launch -> RoPE and the K/V store -> split-K
+attention -> sub-norm+quantize -> Wo added into the residual -> norm+quantize -> gate and up in one launch ->
+relu²/SiLU gating -> sub-norm+quantize -> Wdown added into the residual. Float (F16/BF16/F32/Q8_0) matrices take
+the normalised floats instead. Results agree with the CPU's to float rounding (reductions sum in another order);
+the ternary integer dots are exact.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from bitnet.errors import BitNetError, ModelError
+
+T_F32, T_F16, T_Q8_0, T_BF16, T_TQ1_0, T_TQ2_0, T_I2_S = 0, 1, 8, 30, 34, 35, 36
+FLOAT_KERNELS = {T_F16: "f16_matmul", T_BF16: "bf16_matmul", T_F32: "f32_matmul", T_Q8_0: "q80_matmul"}
+
+UBATCH = 256             # tokens per pass through the layers (bounds the scratch buffers)
+MATMUL_TOKENS = 8        # tokens per matmul launch: the kernels keep one accumulator per token in registers
+MATMUL_ROWS = 8          # output rows (warps) per block of a matmul
+BLOCK = 256              # threads per block of the row-wise and elementwise kernels
+ATTENTION_CHUNK = 64     # cached positions per split-K attention block
+ATTENTION_WARPS = 4      # warps per attention block, each walking every fourth position of the chunk
+ATTENTION_TOKENS = 16    # tokens per attention launch (bounds the split-K partials)
+LOGIT_ROWS = 8           # rows of logits per LM-head launch
+ARGMAX_BLOCK = 1024
+
+
+class CudaMemoryError(BitNetError):
+    """The model or a context does not fit in the GPU's free memory (the message names the sizes)."""
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _blocks(n: int, per: int) -> int:
+    return (n + per - 1) // per
+
+
+@dataclass(frozen=True)
+class DeviceMatrix:
+    """A weight matrix [M rows of K] in device memory: I2G words for I2_S, the file's bytes otherwise."""
+
+    name: str
+    gtype: int
+    K: int
+    M: int
+    ptr: int
+    wscale: float
+
+    @property
+    def ternary(self) -> bool:
+        return self.gtype == T_I2_S
+
+
+def _device_bytes(m) -> int:
+    """What a BoundMatrix occupies on the device."""
+    return m.M * m.K // 4 if m.ggml_type == T_I2_S else memoryview(m.data).nbytes
+
+
+class CudaContext:
+    """One sequence's K and V caches on the device ([n_layer, n_ctx, kv_dim] f16 each, as the CPU keeps them)
+    and the CUDA graph of its decode step, captured on first use."""
+
+    def __init__(self, model: CudaTransformer, n_ctx: int):
+        if not isinstance(n_ctx, int) or n_ctx < 1:
+            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        if n_ctx > model.max_ctx:
+            raise ValueError(f"a context of {n_ctx} positions exceeds the {model.max_ctx} this CUDA model was "
+                             "loaded for")
+        self.model, self.n_ctx = model, n_ctx
+        self.n_split = _blocks(n_ctx, ATTENTION_CHUNK)
+        self.layer_bytes = n_ctx * model.d["n_head_kv"] * model.d["head_dim"] * 2
+        self._kv_bytes = model.d["n_layer"] * self.layer_bytes
+        model._check_fits(2 * self._kv_bytes, f"a KV cache of {n_ctx} positions")
+        dev = model.dev
+        self.kcache = dev.alloc(self._kv_bytes)
+        self.vcache = dev.alloc(self._kv_bytes)
+        self.graph = None        # the decode step (bitnet.cuda.forward.CudaTransformer._step)
+        self.graph_greedy = None
+
+    def nbytes(self) -> int:
+        return 2 * self._kv_bytes
+
+    def close(self) -> None:
+        dev = self.model.dev
+        for g in (self.graph, self.graph_greedy):
+            if g is not None:
+                dev.destroy_graph(g)
+        self.graph = self.graph_greedy = None
+        for ptr in (self.kcache, self.vcache):
+            if ptr:
+                dev.free(ptr)
+        self.kcache = self.vcache = 0
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:   # interpreter shutdown: the device may already be gone
+            pass
+
+
+class CudaTransformer:
+    """The model's weights on one GPU and the forward pass over them (the CPU Transformer's interface)."""
+
+    def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list, head_int8: bool = False, *,
+                 max_ctx: int, device=None):
+        """The CPU Transformer's arguments (bitnet.models.common.bind_weights) plus max_ctx, the largest context
+        to be made (the RoPE table and the attention partials are sized for it), and the device (a CudaDevice
+        for GPU 0 by default). head_int8: the LM head is the Q8_0 re-encoding; on the GPU it is read with float
+        activations (q80_matmul), not with the CPU's Q8-quantized ones."""
+        self.d = dict(dims)
+        d = self.d
+        self.max_ctx = int(max_ctx)
+        self.head_int8 = bool(head_int8)
+        self._lock = threading.Lock()         # one forward at a time: the scratch buffers are shared
+        E, HD = d["n_embd"], d["head_dim"]
+        self.q_dim, self.kv_dim = d["n_head"] * HD, d["n_head_kv"] * HD
+        self.max_dim = max(E, self.q_dim, d["n_ff"])
+        self.att_scale = float(np.float32(1.0) / np.sqrt(np.float32(HD)))
+        if HD > 256:
+            raise ModelError(f"the CUDA backend supports heads of up to 256 dimensions, got {HD}")
+        for layer in layers:
+            for m in layer.values():
+                if hasattr(m, "ggml_type") and m.ggml_type in (T_TQ1_0, T_TQ2_0):
+                    raise ModelError(f"tensor '{m.name}' is {'TQ1_0' if m.ggml_type == T_TQ1_0 else 'TQ2_0'}: "
+                                     "the CUDA backend runs ternary layers in I2_S (convert the file with "
+                                     "`bitnet convert --outtype i2_s`) or use device='cpu'")
+        if device is None:
+            from bitnet.cuda.driver import CudaDevice
+
+            device = CudaDevice()
+        self.dev = device
+        tied = output is tok_embd
+        weight_bytes = sum(_device_bytes(m) for layer in layers for m in layer.values() if hasattr(m, "ggml_type"))
+        weight_bytes += sum(4 * len(np.frombuffer(v, dtype=np.float32)) for layer in layers
+                            for v in layer.values() if v is not None and not hasattr(v, "ggml_type"))
+        weight_bytes += _device_bytes(tok_embd) + (0 if tied else _device_bytes(output)) + 4 * E
+        self._sizes = self._scratch_sizes()
+        self._check_fits(weight_bytes + sum(self._sizes.values()),
+                         f"the model ({_gib(weight_bytes)} of weights, "
+                         f"{_gib(sum(self._sizes.values()))} of scratch and RoPE table)")
+        self.weight_bytes = weight_bytes
+        self.s = {name: device.alloc(n) for name, n in self._sizes.items()}
+        from bitnet.kernels import rope_table
+
+        device.upload(self.s["rope"], rope_table(self.max_ctx, HD, d["rope_base"]))
+        self.tok_embd = self._upload_matrix(tok_embd)
+        self.output = self.tok_embd if tied else self._upload_matrix(output)
+        self.output_norm = self._upload_vector(output_norm)
+        self.layers = [{key: (self._upload_matrix(v) if hasattr(v, "ggml_type") else
+                              None if v is None else self._upload_vector(v)) for key, v in layer.items()}
+                       for layer in layers]
+        device.synchronize()
+        self._io = np.zeros(4, dtype=np.int32)    # host side of the decode step's token, position, argmax, flag
+        self._greedy_out = np.zeros(2, dtype=np.int32)
+
+    # -- memory
+    def _scratch_sizes(self) -> dict[str, int]:
+        d, U = self.d, UBATCH
+        n_split = _blocks(self.max_ctx, ATTENTION_CHUNK)
+        return dict(
+            x=4 * U * d["n_embd"], xn=4 * U * self.max_dim, q=4 * U * self.q_dim, k=4 * U * self.kv_dim,
+            v=4 * U * self.kv_dim, att=4 * U * self.q_dim, gate=4 * U * d["n_ff"], up=4 * U * d["n_ff"],
+            xq=U * self.max_dim, qi=8 * U, tokens=4 * U, pos=4 * U, step=16,
+            logits=4 * LOGIT_ROWS * d["n_vocab"],
+            part_o=4 * ATTENTION_TOKENS * d["n_head"] * n_split * d["head_dim"],
+            part_ml=8 * ATTENTION_TOKENS * d["n_head"] * n_split,
+            rope=4 * self.max_ctx * d["head_dim"])
+
+    def _check_fits(self, nbytes: int, what: str) -> None:
+        free, total = self.dev.mem_info()
+        if nbytes > free:
+            raise CudaMemoryError(f"{what} needs {_gib(nbytes)} of GPU memory; {self.dev.name} has {_gib(free)} "
+                                  f"free of {_gib(total)}")
+
+    def _upload_matrix(self, m) -> DeviceMatrix:
+        if m.ggml_type == T_I2_S:
+            from bitnet.cuda.layout import i2s_to_i2g
+
+            host = i2s_to_i2g(m.data, m.K, m.M)
+        elif m.ggml_type in FLOAT_KERNELS:
+            host = memoryview(m.data)
+        else:
+            raise ModelError(f"tensor '{m.name}' has a type the CUDA backend cannot compute with ({m.ggml_type})")
+        ptr = self.dev.alloc(memoryview(host).nbytes)
+        self.dev.upload(ptr, host)
+        self.dev.synchronize()     # the host copy (the repacked words) may go now
+        return DeviceMatrix(m.name, m.ggml_type, m.K, m.M, ptr, float(m.wscale))
+
+    def _upload_vector(self, v) -> int:
+        host = np.frombuffer(v, dtype=np.float32)
+        ptr = self.dev.alloc(host.nbytes)
+        self.dev.upload(ptr, host)
+        return ptr
+
+    def close(self) -> None:
+        """Free the weights and scratch (contexts free their caches when they go)."""
+        self.dev.close()
+
+    # -- the backend interface
+    @property
+    def n_vocab(self) -> int:
+        return self.d["n_vocab"]
+
+    @property
+    def head_type(self) -> int:
+        return self.output.gtype
+
+    @property
+    def device_name(self) -> str:
+        return self.dev.name
+
+    def new_context(self, n_ctx: int) -> CudaContext:
+        return CudaContext(self, n_ctx)
+
+    def new_workspace(self):
+        return None     # the scratch buffers belong to the model on the GPU
+
+    def forward(self, ctx: CudaContext, tokens, pos0: int, logits_out, all_logits: bool, n_threads: int) -> None:
+        """As the CPU Transformer's: evaluate `tokens` at positions pos0.. into ctx's cache; logits_out None, a
+        float32 [1, vocab] array (last position) or, with all_logits, [len(tokens), vocab]. n_threads is unused."""
+        toks = self._token_ids(tokens)
+        n = len(toks)
+        self._check_context(ctx)
+        if pos0 < 0 or pos0 + n > ctx.n_ctx:
+            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit in the context of {ctx.n_ctx} tokens")
+        rows = n if all_logits else 1
+        if logits_out is not None and (logits_out.shape != (rows, self.n_vocab) or logits_out.dtype != np.float32
+                                       or not logits_out.flags.c_contiguous):
+            raise ValueError(f"logits_out must be a C-contiguous float32 array of shape ({rows}, {self.n_vocab})")
+        with self._lock:
+            if n == 1 and logits_out is not None:
+                self._step(ctx, int(toks[0]), pos0, logits_out)
+                return
+            for start in range(0, n, UBATCH):
+                chunk = toks[start:start + UBATCH]
+                T = len(chunk)
+                self.dev.upload(self.s["tokens"], chunk)
+                self.dev.upload(self.s["pos"], np.arange(pos0 + start, pos0 + start + T, dtype=np.int32))
+                self._layers(ctx, T, self.s["tokens"], self.s["pos"])
+                if logits_out is None:
+                    continue
+                if all_logits:
+                    self._head(0, T, logits_out[start:start + T])
+                elif start + T == n:
+                    self._head(T - 1, 1, logits_out)
+            self.dev.synchronize()
+
+    def greedy(self, ctx: CudaContext, token: int, pos: int) -> int:
+        """Evaluate one token at `pos` and return the index of its largest logit (the first on ties), computed on
+        the device: 4 bytes come back instead of the logits. ModelError when a logit is not finite."""
+        (tok,) = self._token_ids([token])
+        self._check_context(ctx)
+        if not 0 <= pos < ctx.n_ctx:
+            raise ValueError(f"position {pos} does not fit in the context of {ctx.n_ctx} tokens")
+        with self._lock:
+            self._step(ctx, int(tok), pos, None)
+            best, bad = int(self._greedy_out[0]), int(self._greedy_out[1])
+        if bad:
+            raise ModelError(f"the forward pass produced a non-finite logit at position {pos}: the model file's "
+                             "weights hold NaN/Inf or overflow")
+        return best
+
+    def forward_batch(self, ws, contexts, tokens, positions, owners, logit_rows, logits_out, n_threads) -> None:
+        """As the CPU Transformer's: row r evaluates tokens[r] at positions[r] in contexts[owners[r]]; the rows of
+        one context are one run of consecutive positions. Each run is evaluated with `forward` (on the GPU one
+        sequence's step is already a wide launch; rows of different sequences would not share a graph)."""
+        toks = self._token_ids(tokens)
+        pos, own, wanted = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (positions, owners, logit_rows))
+        n = len(toks)
+        if len(pos) != n or len(own) != n:
+            raise ValueError(f"{n} tokens need {n} positions and {n} owners, got {len(pos)} and {len(own)}")
+        if len(wanted) and (wanted.min() < 0 or wanted.max() >= n or np.any(np.diff(wanted) <= 0)):
+            raise ValueError("logit_rows must be increasing row indices")
+        if logits_out is None and len(wanted):
+            raise ValueError("logit_rows given without logits_out")
+        if logits_out is not None and logits_out.shape != (len(wanted), self.n_vocab):
+            raise ValueError(f"logits_out has the wrong shape: expected ({len(wanted)}, {self.n_vocab})")
+        runs, seen, r = [], set(), 0
+        while r < n:
+            o = int(own[r])
+            if not 0 <= o < len(contexts):
+                raise ValueError(f"row {r} belongs to context {o}, but there are {len(contexts)}")
+            if o in seen:
+                raise ValueError(f"the rows of context {o} are not one contiguous run")
+            seen.add(o)
+            end = r + 1
+            while end < n and own[end] == o:
+                if pos[end] != pos[end - 1] + 1:
+                    raise ValueError(f"rows {end - 1} and {end} of context {o} are not consecutive positions")
+                end += 1
+            runs.append((o, r, end))
+            r = end
+        for o, r0, r1 in runs:
+            inside = [i for i, w in enumerate(wanted) if r0 <= w < r1]
+            ctx, chunk, p0 = contexts[o], toks[r0:r1], int(pos[r0])
+            if not inside:
+                self.forward(ctx, chunk, p0, None, False, n_threads)
+            elif [int(wanted[i]) for i in inside] == [r1 - 1]:
+                out = np.empty((1, self.n_vocab), dtype=np.float32)
+                self.forward(ctx, chunk, p0, out, False, n_threads)
+                logits_out[inside[0]] = out[0]
+            else:
+                out = np.empty((r1 - r0, self.n_vocab), dtype=np.float32)
+                self.forward(ctx, chunk, p0, out, True, n_threads)
+                for i in inside:
+                    logits_out[i] = out[int(wanted[i]) - r0]
+
+    # -- checks shared by the entry points
+    def _token_ids(self, tokens) -> np.ndarray:
+        toks = np.asarray(tokens)
+        if toks.ndim != 1 or (toks.size and not np.issubdtype(toks.dtype, np.integer)):
+            raise TypeError("tokens must be a sequence of integers")
+        if toks.size == 0:
+            raise ValueError("forward needs at least one token")
+        bad = np.flatnonzero((toks < 0) | (toks >= self.n_vocab))
+        if bad.size:
+            raise ValueError(f"token id {int(toks[bad[0]])} at index {int(bad[0])} is outside the vocabulary "
+                             f"(0..{self.n_vocab - 1})")
+        return toks.astype(np.int32)
+
+    def _check_context(self, ctx) -> None:
+        if not isinstance(ctx, CudaContext) or ctx.model is not self:
+            raise ValueError("the context was made for a different model")
+
+    # -- the decode step as a CUDA graph
+    def _step(self, ctx: CudaContext, token: int, pos: int, logits_out) -> None:
+        """One token through the model by replaying ctx's captured graph (capturing it the first time): with
+        logits_out, the logits come back; without, only the device argmax (into self._greedy_out)."""
+        greedy = logits_out is None
+        graph = ctx.graph_greedy if greedy else ctx.graph
+        if graph is None:
+            graph = self._capture(ctx, greedy)
+        self._io[0], self._io[1] = token, pos
+        dev, step = self.dev, self.s["step"]
+        dev.upload(step, self._io[:2])
+        dev.replay(graph)
+        if greedy:
+            dev.download(self._greedy_out, step + 8, 8)
+        else:
+            dev.download(logits_out, self.s["logits"], 4 * self.n_vocab)
+
+    def _capture(self, ctx: CudaContext, greedy: bool):
+        dev, step = self.dev, self.s["step"]
+        dev.begin_capture()
+        try:
+            self._layers(ctx, 1, step, step + 4)
+            self._head(0, 1, None)
+            if greedy:
+                dev.launch("argmax", (1,), ARGMAX_BLOCK, self.s["logits"], self.n_vocab, step + 8)
+        finally:
+            graph = dev.end_capture()     # also ends a capture that failed half-way
+        if greedy:
+            ctx.graph_greedy = graph
+        else:
+            ctx.graph = graph
+        return graph
+
+    # -- the layers
+    def _layers(self, ctx: CudaContext, T: int, tokens: int, pos: int) -> None:
+        """T tokens (ids at device address `tokens`, positions at `pos`) through every layer into s['x']."""
+        d, s, dev = self.d, self.s, self.dev
+        E, F, HD = d["n_embd"], d["n_ff"], d["head_dim"]
+        dev.launch("embed_rows", (_blocks(E, BLOCK), T), BLOCK, self.tok_embd.ptr, self.tok_embd.gtype, E, tokens,
+                   s["x"])
+        for li, L in enumerate(self.layers):
+            kc, vc = ctx.kcache + li * ctx.layer_bytes, ctx.vcache + li * ctx.layer_bytes
+            self._project(s["x"], L["attn_norm"], E, T, [L["attn_q"], L["attn_k"], L["attn_v"]],
+                          [s["q"], s["k"], s["v"]])
+            work = (d["n_head"] + d["n_head_kv"]) * HD // 2 + self.kv_dim
+            dev.launch("rope_store", (_blocks(work, BLOCK), T), BLOCK, s["q"], s["k"], s["v"], d["n_head"],
+                       d["n_head_kv"], HD, s["rope"], pos, 1 if d["rope_neox"] else 0, kc, vc)
+            for t0 in range(0, T, ATTENTION_TOKENS):
+                g = min(ATTENTION_TOKENS, T - t0)
+                dev.launch("attention_split", (d["n_head"], ctx.n_split, g), 32 * ATTENTION_WARPS,
+                           s["q"] + 4 * t0 * self.q_dim, kc, vc, d["n_head"], d["n_head_kv"], HD, pos + 4 * t0,
+                           ATTENTION_CHUNK, self.att_scale, s["part_o"], s["part_ml"])
+                dev.launch("attention_combine", (d["n_head"], g), _blocks(HD, 32) * 32, s["part_o"], s["part_ml"],
+                           d["n_head"], HD, ctx.n_split, s["att"] + 4 * t0 * self.q_dim)
+            self._project(s["att"], L.get("attn_sub_norm"), self.q_dim, T, [L["attn_output"]], [s["x"]],
+                          accumulate=True)
+            self._project(s["x"], L["ffn_norm"], E, T, [L["ffn_gate"], L["ffn_up"]], [s["gate"], s["up"]])
+            dev.launch("silu_mul" if d["ffn_silu"] else "relu2_mul", (_blocks(T * F, BLOCK),), BLOCK, s["gate"],
+                       s["up"], T * F, s["gate"])
+            self._project(s["gate"], L.get("ffn_sub_norm"), F, T, [L["ffn_down"]], [s["x"]], accumulate=True)
+
+    def _project(self, src: int, norm: int | None, n: int, T: int, mats: list[DeviceMatrix], outs: list[int],
+                 accumulate: bool = False) -> None:
+        """outs[i][T, M_i] = (or +=) mats[i] applied to RMSNorm(src[T, n]) (src itself when norm is None).
+        The ternary matrices read it quantized (one norm_quant for all of them, one launch for up to three);
+        float ones read the normalised floats."""
+        d, s, dev = self.d, self.s, self.dev
+        ternary = [(m, y) for m, y in zip(mats, outs) if m.ternary]
+        floats = [(m, y) for m, y in zip(mats, outs) if not m.ternary]
+        if ternary:
+            dev.launch("norm_quant", (T,), BLOCK, src, norm or 0, n, d["eps"], 0 if norm is None else 1, s["xq"],
+                       s["qi"])
+            (m0, y0), (m1, y1), (m2, y2) = (ternary + [(None, 0)] * 2)[:3]
+            rows = sum(m.M for m, _ in ternary)
+            for t0 in range(0, T, MATMUL_TOKENS):
+                g = min(MATMUL_TOKENS, T - t0)
+                dev.launch("i2g_matmul", (_blocks(rows, MATMUL_ROWS),), 32 * MATMUL_ROWS,
+                           m0.ptr, m1.ptr if m1 else 0, m2.ptr if m2 else 0, n, m0.M, m1.M if m1 else 0,
+                           m2.M if m2 else 0, s["xq"] + t0 * n, s["qi"] + 8 * t0, g, m0.wscale,
+                           m1.wscale if m1 else 0.0, m2.wscale if m2 else 0.0, y0 + 4 * t0 * m0.M,
+                           y1 + 4 * t0 * m1.M if m1 else 0, y2 + 4 * t0 * m2.M if m2 else 0, 1 if accumulate else 0)
+        if floats:
+            x = src
+            if norm is not None:
+                dev.launch("rmsnorm", (T,), BLOCK, src, norm, n, d["eps"], s["xn"])
+                x = s["xn"]
+            for m, y in floats:
+                self._float_matmul(m, x, T, y, m.M, accumulate)
+
+    def _float_matmul(self, m: DeviceMatrix, x: int, T: int, y: int, ldy: int, accumulate: bool) -> None:
+        for t0 in range(0, T, MATMUL_TOKENS):
+            g = min(MATMUL_TOKENS, T - t0)
+            self.dev.launch(FLOAT_KERNELS[m.gtype], (_blocks(m.M, MATMUL_ROWS),), 32 * MATMUL_ROWS, m.ptr, m.K, m.M,
+                            x + 4 * t0 * m.K, g, y + 4 * t0 * ldy, ldy, 1 if accumulate else 0)
+
+    def _head(self, row0: int, rows: int, logits_out) -> None:
+        """Logits of the residual rows row0..row0+rows-1 into logits_out (host, [rows, vocab]) in groups of
+        LOGIT_ROWS; with logits_out None (graph capture) they stay in s['logits'] (rows must be 1)."""
+        d, s, dev, E, V = self.d, self.s, self.dev, self.d["n_embd"], self.d["n_vocab"]
+        for r0 in range(0, rows, LOGIT_ROWS):
+            g = min(LOGIT_ROWS, rows - r0)
+            dev.launch("rmsnorm", (g,), BLOCK, s["x"] + 4 * (row0 + r0) * E, self.output_norm, E, d["eps"], s["xn"])
+            self._float_matmul(self.output, s["xn"], g, s["logits"], V, False)
+            if logits_out is not None:
+                dev.download(logits_out[r0:r0 + g], s["logits"], 4 * g * V)
+
+
+__all__ = ["CudaContext", "CudaMemoryError", "CudaTransformer", "DeviceMatrix"]

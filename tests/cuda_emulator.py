@@ -1,0 +1,272 @@
+"""A stand-in for bitnet.cuda.driver.CudaDevice that runs every kernel of kernels.cu on the host, with the CPU
+kernels (bitnet.kernels) and the I2G host model (bitnet.cuda.layout.i2g_dots) as each kernel's reference.
+
+It lets the tests run the CUDA forward pass (bitnet/cuda/forward.py) end to end without a GPU: every launch's
+arguments are checked against driver.PARAMS (count and C type), every pointer must fall inside a live
+allocation with room for what the kernel reads or writes there, and CUDA-graph capture records launches (a copy
+during capture fails, as it would on a GPU) that `replay` runs again with whatever the device memory then holds.
+The same functions give tests/test_cuda_gpu.py the expected results of the real kernels.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+
+import bitnet.kernels as bk
+from bitnet.cuda.driver import PARAMS
+from bitnet.cuda.layout import i2g_dots
+
+QINFO = np.dtype([("scale", "<f4"), ("sum", "<i4")])
+F32_MATMULS = {"f16_matmul": bk.GGML_F16, "bf16_matmul": bk.GGML_BF16, "f32_matmul": bk.GGML_F32,
+               "q80_matmul": bk.GGML_Q8_0}
+
+
+class EmulatedDevice:
+    name = "emulated GPU (tests/cuda_emulator.py)"
+    capability = (9, 0)
+
+    def __init__(self, free_bytes: int = 8 << 30):
+        self._bases: list[int] = []
+        self._buffers: dict[int, np.ndarray] = {}
+        self._next = 0x7000_0000_0000
+        self.total = free_bytes
+        self._capture: list | None = None
+        self.launches: dict[str, int] = {}
+        self.captures = 0
+        self.replays = 0
+
+    # -- memory
+    def mem_info(self) -> tuple[int, int]:
+        used = sum(b.nbytes for b in self._buffers.values())
+        return max(self.total - used, 0), self.total
+
+    def alloc(self, nbytes: int) -> int:
+        ptr = self._next
+        self._next += (max(int(nbytes), 1) + 0xFFFF) & ~0xFFFF
+        bisect.insort(self._bases, ptr)
+        # garbage, not zeros: a kernel that reads what nothing wrote gives garbage here too
+        self._buffers[ptr] = np.frombuffer(np.random.default_rng(ptr & 0xFFFF).bytes(max(int(nbytes), 1)),
+                                           dtype=np.uint8).copy()
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        del self._buffers[ptr]
+        self._bases.remove(ptr)
+
+    def view(self, ptr: int, dtype, count: int) -> np.ndarray:
+        """`count` items of `dtype` at device address ptr (a view: writes go to device memory)."""
+        i = bisect.bisect_right(self._bases, ptr) - 1
+        if ptr == 0 or i < 0:
+            raise AssertionError(f"pointer {ptr:#x} is not in any allocation")
+        base = self._bases[i]
+        buf, off = self._buffers[base], ptr - base
+        n = count * np.dtype(dtype).itemsize
+        if off + n > buf.nbytes:
+            raise AssertionError(f"{n} bytes at {ptr:#x} overrun an allocation of {buf.nbytes} (offset {off})")
+        return buf[off:off + n].view(dtype)
+
+    def upload(self, ptr: int, host, nbytes: int | None = None) -> None:
+        self._no_capture("upload")
+        src = np.frombuffer(memoryview(host).cast("B"), dtype=np.uint8)
+        n = src.nbytes if nbytes is None else nbytes
+        self.view(ptr, np.uint8, n)[:] = src[:n]
+
+    def download(self, host, ptr: int, nbytes: int | None = None) -> None:
+        self._no_capture("download")
+        dst = np.frombuffer(memoryview(host).cast("B"), dtype=np.uint8)
+        n = dst.nbytes if nbytes is None else nbytes
+        dst[:n] = self.view(ptr, np.uint8, n)
+
+    def memset(self, ptr: int, nbytes: int) -> None:
+        self.view(ptr, np.uint8, nbytes)[:] = 0
+
+    def synchronize(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._buffers.clear()
+        self._bases.clear()
+
+    # -- launches and graphs
+    def _no_capture(self, what: str) -> None:
+        if self._capture is not None:
+            raise AssertionError(f"{what} while a CUDA graph is being captured")
+
+    def launch(self, name: str, grid, block: int, *args) -> None:
+        sig = PARAMS[name]
+        assert len(args) == len(sig), f"{name}: {len(args)} arguments for {sig}"
+        for a, c in zip(args, sig):
+            if c in "piq":
+                assert isinstance(a, (int, np.integer)) and not isinstance(a, bool), f"{name}: {a!r} for '{c}'"
+            if c == "i":
+                assert -2**31 <= a < 2**31, f"{name}: {a} does not fit an int"
+            if c == "f":
+                assert isinstance(a, float), f"{name}: {a!r} for a float"
+        grid = (tuple(grid) + (1, 1))[:3]
+        assert 1 <= block <= 1024 and block % 32 == 0, f"{name}: block of {block}"
+        if self._capture is not None:
+            self._capture.append((name, grid, block, args))
+            return
+        self.launches[name] = self.launches.get(name, 0) + 1
+        KERNELS[name](self, grid, block, *args)
+
+    def begin_capture(self) -> None:
+        self._no_capture("begin_capture")
+        self._capture = []
+
+    def end_capture(self):
+        graph, self._capture = self._capture, None
+        self.captures += 1
+        return graph
+
+    def replay(self, graph) -> None:
+        self.replays += 1
+        for name, grid, block, args in graph:
+            self.launch(name, grid, block, *args)
+
+    def destroy_graph(self, graph) -> None:
+        pass
+
+
+def _f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def norm_quant(dev, grid, block, x, w, n, eps, do_norm, q, info):
+    T = grid[0]
+    xs = dev.view(x, np.float32, T * n).reshape(T, n)
+    wv = dev.view(w, np.float32, n) if w else None
+    qs, infos = dev.view(q, np.int8, T * n).reshape(T, n), dev.view(info, QINFO, T)
+    for t in range(T):
+        v = bk.rmsnorm(xs[t], wv, eps) if do_norm else xs[t]
+        qt, scale, qsum = bk.quantize_act(v[None, :])
+        qs[t], infos[t] = qt[0], (scale[0], qsum[0])
+
+
+def i2g_matmul(dev, grid, block, w0, w1, w2, K, M0, M1, M2, q, info, T, s0, s1, s2, y0, y1, y2, accumulate):
+    assert grid[0] * (block // 32) >= M0 + M1 + M2 and 1 <= T <= 8 and K % 16 == 0
+    qs = dev.view(q, np.int8, T * K).reshape(T, K)
+    inf = dev.view(info, QINFO, T)
+    for w, M, s, y in ((w0, M0, s0, y0), (w1, M1, s1, y1), (w2, M2, s2, y2)):
+        if M == 0:
+            continue
+        dots = i2g_dots(dev.view(w, np.uint32, M * K // 16).reshape(M, K // 16), qs)
+        v = ((dots.astype(np.float32) - inf["sum"].astype(np.float32)[:, None]) / inf["scale"][:, None]) * _f32(s)
+        out = dev.view(y, np.float32, T * M).reshape(T, M)
+        out[:] = out + v if accumulate else v
+
+
+def _float_matmul(name):
+    def run(dev, grid, block, w, K, M, x, T, y, ldy, accumulate):
+        assert grid[0] * (block // 32) >= M and 1 <= T <= 8
+        gtype = F32_MATMULS[name]
+        nbytes = {bk.GGML_F16: 2 * K * M, bk.GGML_BF16: 2 * K * M, bk.GGML_F32: 4 * K * M,
+                  bk.GGML_Q8_0: K // 32 * 34 * M}[gtype]
+        xs = dev.view(x, np.float32, T * K).reshape(T, K)
+        v = bk.float_matmul(dev.view(w, np.uint8, nbytes), gtype, K, M, xs)
+        out = dev.view(y, np.float32, (T - 1) * ldy + M)
+        for t in range(T):
+            row = out[t * ldy:t * ldy + M]
+            row[:] = row + v[t] if accumulate else v[t]
+    return run
+
+
+def rmsnorm(dev, grid, block, x, w, n, eps, out):
+    T = grid[0]
+    xs, os_ = dev.view(x, np.float32, T * n).reshape(T, n), dev.view(out, np.float32, T * n).reshape(T, n)
+    wv = dev.view(w, np.float32, n) if w else None
+    for t in range(T):
+        os_[t] = bk.rmsnorm(xs[t], wv, eps)
+
+
+def rope_store(dev, grid, block, q, k, v, n_head, n_head_kv, head_dim, cs, pos, neox, kcache, vcache):
+    T, half, kvd = grid[1], head_dim // 2, n_head_kv * head_dim
+    assert grid[0] * block >= (n_head + n_head_kv) * half + kvd
+    qs = dev.view(q, np.float32, T * n_head * head_dim).reshape(T, n_head, head_dim)
+    ks = dev.view(k, np.float32, T * kvd).reshape(T, n_head_kv, head_dim)
+    vs = dev.view(v, np.float32, T * kvd).reshape(T, kvd)
+    ps = dev.view(pos, np.int32, T)
+    i = np.arange(half)
+    i0, i1 = (i, i + half) if neox else (2 * i, 2 * i + 1)
+    for t in range(T):
+        p = int(ps[t])
+        a = dev.view(cs + 4 * p * head_dim, np.float32, head_dim)
+        def rotated(x, c=a[0::2], s=a[1::2]):
+            out = x.copy()
+            out[:, i0] = x[:, i0] * c - x[:, i1] * s
+            out[:, i1] = x[:, i0] * s + x[:, i1] * c
+            return out
+
+        qs[t] = rotated(qs[t])
+        dev.view(kcache + 2 * p * kvd, np.uint16, kvd)[:] = bk.f32_to_f16(rotated(ks[t]).reshape(-1)).view(np.uint16)
+        dev.view(vcache + 2 * p * kvd, np.uint16, kvd)[:] = bk.f32_to_f16(vs[t]).view(np.uint16)
+
+
+def _gating(fn):
+    def run(dev, grid, block, gate, up, n, out):
+        assert grid[0] * block >= n
+        dev.view(out, np.float32, n)[:] = fn(dev.view(gate, np.float32, n), dev.view(up, np.float32, n))
+    return run
+
+
+def attention_split(dev, grid, block, q, kcache, vcache, n_head, n_head_kv, head_dim, pos, chunk, scale, part_o,
+                    part_ml):
+    H, n_split, T = grid
+    assert H == n_head and head_dim <= 256 and block <= 32 * 8
+    kvd, group = n_head_kv * head_dim, n_head // n_head_kv
+    qs = dev.view(q, np.float32, T * n_head * head_dim).reshape(T, n_head, head_dim)
+    ps = dev.view(pos, np.int32, T)
+    po = dev.view(part_o, np.float32, T * n_head * n_split * head_dim).reshape(T, n_head, n_split, head_dim)
+    pm = dev.view(part_ml, np.float32, T * n_head * n_split * 2).reshape(T, n_head, n_split, 2)
+    for t in range(T):
+        n_kv = int(ps[t]) + 1
+        keys = bk.f16_to_f32(dev.view(kcache, np.uint16, n_kv * kvd)).reshape(n_kv, n_head_kv, head_dim)
+        vals = bk.f16_to_f32(dev.view(vcache, np.uint16, n_kv * kvd)).reshape(n_kv, n_head_kv, head_dim)
+        for h in range(n_head):
+            kh, vh = keys[:, h // group], vals[:, h // group]
+            scores = (kh @ qs[t, h]).astype(np.float32) * _f32(scale)
+            for s in range(n_split):
+                p0, p1 = s * chunk, min((s + 1) * chunk, n_kv)
+                if p0 >= p1:
+                    po[t, h, s], pm[t, h, s] = 0.0, (-math.inf, 0.0)
+                    continue
+                m = scores[p0:p1].max()
+                e = np.exp(scores[p0:p1] - m)
+                po[t, h, s], pm[t, h, s] = e @ vh[p0:p1], (m, e.sum())
+
+
+def attention_combine(dev, grid, block, part_o, part_ml, n_head, head_dim, n_split, out):
+    T = grid[1]
+    assert grid[0] == n_head and block >= head_dim
+    po = dev.view(part_o, np.float32, T * n_head * n_split * head_dim).reshape(T, n_head, n_split, head_dim)
+    pm = dev.view(part_ml, np.float32, T * n_head * n_split * 2).reshape(T, n_head, n_split, 2)
+    res = dev.view(out, np.float32, T * n_head * head_dim).reshape(T, n_head, head_dim)
+    m = pm[..., 0].max(axis=2, keepdims=True)
+    c = np.where(np.isneginf(pm[..., 0]), 0.0, np.exp(pm[..., 0] - m))
+    res[:] = (c[..., None] * po).sum(axis=2) / (c * pm[..., 1]).sum(axis=2)[..., None]
+
+
+def embed_rows(dev, grid, block, table, gtype, K, tokens, out):
+    T = grid[1]
+    assert grid[0] * block >= K
+    toks = dev.view(tokens, np.int32, T)
+    row_bytes = {bk.GGML_F16: 2 * K, bk.GGML_BF16: 2 * K, bk.GGML_F32: 4 * K, bk.GGML_Q8_0: K // 32 * 34}[gtype]
+    rows = dev.view(out, np.float32, T * K).reshape(T, K)
+    for t in range(T):
+        r = int(toks[t])
+        rows[t] = bk.dequant_row(gtype, dev.view(table + r * row_bytes, np.uint8, row_bytes), K, 0)
+
+
+def argmax(dev, grid, block, logits, n, out):
+    v = dev.view(logits, np.float32, n)
+    finite = np.isfinite(v)
+    dev.view(out, np.int32, 2)[:] = (int(np.argmax(np.where(finite, v, -np.inf))), int(not finite.all()))
+
+
+KERNELS = {"norm_quant": norm_quant, "i2g_matmul": i2g_matmul, "rmsnorm": rmsnorm, "rope_store": rope_store,
+           "relu2_mul": _gating(bk.relu2_mul), "silu_mul": _gating(bk.silu_mul),
+           "attention_split": attention_split, "attention_combine": attention_combine, "embed_rows": embed_rows,
+           "argmax": argmax, **{name: _float_matmul(name) for name in F32_MATMULS}}
+assert sorted(KERNELS) == sorted(PARAMS), "the emulator covers every kernel the launcher knows"
