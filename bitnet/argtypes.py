@@ -1,5 +1,5 @@
 """argparse value types shared by the command line and the server: each rejects a bad value with a message
-naming what was expected (argparse turns it into a one-line usage error)."""
+naming what was expected (argparse turns it into a one-line usage error); and the device options both take."""
 from __future__ import annotations
 
 import argparse
@@ -18,3 +18,22 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
     parse.__name__ = "integer"   # argparse names the type in some messages
     return parse
+
+
+def add_device_option(parser) -> None:
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="where the model runs: cpu, or cuda (an NVIDIA GPU, with the .[cuda] extra); "
+                             "default: BITNET_DEVICE, else cpu")
+    parser.add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", dest="n_gpu_layers", type=int_at_least(0),
+                        default=None, metavar="N",
+                        help="llama.cpp's spelling: N > 0 puts the model on the GPU (--device cuda; the whole "
+                             "model, there is no partial offload), 0 keeps it on the CPU")
+
+
+def device_from_args(args: argparse.Namespace) -> str | None:
+    """--device, else what -ngl says, else None (bitnet.load then reads BITNET_DEVICE)."""
+    device, layers = getattr(args, "device", None), getattr(args, "n_gpu_layers", None)
+    implied = None if layers is None else "cuda" if layers > 0 else "cpu"
+    if device is not None and implied is not None and device != implied:
+        raise ValueError(f"--device {device} contradicts --n-gpu-layers {layers}")
+    return device or implied

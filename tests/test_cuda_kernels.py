@@ -25,11 +25,24 @@ KERNELS = sorted(re.findall(r"__global__ void (\w+)\(", SOURCE.read_text()))
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit) is not installed")
 
 
-def test_the_source_declares_the_kernels_the_backend_needs() -> None:
-    for name in ("quantize_act", "i2g_matmul", "f16_matmul", "bf16_matmul", "q80_matmul", "rmsnorm", "rope",
-                 "relu2_mul", "silu_mul", "add_inplace", "store_kv", "attention_split", "attention_combine",
-                 "embed_rows", "argmax"):
-        assert name in KERNELS
+def _signature(params: str) -> str:
+    """A kernel's parameter list as the launcher's codes: p pointer, i int, q int64, f float."""
+    codes = []
+    for p in params.split(","):
+        p = " ".join(p.split())
+        codes.append("p" if "*" in p else "q" if p.startswith("int64_t") else "i" if p.startswith("int ")
+                     else "f" if p.startswith("float ") else "?" + p)
+    return "".join(codes)
+
+
+def test_the_launcher_packs_every_kernels_parameters_as_the_source_declares_them() -> None:
+    """bitnet.cuda.driver.PARAMS decides the C type of each launch argument: a mismatch with kernels.cu would
+    pass garbage to a kernel on the GPU, so it is held to the source here."""
+    from bitnet.cuda.driver import PARAMS
+
+    declared = {name: _signature(params) for name, params in
+                re.findall(r"__global__ void (\w+)\(([^)]*)\)", SOURCE.read_text())}
+    assert declared == PARAMS
 
 
 @needs_nvcc

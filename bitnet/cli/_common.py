@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from bitnet.argtypes import int_at_least
+from bitnet.argtypes import add_device_option, device_from_args, int_at_least
 from bitnet.engine import SamplingParams
 from bitnet.errors import BitNetError
 
@@ -92,6 +92,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, ctx: bool = True, toke
         group.add_argument("--tokenizer", type=Path, default=None, metavar="tokenizer.json",
                            help="use this tokenizer instead of the one stored in the GGUF file")
     add_lm_head_option(group)
+    add_device_option(group)
 
 
 def add_lm_head_option(parser) -> None:
@@ -241,7 +242,8 @@ def load_model(args: argparse.Namespace, *, n_ctx: int | None = None, quiet: boo
     prefetch(path, quiet=quiet)
     return bitnet.load(path, n_threads=resolve_threads(getattr(args, "threads", None)),
                        n_ctx=n_ctx if n_ctx is not None else getattr(args, "ctx_size", None),
-                       tokenizer_path=tokenizer, lm_head=getattr(args, "lm_head", "exact"))
+                       tokenizer_path=tokenizer, lm_head=getattr(args, "lm_head", "exact"),
+                       device=device_from_args(args))
 
 
 def read_prompt(prompt: str | None, prompt_file: Path | None, stdin: IO[str] | None = None) -> str:

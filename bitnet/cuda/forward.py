@@ -42,7 +42,7 @@ class CudaMemoryError(BitNetError):
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def _blocks(n: int, per: int) -> int:

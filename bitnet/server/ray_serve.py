@@ -32,6 +32,8 @@ from pathlib import Path
 import ray
 from ray import serve
 
+from bitnet.argtypes import device_from_args
+from bitnet.models.backend import resolve_device
 from bitnet.server.app import ServerSettings, create_app
 
 log = logging.getLogger("bitnet.server")
@@ -45,10 +47,10 @@ class BitNetReplica:
     """One replica: a loaded model and the server app around it (built after __init__ by Ray Serve)."""
 
     def __init__(self, model_path: str | None, n_threads: int, n_ctx: int | None, settings: dict,
-                 lm_head: str = "exact"):
+                 lm_head: str = "exact", device: str | None = None):
         import bitnet
 
-        self.model = bitnet.load(model_path, n_threads=n_threads, n_ctx=n_ctx, lm_head=lm_head)
+        self.model = bitnet.load(model_path, n_threads=n_threads, n_ctx=n_ctx, lm_head=lm_head, device=device)
         replica = serve.get_replica_context().replica_id.unique_id
         self.settings = ServerSettings(replica=replica, **settings)
         log.info("replica %s serving %s (%d slots)", replica, self.settings.model_id, self.settings.parallel)
@@ -65,11 +67,13 @@ class BitNetReplica:
 
 
 def build_application(model_path: str | None, *, replicas: int, max_replicas: int | None, n_threads: int,
-                      n_ctx: int | None, settings: dict, queue_size: int, lm_head: str = "exact"):
-    """The Ray Serve application: `replicas` copies (autoscaling up to `max_replicas` when given)."""
+                      n_ctx: int | None, settings: dict, queue_size: int, lm_head: str = "exact",
+                      device: str | None = None):
+    """The Ray Serve application: `replicas` copies (autoscaling up to `max_replicas` when given); with
+    device="cuda" each replica asks Ray for a GPU of its own."""
     options: dict = {
         "name": DEPLOYMENT_NAME,
-        "ray_actor_options": {"num_cpus": n_threads},
+        "ray_actor_options": {"num_cpus": n_threads, **({"num_gpus": 1} if device == "cuda" else {})},
         # Requests beyond the batch and the replica's own queue wait in Ray's router instead of getting the
         # replica's 503, so another (or a new) replica can take them.
         "max_ongoing_requests": settings["parallel"] + queue_size,
@@ -82,7 +86,7 @@ def build_application(model_path: str | None, *, replicas: int, max_replicas: in
     else:
         options["num_replicas"] = replicas
     deployment = serve.deployment(BitNetReplica).options(**options)
-    return deployment.bind(model_path, n_threads, n_ctx, settings, lm_head)
+    return deployment.bind(model_path, n_threads, n_ctx, settings, lm_head, device)
 
 
 def _free_port(host: str) -> int:
@@ -111,7 +115,8 @@ def run(args: argparse.Namespace, api_key: str | None) -> int:
         model_path = str(Path(args.model).resolve()) if args.model else None
         app = build_application(model_path, replicas=args.replicas, max_replicas=args.max_replicas,
                                 n_threads=threads, n_ctx=args.ctx_size, settings=settings,
-                                queue_size=args.queue_size, lm_head=args.lm_head)
+                                queue_size=args.queue_size, lm_head=args.lm_head,
+                                device=resolve_device(device_from_args(args)))
         serve.run(app, name=APP_NAME, route_prefix="/")
         scaling = (f"{args.replicas}..{args.max_replicas} replicas (autoscaling)"
                    if args.max_replicas and args.max_replicas > args.replicas else f"{args.replicas} replica(s)")

@@ -1,0 +1,228 @@
+"""The CUDA backend without a GPU: its forward pass (bitnet/cuda/forward.py) runs on tests/cuda_emulator.py, a
+device whose kernels are the CPU kernels, through the real engine, sessions, sampler, batch scheduler and CLI.
+What this pins: the launch sequence, every argument and pointer (the emulator checks types and bounds), the
+decode step's CUDA graph (captured once per context, replayed with new inputs), device greedy, memory checks.
+The kernels themselves on a GPU: tests/test_cuda_gpu.py and benchmarks/gpu_check.py.
+
+And what a machine without a GPU does with device="cuda": a clear error, never a crash.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT, testdata_path
+from cuda_emulator import EmulatedDevice
+
+import bitnet
+import bitnet.cuda.driver as driver
+from bitnet.cuda.forward import CudaMemoryError
+from bitnet.errors import ModelError
+from bitnet.gguf import GGMLType
+
+sys.path.insert(0, str(PROJECT_ROOT / "tools" / "fuzz"))
+import seeds  # noqa: E402  (tiny models in every supported tensor type)
+
+
+@pytest.fixture
+def emulated(monkeypatch):
+    """bitnet.load(device="cuda") gets an emulated GPU; the test reads its counters through the model."""
+    monkeypatch.setattr(driver, "CudaDevice", EmulatedDevice)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def _models(tmp_path):
+    """(name, path): tinyA, the embedded model, and one per architecture with another embedding type."""
+    yield "embedded", None
+    for arch, embedding in (("bitnet-b1.58", GGMLType.BF16), ("bitnet", GGMLType.Q8_0), ("llama", GGMLType.F32)):
+        yield arch, seeds.write_model(tmp_path / f"{arch}.gguf", arch, GGMLType.I2_S, embedding)
+
+
+def test_tinya_logits_match_the_cpu_backend(emulated):
+    path = testdata_path("tinyA", "tinyA-i2s.gguf")
+    cpu, gpu = bitnet.load(path, n_ctx=128), bitnet.load(path, n_ctx=128, device="cuda")
+    assert gpu.device == "cuda" and gpu._transformer.device_name == EmulatedDevice.name
+    ids = [int(t) for t in np.random.default_rng(0).integers(0, cpu.n_vocab, 70)]
+    a, b = cpu.logits(ids), gpu.logits(ids)
+    assert _cosines(a, b).min() > 0.99999
+    np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max())
+    assert (a.argmax(1) == b.argmax(1)).all()
+
+
+def test_every_architecture_and_embedding_type_matches_the_cpu(emulated, tmp_path):
+    for name, path in _models(tmp_path):
+        cpu, gpu = bitnet.load(path, n_ctx=64), bitnet.load(path, n_ctx=64, device="cuda")
+        ids = [int(t) for t in np.random.default_rng(1).integers(0, cpu.n_vocab, 40)]
+        a, b = cpu.logits(ids), gpu.logits(ids)
+        assert _cosines(a, b).min() > 0.99999, name
+
+
+def test_greedy_generation_is_the_cpus_and_uses_one_graph_per_context(emulated):
+    cpu, gpu = bitnet.load(n_ctx=256), bitnet.load(n_ctx=256, device="cuda")
+    dev = gpu._transformer.dev
+    want = cpu.generate("The meaning of life", max_tokens=24, temperature=0)
+    got = gpu.generate("The meaning of life", max_tokens=24, temperature=0)
+    assert got.tokens == want.tokens and got.text == want.text
+    # the decode steps after the prompt: one capture (the greedy graph), a replay per token, argmax on device
+    assert dev.captures == 1 and dev.replays == len(got.tokens) - 1
+    assert dev.launches["argmax"] == dev.replays
+    # A second prompt extending the first: the cache is reused, and whatever it adds or decodes replays the
+    # context's two graphs (greedy, and the logits one a one-token prefill uses): never a third capture.
+    for prompt in ("The meaning of life is", "The meaning of life is not"):
+        again = gpu.generate(prompt, max_tokens=8, temperature=0)
+        assert again.tokens == cpu.generate(prompt, max_tokens=8, temperature=0).tokens
+    assert dev.captures <= 2
+
+
+def test_sampled_generation_is_the_cpus_with_logits_from_the_graph(emulated):
+    cpu, gpu = bitnet.load(n_ctx=256), bitnet.load(n_ctx=256, device="cuda")
+    for kwargs in (dict(temperature=0.9, seed=5), dict(temperature=0, repeat_penalty=1.3),
+                   dict(temperature=0.7, top_k=5, top_p=0.8, seed=11, stop=["\n\n"])):
+        want = cpu.generate("Once upon a time", max_tokens=20, **kwargs)
+        got = gpu.generate("Once upon a time", max_tokens=20, **kwargs)
+        assert got.tokens == want.tokens, kwargs
+    dev = gpu._transformer.dev
+    assert dev.captures == 1 and "argmax" not in dev.launches   # the logits graph: the host sampler chose
+
+
+def test_batched_generation_gives_each_prompt_its_own_result(emulated):
+    gpu = bitnet.load(n_ctx=128, device="cuda")
+    prompts = ["A fool", "The best way", "Never"]
+    alone = [gpu.generate(p, max_tokens=10, temperature=0.8, seed=2).tokens for p in prompts]
+    together = gpu.generate_batch(prompts, max_tokens=10, temperature=0.8, seed=2)
+    assert [c.tokens for c in together] == alone
+
+
+def test_forward_batch_rows_equal_the_cpu_backends(emulated):
+    cpu, gpu = bitnet.load(n_ctx=64), bitnet.load(n_ctx=64, device="cuda")
+    outs = []
+    for m in (cpu, gpu):
+        tr = m._transformer
+        ctxs = [tr.new_context(64) for _ in range(3)]
+        out = np.empty((3, m.n_vocab), dtype=np.float32)
+        # context 0 takes a 4-token chunk, context 1 one token, context 2 two (logits of rows 3, 4 and 6)
+        tr.forward_batch(tr.new_workspace(), ctxs, [5, 9, 12, 40, 7, 100, 101], [0, 1, 2, 3, 0, 0, 1],
+                         [0, 0, 0, 0, 1, 2, 2], [3, 4, 6], out, 1)
+        outs.append(out)
+    assert _cosines(*outs).min() > 0.99999
+
+
+def test_perplexity_matches_the_cpu(emulated):
+    text = (PROJECT_ROOT / "bitnet" / "data" / "heldout.txt").read_text()[:4000]
+    cpu, gpu = bitnet.load(n_ctx=128), bitnet.load(n_ctx=128, device="cuda")
+    assert gpu.perplexity(text, n_ctx=64).value == pytest.approx(cpu.perplexity(text, n_ctx=64).value, rel=1e-4)
+
+
+def test_int8_head_on_the_gpu_reads_q8_0_weights(emulated):
+    exact = bitnet.load(n_ctx=64, device="cuda")
+    q8 = bitnet.load(n_ctx=64, device="cuda", lm_head="q8_0")
+    assert q8._transformer.head_type == GGMLType.Q8_0 and exact._transformer.head_type == GGMLType.F16
+    ids = list(range(1, 30))
+    assert _cosines(exact.logits(ids), q8.logits(ids)).min() > 0.999
+
+
+def test_bad_requests_fail_like_the_cpu_backend(emulated):
+    gpu = bitnet.load(n_ctx=32, device="cuda")
+    tr = gpu._transformer
+    ctx = tr.new_context(32)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        tr.forward(ctx, [gpu.n_vocab], 0, None, False, 1)
+    with pytest.raises(ValueError, match="do not fit in the context of 32 tokens"):
+        tr.forward(ctx, [1, 2, 3], 30, None, False, 1)
+    with pytest.raises(ValueError, match="different model"):
+        tr.forward(bitnet.load(n_ctx=32).new_session().context, [1], 0, None, False, 1)
+    with pytest.raises(ValueError, match="exceeds the 32 this CUDA model was loaded for"):
+        tr.new_context(64)
+    with pytest.raises(bitnet.errors.ContextOverflowError):
+        gpu.generate(list(range(1, 40)), max_tokens=4)
+
+
+def test_a_model_larger_than_free_memory_fails_naming_sizes(monkeypatch):
+    monkeypatch.setattr(driver, "CudaDevice", lambda: EmulatedDevice(free_bytes=1 << 20))
+    with pytest.raises(CudaMemoryError, match=r"the model \([\d.]+ MiB of weights, [\d.]+ MiB of scratch and RoPE "
+                                              r"table\) needs [\d.]+ MiB of GPU memory; emulated GPU .* has 1\.0 "
+                                              r"MiB free of 1\.0 MiB"):
+        bitnet.load(device="cuda")
+
+
+def test_a_kv_cache_larger_than_free_memory_fails_naming_sizes(monkeypatch):
+    # the embedded model with its scratch and RoPE table for 200k positions (~100 MiB) fits, their cache does not
+    monkeypatch.setattr(driver, "CudaDevice", lambda: EmulatedDevice(free_bytes=256 << 20))
+    with pytest.raises(CudaMemoryError, match=r"a KV cache of 200000 positions needs [\d.]+ MiB of GPU memory"):
+        bitnet.load(n_ctx=200_000, device="cuda")
+
+
+def test_ternary_types_without_a_gpu_layout_are_refused_by_name(emulated, tmp_path):
+    path = seeds.write_model(tmp_path / "tq2.gguf", "bitnet-b1.58", GGMLType.TQ2_0, GGMLType.F16)
+    with pytest.raises(ModelError, match=r"tensor 'blk\.0\.attn_q\.weight' is TQ2_0: the CUDA backend runs "
+                                         r"ternary layers in I2_S"):
+        bitnet.load(path, device="cuda")
+
+
+def test_non_finite_logits_fail_on_the_device_greedy_path(emulated):
+    gpu = bitnet.load(n_ctx=32, device="cuda")
+    tr = gpu._transformer
+    ctx = tr.new_context(32)
+    tr.dev.upload(tr.output_norm, np.full(tr.d["n_embd"], np.nan, dtype=np.float32))
+    with pytest.raises(ModelError, match="non-finite logit at position 0"):
+        tr.greedy(ctx, 5, 0)
+
+
+def test_the_device_is_chosen_by_argument_then_environment(emulated, monkeypatch):
+    monkeypatch.setenv("BITNET_DEVICE", "cuda")
+    assert bitnet.load(n_ctx=32).device == "cuda"
+    assert bitnet.load(n_ctx=32, device="cpu").device == "cpu"
+    monkeypatch.setenv("BITNET_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="BITNET_DEVICE must be one of cpu, cuda, got 'gpu'"):
+        bitnet.load(n_ctx=32)
+    with pytest.raises(ValueError, match="device must be one of cpu, cuda, got 'metal'"):
+        bitnet.load(n_ctx=32, device="metal")
+
+
+# ---- a machine without a GPU (this one, CI): a clear error
+
+def _has_gpu() -> bool:
+    try:
+        driver.CudaDevice().close()
+    except driver.CudaUnavailableError:
+        return False
+    return True
+
+
+def test_without_a_gpu_device_cuda_says_why():
+    if _has_gpu():
+        pytest.skip("this machine has a usable GPU")
+    with pytest.raises(driver.CudaUnavailableError, match="device='cuda' needs"):
+        bitnet.load(device="cuda")
+    assert bitnet.load().generate("Hi", max_tokens=2).tokens   # and the CPU goes on working
+
+
+def test_without_the_cuda_extra_device_cuda_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.driver", None)
+    with pytest.raises(driver.CudaUnavailableError, match=r"pip install 'bitnet-engine\[cuda\]'"):
+        bitnet.load(device="cuda")
+
+
+@pytest.mark.parametrize("flags", [["--device", "cuda"], ["-ngl", "99"], ["--n-gpu-layers", "1"]])
+def test_the_cli_without_a_gpu_exits_with_the_reason(flags):
+    if _has_gpu():
+        pytest.skip("this machine has a usable GPU")
+    res = subprocess.run([sys.executable, "-m", "bitnet", "run", "-p", "Hi", "-n", "2", *flags],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert "bitnet run: error: device='cuda' needs" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_cli_device_flags_resolve_and_conflict():
+    ok = subprocess.run([sys.executable, "-m", "bitnet", "run", "-p", "Hi", "-n", "2", "-ngl", "0",
+                         "--temperature", "0"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "bitnet", "run", "-p", "Hi", "--device", "cpu", "-ngl", "4"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--device cpu contradicts --n-gpu-layers 4" in bad.stderr
