@@ -129,6 +129,18 @@ class EmulatedDevice:
     def destroy_graph(self, graph) -> None:
         pass
 
+    # -- timing: host time stands in for the device's (benchmarks/gpu_check.py runs on this device in a test)
+    def timer(self):
+        return ([0.0], [0.0])
+
+    def record(self, event) -> None:
+        import time
+
+        event[0] = time.perf_counter()
+
+    def elapsed_ms(self, pair) -> float:
+        return (pair[1][0] - pair[0][0]) * 1000
+
 
 def _f32(x) -> np.float32:
     return np.float32(x)

@@ -8,6 +8,7 @@ And what a machine without a GPU does with device="cuda": a clear error, never a
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -182,6 +183,21 @@ def test_the_device_is_chosen_by_argument_then_environment(emulated, monkeypatch
         bitnet.load(n_ctx=32)
     with pytest.raises(ValueError, match="device must be one of cpu, cuda, got 'metal'"):
         bitnet.load(n_ctx=32, device="metal")
+
+
+def test_the_gpu_check_script_runs_as_it_is(emulated, capsys):
+    """benchmarks/gpu_check.py, the script a GPU machine runs, end to end on the emulated device (small sizes)."""
+    testdata_path("tinyA", "tinyA-i2s.gguf")
+    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+    import gpu_check
+
+    assert gpu_check.main(["--model", str(bitnet.default_model_path()), "--tokens", "4", "--prefill", "16"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["parity"]["tinyA"]["greedy_equal"]
+    assert report["parity"]["tinyA"]["min_cosine"] >= 0.999 and report["parity"]["synthetic_2b4t"]["greedy_equal"]
+    assert set(report["kernels"]) == {"qkv 512x256", "o 256x256", "gate|up 1536x256", "down 256x768",
+                                      "lm head 4096x256 (F16)"}
+    assert report["decode_greedy_tokens_per_s"] > 0 and report["prefill_tokens"] == 16
 
 
 # ---- a machine without a GPU (this one, CI): a clear error

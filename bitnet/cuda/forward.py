@@ -408,15 +408,8 @@ class CudaTransformer:
         if ternary:
             dev.launch("norm_quant", (T,), BLOCK, src, norm or 0, n, d["eps"], 0 if norm is None else 1, s["xq"],
                        s["qi"])
-            (m0, y0), (m1, y1), (m2, y2) = (ternary + [(None, 0)] * 2)[:3]
-            rows = sum(m.M for m, _ in ternary)
             for t0 in range(0, T, MATMUL_TOKENS):
-                g = min(MATMUL_TOKENS, T - t0)
-                dev.launch("i2g_matmul", (_blocks(rows, MATMUL_ROWS),), 32 * MATMUL_ROWS,
-                           m0.ptr, m1.ptr if m1 else 0, m2.ptr if m2 else 0, n, m0.M, m1.M if m1 else 0,
-                           m2.M if m2 else 0, s["xq"] + t0 * n, s["qi"] + 8 * t0, g, m0.wscale,
-                           m1.wscale if m1 else 0.0, m2.wscale if m2 else 0.0, y0 + 4 * t0 * m0.M,
-                           y1 + 4 * t0 * m1.M if m1 else 0, y2 + 4 * t0 * m2.M if m2 else 0, 1 if accumulate else 0)
+                self._ternary_matmul(ternary, t0, min(MATMUL_TOKENS, T - t0), accumulate)
         if floats:
             x = src
             if norm is not None:
@@ -424,6 +417,18 @@ class CudaTransformer:
                 x = s["xn"]
             for m, y in floats:
                 self._float_matmul(m, x, T, y, m.M, accumulate)
+
+    def _ternary_matmul(self, pairs: list[tuple[DeviceMatrix, int]], t0: int, g: int, accumulate: bool) -> None:
+        """One i2g_matmul launch: tokens t0..t0+g-1 of the quantized input in s['xq'] through up to three
+        (matrix, output) pairs sharing it."""
+        s, n = self.s, pairs[0][0].K
+        (m0, y0), (m1, y1), (m2, y2) = (pairs + [(None, 0)] * 2)[:3]
+        rows = sum(m.M for m, _ in pairs)
+        self.dev.launch("i2g_matmul", (_blocks(rows, MATMUL_ROWS),), 32 * MATMUL_ROWS,
+                        m0.ptr, m1.ptr if m1 else 0, m2.ptr if m2 else 0, n, m0.M, m1.M if m1 else 0,
+                        m2.M if m2 else 0, s["xq"] + t0 * n, s["qi"] + 8 * t0, g, m0.wscale,
+                        m1.wscale if m1 else 0.0, m2.wscale if m2 else 0.0, y0 + 4 * t0 * m0.M,
+                        y1 + 4 * t0 * m1.M if m1 else 0, y2 + 4 * t0 * m2.M if m2 else 0, 1 if accumulate else 0)
 
     def _float_matmul(self, m: DeviceMatrix, x: int, T: int, y: int, ldy: int, accumulate: bool) -> None:
         for t0 in range(0, T, MATMUL_TOKENS):
