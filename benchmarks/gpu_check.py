@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bitnet  # noqa: E402
 from bench_engine import DEFAULT_MODEL, write_synthetic  # noqa: E402
+
+import bitnet  # noqa: E402
 
 TINYA = ROOT.parent / "shared" / "testdata" / "tinyA" / "tinyA-i2s.gguf"
 # the launches of one layer's ternary matmuls (as bitnet/cuda/forward.py groups them) and their output buffers
@@ -96,6 +97,11 @@ def cublas_bf16_us(M: int, K: int) -> float | None:
     return statistics.median(times)
 
 
+def _compared(ours: float, ref: float | None) -> dict:
+    return {"bitnet_us": round(ours, 2), "cublas_bf16_us": None if ref is None else round(ref, 2),
+            "speedup": None if ref is None else round(ref / ours, 2)}
+
+
 def kernel_times(model) -> dict:
     tr = model._transformer
     dev, s, layer = tr.dev, tr.s, tr.layers[0]
@@ -103,19 +109,15 @@ def kernel_times(model) -> dict:
     for label, names in LAUNCHES.items():
         pairs = [(layer[n], s[OUTPUTS[n]]) for n in names]
         M, K = sum(m.M for m, _ in pairs), pairs[0][0].K
-        # a real quantized input row of K values for the launch to read (of zeros)
+        # a real quantized input row of K values (zeros) for the launch to read
         dev.memset(s["gate"], 4 * K)
         dev.launch("norm_quant", (1,), 256, s["gate"], 0, K, tr.d["eps"], 0, s["xq"], s["qi"])
         ours = time_launches(dev, lambda p=pairs: tr._ternary_matmul(p, 0, 1, False))
-        ref = cublas_bf16_us(M, K)
-        out[f"{label} {M}x{K}"] = {"bitnet_us": round(ours, 2), "cublas_bf16_us": None if ref is None else round(ref, 2),
-                      "speedup": None if ref is None else round(ref / ours, 2)}
+        out[f"{label} {M}x{K}"] = _compared(ours, cublas_bf16_us(M, K))
     head = tr.output
     ours = time_launches(dev, lambda: tr._float_matmul(head, s["xn"], 1, s["logits"], head.M, False))
-    ref = cublas_bf16_us(head.M, head.K)
-    out[f"lm head {head.M}x{head.K} ({'Q8_0' if head.gtype == 8 else 'F16'})"] = {
-        "bitnet_us": round(ours, 2), "cublas_bf16_us": None if ref is None else round(ref, 2),
-        "speedup": None if ref is None else round(ref / ours, 2)}
+    out[f"lm head {head.M}x{head.K} ({'Q8_0' if head.gtype == 8 else 'F16'})"] = _compared(
+        ours, cublas_bf16_us(head.M, head.K))
     return out
 
 
@@ -131,15 +133,18 @@ def end_to_end(model, n_decode: int, n_prefill: int) -> dict:
         tr.forward(ctx, prompt, 0, np.empty((1, model.n_vocab), np.float32), False, 1)
         prefill.append(n_prefill / (time.perf_counter() - t0))
     result = {"prefill_tokens": n_prefill, "prefill_tokens_per_s": round(statistics.median(prefill), 1)}
-    for mode in ("greedy", "logits"):
+    logits = np.empty((1, model.n_vocab), np.float32)
+
+    def logits_step(ctx, token: int, pos: int) -> int:          # the host chooses from the logits
+        tr.forward(ctx, [token], pos, logits, False, 1)
+        return int(logits[0].argmax())
+
+    for mode, step in (("greedy", tr.greedy), ("logits", logits_step)):
         ctx = tr.new_context(model.n_ctx)
-        token, logits = 1, np.empty((1, model.n_vocab), np.float32)
-        step = ((lambda t, p: tr.greedy(ctx, t, p)) if mode == "greedy" else
-                (lambda t, p: (tr.forward(ctx, [t], p, logits, False, 1), int(logits[0].argmax()))[1]))
-        token = step(token, 0)                                   # captures the graph
+        token = step(ctx, 1, 0)                                  # captures the graph
         t0 = time.perf_counter()
         for pos in range(1, n_decode + 1):
-            token = step(token, pos)
+            token = step(ctx, token, pos)
         result[f"decode_{mode}_tokens_per_s"] = round(n_decode / (time.perf_counter() - t0), 1)
     return result
 
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from bitnet.cuda.driver import CudaDevice
 
     probe = CudaDevice()
-    report: dict = {"device": probe.name, "capability": "sm_%d%d" % probe.capability,
+    report: dict = {"device": probe.name, "capability": "sm_{}{}".format(*probe.capability),
                     "free_gib": round(probe.mem_info()[0] / 2**30, 1)}
     probe.close()
     report["parity"] = {}
