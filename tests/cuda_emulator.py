@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 
 import numpy as np
 
@@ -36,6 +37,16 @@ class EmulatedDevice:
         self.launches: dict[str, int] = {}
         self.captures = 0
         self.replays = 0
+        self._thread = threading.local()
+        self.activate()             # CudaDevice makes its context current on the creating thread
+
+    def activate(self) -> None:
+        self._thread.current = True
+
+    def _current(self, what: str) -> None:
+        """As the driver: a call on a thread where this device's context was never made current fails."""
+        if not getattr(self._thread, "current", False):
+            raise AssertionError(f"{what} on thread {threading.current_thread().name} without a current context")
 
     # -- memory
     def mem_info(self) -> tuple[int, int]:
@@ -43,6 +54,7 @@ class EmulatedDevice:
         return max(self.total - used, 0), self.total
 
     def alloc(self, nbytes: int) -> int:
+        self._current("alloc")
         ptr = self._next
         self._next += (max(int(nbytes), 1) + 0xFFFF) & ~0xFFFF
         bisect.insort(self._bases, ptr)
@@ -52,6 +64,7 @@ class EmulatedDevice:
         return ptr
 
     def free(self, ptr: int) -> None:
+        self._current("free")
         del self._buffers[ptr]
         self._bases.remove(ptr)
 
@@ -68,12 +81,14 @@ class EmulatedDevice:
         return buf[off:off + n].view(dtype)
 
     def upload(self, ptr: int, host, nbytes: int | None = None) -> None:
+        self._current("upload")
         self._no_capture("upload")
         src = np.frombuffer(memoryview(host).cast("B"), dtype=np.uint8)
         n = src.nbytes if nbytes is None else nbytes
         self.view(ptr, np.uint8, n)[:] = src[:n]
 
     def download(self, host, ptr: int, nbytes: int | None = None) -> None:
+        self._current("download")
         self._no_capture("download")
         dst = np.frombuffer(memoryview(host).cast("B"), dtype=np.uint8)
         n = dst.nbytes if nbytes is None else nbytes
@@ -95,6 +110,7 @@ class EmulatedDevice:
             raise AssertionError(f"{what} while a CUDA graph is being captured")
 
     def launch(self, name: str, grid, block: int, *args) -> None:
+        self._current(f"launching {name}")
         sig = PARAMS[name]
         assert len(args) == len(sig), f"{name}: {len(args)} arguments for {sig}"
         for a, c in zip(args, sig):

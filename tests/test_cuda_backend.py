@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -111,6 +112,30 @@ def test_forward_batch_rows_equal_the_cpu_backends(emulated):
                          [0, 0, 0, 0, 1, 2, 2], [3, 4, 6], out, 1)
         outs.append(out)
     assert _cosines(*outs).min() > 0.99999
+
+
+def test_sessions_on_other_threads_make_the_context_current(emulated):
+    """A server decodes on worker threads: every entry point makes the GPU's context current there (the
+    emulator, like the driver, refuses a call from a thread where it is not)."""
+    gpu = bitnet.load(n_ctx=64, device="cuda")
+    want = gpu.generate("Hello", max_tokens=6, temperature=0).tokens
+    results, errors = [], []
+
+    def worker():
+        try:
+            session = gpu.new_session()
+            results.append(gpu.generate("Hello", max_tokens=6, temperature=0, session=session).tokens)
+            gpu.generate("Hello", max_tokens=6, temperature=0.5, seed=1, session=session)
+            del session
+        except Exception as e:      # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [want, want]
 
 
 def test_perplexity_matches_the_cpu(emulated):

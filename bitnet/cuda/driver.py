@@ -86,7 +86,7 @@ class CudaDevice:
             raise CudaUnavailableError(f"device='cuda': {self.name} is sm_{self.capability[0]}{self.capability[1]};"
                                        f" the kernels need sm_{MIN_CAPABILITY[0]}{MIN_CAPABILITY[1]} or newer")
         self._ctx = _check(d, d.cuDevicePrimaryCtxRetain(self._dev), "cuDevicePrimaryCtxRetain")
-        self._make_current()
+        self.activate()
         self._stream = _check(d, d.cuStreamCreate(d.CUstream_flags.CU_STREAM_NON_BLOCKING.value), "cuStreamCreate")
         if ptx is None:
             from bitnet.cuda.compile import kernels_ptx
@@ -98,17 +98,19 @@ class CudaDevice:
                                         f"cuModuleGetFunction({name})") for name in PARAMS}
         self._allocations: list[int] = []
 
-    def _make_current(self) -> None:
+    def activate(self) -> None:
+        """Make this GPU's context current on the calling thread: each entry point of the forward pass calls it,
+        since a server evaluates on worker threads and a driver call without a current context fails."""
         _check(self._d, self._d.cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")
 
     # -- memory
     def mem_info(self) -> tuple[int, int]:
         """(free, total) bytes of device memory."""
-        self._make_current()
+        self.activate()
         return tuple(int(v) for v in _check(self._d, self._d.cuMemGetInfo(), "cuMemGetInfo"))
 
     def alloc(self, nbytes: int) -> int:
-        self._make_current()
+        self.activate()
         ptr = int(_check(self._d, self._d.cuMemAlloc(max(int(nbytes), 1)), f"cuMemAlloc({nbytes} bytes)"))
         self._allocations.append(ptr)
         return ptr
@@ -116,6 +118,7 @@ class CudaDevice:
     def free(self, ptr: int) -> None:
         if ptr in self._allocations:
             self._allocations.remove(ptr)
+            self.activate()     # a context's cache may be freed by the garbage collector on any thread
             _check(self._d, self._d.cuMemFree(ptr), "cuMemFree")
 
     def upload(self, ptr: int, host, nbytes: int | None = None) -> None:

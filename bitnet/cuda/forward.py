@@ -81,15 +81,17 @@ class CudaContext:
             raise ValueError(f"a context of {n_ctx} positions exceeds the {model.max_ctx} this CUDA model was "
                              "loaded for")
         self.model, self.n_ctx = model, n_ctx
+        self.kcache = self.vcache = 0
+        self.graph = self.graph_greedy = None
         self.n_split = _blocks(n_ctx, ATTENTION_CHUNK)
         self.layer_bytes = n_ctx * model.d["n_head_kv"] * model.d["head_dim"] * 2
         self._kv_bytes = model.d["n_layer"] * self.layer_bytes
         model._check_fits(2 * self._kv_bytes, f"a KV cache of {n_ctx} positions")
         dev = model.dev
+        dev.activate()
         self.kcache = dev.alloc(self._kv_bytes)
         self.vcache = dev.alloc(self._kv_bytes)
-        self.graph = None        # the decode step (bitnet.cuda.forward.CudaTransformer._step)
-        self.graph_greedy = None
+        # the decode step's graphs (CudaTransformer._step): returning the logits, and returning the argmax
 
     def nbytes(self) -> int:
         return 2 * self._kv_bytes
@@ -153,17 +155,11 @@ class CudaTransformer:
                          f"the model ({_gib(weight_bytes)} of weights, "
                          f"{_gib(sum(self._sizes.values()))} of scratch and RoPE table)")
         self.weight_bytes = weight_bytes
-        self.s = {name: device.alloc(n) for name, n in self._sizes.items()}
-        from bitnet.kernels import rope_table
-
-        device.upload(self.s["rope"], rope_table(self.max_ctx, HD, d["rope_base"]))
-        self.tok_embd = self._upload_matrix(tok_embd)
-        self.output = self.tok_embd if tied else self._upload_matrix(output)
-        self.output_norm = self._upload_vector(output_norm)
-        self.layers = [{key: (self._upload_matrix(v) if hasattr(v, "ggml_type") else
-                              None if v is None else self._upload_vector(v)) for key, v in layer.items()}
-                       for layer in layers]
-        device.synchronize()
+        try:
+            self._upload(tok_embd, output, output_norm, layers, tied)
+        except BaseException:
+            device.close()          # nothing stays allocated on the GPU for a model that did not load
+            raise
         self._io = np.zeros(4, dtype=np.int32)    # host side of the decode step's token, position, argmax, flag
         self._greedy_out = np.zeros(2, dtype=np.int32)
 
@@ -179,6 +175,20 @@ class CudaTransformer:
             part_o=4 * ATTENTION_TOKENS * d["n_head"] * n_split * d["head_dim"],
             part_ml=8 * ATTENTION_TOKENS * d["n_head"] * n_split,
             rope=4 * self.max_ctx * d["head_dim"])
+
+    def _upload(self, tok_embd, output, output_norm, layers: list, tied: bool) -> None:
+        from bitnet.kernels import rope_table
+
+        device, d = self.dev, self.d
+        self.s = {name: device.alloc(n) for name, n in self._sizes.items()}
+        device.upload(self.s["rope"], rope_table(self.max_ctx, d["head_dim"], d["rope_base"]))
+        self.tok_embd = self._upload_matrix(tok_embd)
+        self.output = self.tok_embd if tied else self._upload_matrix(output)
+        self.output_norm = self._upload_vector(output_norm)
+        self.layers = [{key: (self._upload_matrix(v) if hasattr(v, "ggml_type") else
+                              None if v is None else self._upload_vector(v)) for key, v in layer.items()}
+                       for layer in layers]
+        device.synchronize()
 
     def _check_fits(self, nbytes: int, what: str) -> None:
         free, total = self.dev.mem_info()
@@ -242,6 +252,7 @@ class CudaTransformer:
                                        or not logits_out.flags.c_contiguous):
             raise ValueError(f"logits_out must be a C-contiguous float32 array of shape ({rows}, {self.n_vocab})")
         with self._lock:
+            self.dev.activate()
             if n == 1 and logits_out is not None:
                 self._step(ctx, int(toks[0]), pos0, logits_out)
                 return
@@ -267,6 +278,7 @@ class CudaTransformer:
         if not 0 <= pos < ctx.n_ctx:
             raise ValueError(f"position {pos} does not fit in the context of {ctx.n_ctx} tokens")
         with self._lock:
+            self.dev.activate()
             self._step(ctx, int(tok), pos, None)
             best, bad = int(self._greedy_out[0]), int(self._greedy_out[1])
         if bad:
