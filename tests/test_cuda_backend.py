@@ -225,6 +225,41 @@ def test_the_gpu_check_script_runs_as_it_is(emulated, capsys):
     assert report["decode_greedy_tokens_per_s"] > 0 and report["prefill_tokens"] == 16
 
 
+def test_the_http_server_serves_from_the_cuda_backend(tmp_path):
+    """`bitnet serve --device cuda` in a real process over real HTTP, its device emulated (a sitecustomize on the
+    child's path swaps the emulator in): completions equal the CPU model's, batched slots included."""
+    import os
+    import re
+    import time
+
+    import httpx
+
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'tests')!r})\n"
+        "import bitnet.cuda.driver\nfrom cuda_emulator import EmulatedDevice\n"
+        "bitnet.cuda.driver.CudaDevice = EmulatedDevice\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{PROJECT_ROOT}")
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bitnet.server", "--port", "0", "--device", "cuda",
+                                 "--ctx-size", "256", "--parallel", "2"], cwd=PROJECT_ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := re.search(r"on http://127\.0\.0\.1:(\d+) ", log_path.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        cpu = bitnet.load(n_ctx=256)
+        with httpx.Client(base_url=f"http://127.0.0.1:{match.group(1)}", timeout=60) as http:
+            for prompt in ("Once upon a time", "The dog"):
+                body = {"prompt": prompt, "max_tokens": 12, "temperature": 0}
+                got = http.post("/v1/completions", json=body).json()["choices"][0]["text"]
+                assert got == cpu.generate(prompt, max_tokens=12, temperature=0).text
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 # ---- a machine without a GPU (this one, CI): a clear error
 
 def _has_gpu() -> bool:
