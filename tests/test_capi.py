@@ -441,3 +441,16 @@ def test_valgrind_sees_no_memory_errors(programs, small_model_path, tmp_path):
     ours = [r for r in reports if len(r) > 1 and OUR_CODE.search(r[1])]
     assert not misuse, "\n\n".join("\n".join(r) for r in misuse)
     assert not ours, "\n\n".join("\n".join(r) for r in ours)
+
+
+def test_bitnet_device_cuda_without_a_gpu_is_a_load_error(programs, small_model_path):
+    """The C ABI does not change per backend: BITNET_DEVICE picks it; without a GPU the load fails with the
+    reason (and the program goes on to report it), no crash."""
+    from test_cuda_backend import _has_gpu
+
+    if _has_gpu():
+        pytest.skip("this machine has a usable GPU")
+    exe = programs.build(CAPI / "examples" / "generate.c")
+    result = programs.run(exe, "-m", small_model_path, "Hello", env=clean_env(BITNET_DEVICE="cuda"))
+    assert result.returncode == 1
+    assert b"CudaUnavailableError: device='cuda' needs" in result.stderr
