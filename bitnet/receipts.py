@@ -31,15 +31,18 @@ MAX_OPS_PER_THREAD_S = 4e12
 MAX_TOKENS_PER_S = 1e6
 # Recorded tokens/s must agree with recorded tokens / seconds to this relative tolerance (rounding in JSON).
 RATE_TOLERANCE = 0.01
-TERNARY_KERNEL_PREFIX = {"I2_S": "i2s_", "TQ2_0": "tq2_", "TQ1_0": "tq1_"}
+TERNARY_KERNEL_PREFIX = {"I2_S": ("i2s_", "i2l_"), "TQ2_0": "tq2_", "TQ1_0": "tq1_"}   # i2l_: the LUT form
+# On a GPU the I2_S weights run as I2G (bitnet/cuda/layout.py) in the one ternary kernel.
+CUDA_TERNARY_KERNEL_PREFIX = {"I2_S": "i2g_"}
 
 
 def known_kernel_ids() -> frozenset[str]:
     """Every kernel id a receipt may name: '<kernel>.<variant>', e.g. 'i2s_gemv.avx2'."""
     # The compiled module's tables are the source of truth: the names the C kernels record themselves under.
+    from bitnet.cuda.driver import PARAMS
     from bitnet.kernels import KERNEL_NAMES, VARIANTS
 
-    return frozenset(f"{k}.{v}" for k in KERNEL_NAMES for v in VARIANTS)
+    return frozenset([f"{k}.{v}" for k in KERNEL_NAMES for v in VARIANTS] + [f"{k}.cuda" for k in PARAMS])
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 16 << 20) -> str:
@@ -73,8 +76,9 @@ def make_receipt(*, command: str, model: Any, sha256: str, kernels: Iterable[str
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bitnet_version": bitnet.__version__,
         "model": {**model_facts(model), "sha256": sha256},
-        "backend": "cpu",
-        "kernel_variant": cpu.get("variant"),
+        "backend": model.device,
+        "device": model._transformer.device_name,
+        "kernel_variant": "cuda" if model.device == "cuda" else cpu.get("variant"),
         "kernels": sorted(set(kernels)),
         "threads": int(threads),
         "tokens_in": int(tokens_in),
@@ -230,15 +234,17 @@ def _check_kernels(r: Mapping[str, Any], problems: list[str]) -> None:
     from bitnet.kernels import VARIANT_FEATURES
 
     features = set(r["cpu"]["features"])
-    for variant in sorted({k.rsplit(".", 1)[-1] for k in kernels if k in known}):
+    for variant in sorted({k.rsplit(".", 1)[-1] for k in kernels if k in known} - {"cuda"}):
         missing = [f for f in VARIANT_FEATURES.get(variant, ()) if f not in features]
         if missing:
             problems.append(f"kernel variant '{variant}' ran on a CPU without {', '.join(missing)} "
                             f"(cpu.features)")
     names = {k.rsplit(".", 1)[0] for k in kernels}
-    for ggml_type, prefix in TERNARY_KERNEL_PREFIX.items():
+    prefixes = CUDA_TERNARY_KERNEL_PREFIX if r.get("backend") == "cuda" else TERNARY_KERNEL_PREFIX
+    for ggml_type, prefix in prefixes.items():
         if ggml_type in r["model"]["tensor_types"] and not any(n.startswith(prefix) for n in names):
-            problems.append(f"the model has {ggml_type} weights but no {prefix}* kernel ran")
+            names_ = " or ".join(f"{p}*" for p in ((prefix,) if isinstance(prefix, str) else prefix))
+            problems.append(f"the model has {ggml_type} weights but no {names_} kernel ran")
 
 
 def _check_throughput(r: Mapping[str, Any], problems: list[str]) -> None:

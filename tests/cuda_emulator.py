@@ -1,7 +1,7 @@
 """A stand-in for bitnet.cuda.driver.CudaDevice that runs every kernel of kernels.cu on the host, with the CPU
 kernels (bitnet.kernels) and the I2G host model (bitnet.cuda.layout.i2g_dots) as each kernel's reference.
 
-It lets the tests run the CUDA forward pass (bitnet/cuda/forward.py) end to end without a GPU: every launch's
+The references are the scalar kernels where a wrapper offers the choice. It lets the tests run the CUDA forward pass (bitnet/cuda/forward.py) end to end without a GPU: every launch's
 arguments are checked against driver.PARAMS (count and C type), every pointer must fall inside a live
 allocation with room for what the kernel reads or writes there, and CUDA-graph capture records launches (a copy
 during capture fails, as it would on a GPU) that `replay` runs again with whatever the device memory then holds.
@@ -37,6 +37,7 @@ class EmulatedDevice:
         self.launches: dict[str, int] = {}
         self.captures = 0
         self.replays = 0
+        self.ran: set[str] = set()
         self._thread = threading.local()
         self.activate()             # CudaDevice makes its context current on the creating thread
 
@@ -126,6 +127,7 @@ class EmulatedDevice:
             self._capture.append((name, grid, block, args))
             return
         self.launches[name] = self.launches.get(name, 0) + 1
+        self.ran.add(name)
         KERNELS[name](self, grid, block, *args)
 
     def begin_capture(self) -> None:
@@ -169,7 +171,7 @@ def norm_quant(dev, grid, block, x, w, n, eps, do_norm, q, info):
     qs, infos = dev.view(q, np.int8, T * n).reshape(T, n), dev.view(info, QINFO, T)
     for t in range(T):
         v = bk.rmsnorm(xs[t], wv, eps) if do_norm else xs[t]
-        qt, scale, qsum = bk.quantize_act(v[None, :])
+        qt, scale, qsum = bk.quantize_act(v[None, :], variant="scalar")
         qs[t], infos[t] = qt[0], (scale[0], qsum[0])
 
 
@@ -193,7 +195,7 @@ def _float_matmul(name):
         nbytes = {bk.GGML_F16: 2 * K * M, bk.GGML_BF16: 2 * K * M, bk.GGML_F32: 4 * K * M,
                   bk.GGML_Q8_0: K // 32 * 34 * M}[gtype]
         xs = dev.view(x, np.float32, T * K).reshape(T, K)
-        v = bk.float_matmul(dev.view(w, np.uint8, nbytes), gtype, K, M, xs)
+        v = bk.float_matmul(dev.view(w, np.uint8, nbytes), gtype, K, M, xs, variant="scalar")
         out = dev.view(y, np.float32, (T - 1) * ldy + M)
         for t in range(T):
             row = out[t * ldy:t * ldy + M]

@@ -225,6 +225,25 @@ def test_the_gpu_check_script_runs_as_it_is(emulated, capsys):
     assert report["decode_greedy_tokens_per_s"] > 0 and report["prefill_tokens"] == 16
 
 
+def test_run_and_bench_on_the_device_write_receipts_that_verify(emulated, tmp_path, capsys):
+    from bitnet.cli import main
+    from bitnet.receipts import verify_receipt
+
+    assert main(["run", "--device", "cuda", "-p", "Hello", "-n", "6", "--temperature", "0", "-q",
+                 "--receipt", str(tmp_path / "run.json")]) == 0
+    receipt = json.loads((tmp_path / "run.json").read_text())
+    assert receipt["backend"] == "cuda" and receipt["device"] == EmulatedDevice.name
+    assert {"i2g_matmul.cuda", "argmax.cuda", "attention_split.cuda"} <= set(receipt["kernels"])
+    assert not any(k.endswith(("avx2", "avx512", "scalar")) for k in receipt["kernels"])   # nothing ran on the CPU
+    assert verify_receipt(receipt, model_path=bitnet.default_model_path()) == []
+    capsys.readouterr()
+    assert main(["bench", "-ngl", "99", "-p", "8", "-n", "4", "-r", "1", "--json", "-q",
+                 "--receipt", str(tmp_path / "bench.json")]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["backend"] == f"CUDA ({EmulatedDevice.name})" for r in rows)
+    assert verify_receipt(json.loads((tmp_path / "bench.json").read_text())) == []
+
+
 def test_the_http_server_serves_from_the_cuda_backend(tmp_path):
     """`bitnet serve --device cuda` in a real process over real HTTP, its device emulated (a sitecustomize on the
     child's path swaps the emulator in): completions equal the CPU model's, batched slots included."""

@@ -2,7 +2,8 @@
 and sm_90 with no register spills, and the I2G weight layout with the kernel's word decoding gives the CPU
 kernels' exact integers (bitnet/cuda/layout.py models the kernel's dp4a loop on the host).
 
-Running the kernels against the CPU reference needs a GPU: benchmarks/gpu_check.py (issue 12).
+Running the kernels against their CPU references needs a GPU: tests/test_cuda_gpu.py (skipped without one) and
+benchmarks/gpu_check.py; tests/test_cuda_backend.py runs the forward pass around them on an emulated device.
 """
 from __future__ import annotations
 

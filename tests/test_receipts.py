@@ -47,7 +47,7 @@ def fake_model(model_file):
     for info in reader.tensors.values():
         counts[info.ggml_type.name] = counts.get(info.ggml_type.name, 0) + 1
     return SimpleNamespace(path=model_file, reader=reader, arch=reader.metadata["general.architecture"],
-                           tensor_types=counts)
+                           tensor_types=counts, device="cpu", _transformer=SimpleNamespace(device_name="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,22 @@ def receipt(fake_model, model_file, variant) -> dict:
                                  f"f16_gemm.{variant}", f"attention.{variant}"],
                         threads=1, tokens_in=12, tokens_out=20, prefill_tokens=12, prefill_s=0.004,
                         decode_tokens=19, decode_s=0.05)
+
+
+def test_a_cuda_receipt_names_the_gpu_and_its_kernels(fake_model, model_file):
+    gpu_model = SimpleNamespace(**{**vars(fake_model), "device": "cuda",
+                                   "_transformer": SimpleNamespace(device_name="NVIDIA H100 80GB HBM3")})
+    kwargs = dict(command="run", model=gpu_model, sha256=file_sha256(model_file), threads=1, tokens_in=12,
+                  tokens_out=20, prefill_tokens=12, prefill_s=0.004, decode_tokens=19, decode_s=0.05)
+    receipt = make_receipt(kernels=["norm_quant.cuda", "i2g_matmul.cuda", "f16_matmul.cuda", "argmax.cuda"],
+                           **kwargs)
+    assert receipt["backend"] == "cuda" and receipt["device"] == "NVIDIA H100 80GB HBM3"
+    assert receipt["kernel_variant"] == "cuda"
+    assert verify_receipt(receipt) == []
+    without = make_receipt(kernels=["norm_quant.cuda", "f16_matmul.cuda"], **kwargs)
+    assert verify_receipt(without) == ["the model has I2_S weights but no i2g_* kernel ran"]
+    made_up = make_receipt(kernels=["i2g_matmul.cuda", "flash_attention.cuda"], **kwargs)
+    assert verify_receipt(made_up) == ["unknown kernel id(s): flash_attention.cuda"]
 
 
 def test_a_sound_receipt_passes(receipt, model_file):
@@ -99,7 +115,7 @@ _DELETE = object()
 @pytest.mark.parametrize("path, value, reason", [
     ("kernels", [], "'kernels' is empty"),
     ("kernels", ["i2s_gemv.quantum"], "unknown kernel id"),
-    ("kernels", ["f16_gemm.scalar"], "no i2s_* kernel ran"),
+    ("kernels", ["f16_gemm.scalar"], "no i2s_* or i2l_* kernel ran"),
     ("schema_version", 99, "unsupported 'schema_version'"),
     ("schema", "something-else", "'schema'"),
     ("model.sha256", "abc", "64-digit"),

@@ -148,14 +148,15 @@ def bench(args: argparse.Namespace) -> int:
     args.threads, args.ctx_size, args.tokenizer = max(threads), n_ctx, None
     model = _common.load_model(args, quiet=args.quiet)
     import bitnet
-    from bitnet import kernels
 
-    kernels.reset_ran()
+    model._transformer.reset_ran()
     log = None if args.quiet or args.json else (lambda msg: print(f"bitnet bench: {msg}", file=sys.stderr))
     results = run_bench(model, args.n_prompt, args.n_gen, threads, args.repetitions, warmup=not args.no_warmup,
                         seed=args.seed, log=log)
-    ran = kernels.ran_kernels()
-    backend = f"CPU ({bitnet.cpu_info().get('variant', '?')}" + (", q8_0 head)" if model.lm_head != "exact" else ")")
+    ran = model._transformer.ran_kernels()
+    head = ", q8_0 head" if model.lm_head != "exact" else ""
+    backend = (f"CUDA ({model._transformer.device_name}{head})" if model.device == "cuda" else
+               f"CPU ({bitnet.cpu_info().get('variant', '?')}{head})")
     if args.json:
         info = model_row(model)
         _common.write_json([{**info, "backend": backend, **asdict(r), "avg_ts": r.avg_ts,

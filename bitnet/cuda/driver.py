@@ -97,6 +97,9 @@ class CudaDevice:
         self._functions = {name: _check(d, d.cuModuleGetFunction(self._module, name.encode()),
                                         f"cuModuleGetFunction({name})") for name in PARAMS}
         self._allocations: list[int] = []
+        self.ran: set[str] = set()        # kernels launched (directly or in a replayed graph) since reset
+        self._capturing: set[str] | None = None
+        self._graph_kernels: dict[int, frozenset[str]] = {}
 
     def activate(self) -> None:
         """Make this GPU's context current on the calling thread: each entry point of the forward pass calls it,
@@ -146,6 +149,7 @@ class CudaDevice:
         params = (tuple(args), tuple(_CTYPES[c] for c in sig))
         _check(self._d, self._d.cuLaunchKernel(self._functions[name], gx, gy, gz, block, 1, 1, 0, self._stream,
                                                params, 0), f"launching {name}")
+        (self.ran if self._capturing is None else self._capturing).add(name)
 
     def synchronize(self) -> None:
         _check(self._d, self._d.cuStreamSynchronize(self._stream), "cuStreamSynchronize")
@@ -154,18 +158,24 @@ class CudaDevice:
     def begin_capture(self) -> None:
         mode = self._d.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
         _check(self._d, self._d.cuStreamBeginCapture(self._stream, mode), "cuStreamBeginCapture")
+        self._capturing = set()
 
     def end_capture(self):
+        names, self._capturing = frozenset(self._capturing or ()), None
         graph = _check(self._d, self._d.cuStreamEndCapture(self._stream), "cuStreamEndCapture")
         try:
-            return _check(self._d, self._d.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+            exe = _check(self._d, self._d.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
         finally:
             self._d.cuGraphDestroy(graph)
+        self._graph_kernels[int(exe)] = names
+        return exe
 
     def replay(self, graph) -> None:
         _check(self._d, self._d.cuGraphLaunch(graph, self._stream), "cuGraphLaunch")
+        self.ran |= self._graph_kernels.get(int(graph), frozenset())
 
     def destroy_graph(self, graph) -> None:
+        self._graph_kernels.pop(int(graph), None)
         self._d.cuGraphExecDestroy(graph)
 
     # -- timing (benchmarks/gpu_check.py)

@@ -233,6 +233,13 @@ class CudaTransformer:
     def device_name(self) -> str:
         return self.dev.name
 
+    def ran_kernels(self) -> list[str]:
+        """The kernels launched since reset_ran, as receipt ids '<kernel>.cuda' (bitnet.receipts)."""
+        return sorted(f"{name}.cuda" for name in self.dev.ran)
+
+    def reset_ran(self) -> None:
+        self.dev.ran.clear()
+
     def new_context(self, n_ctx: int) -> CudaContext:
         return CudaContext(self, n_ctx)
 

@@ -207,6 +207,17 @@ cdef class Transformer:
     def device_name(self) -> str:
         return "cpu"
 
+    def ran_kernels(self) -> list:
+        """The CPU kernels that ran since reset_ran, as the kernels recorded them (bitnet.kernels)."""
+        from bitnet.kernels import ran_kernels
+
+        return ran_kernels()
+
+    def reset_ran(self) -> None:
+        from bitnet.kernels import reset_ran
+
+        reset_ran()
+
     def new_context(self, int64_t n_ctx) -> Context:
         return Context(self, n_ctx)
 

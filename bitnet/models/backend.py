@@ -36,6 +36,12 @@ class Backend(Protocol):
     def greedy(self, ctx: Any, token: int, pos: int) -> int:
         """Evaluate one token and return the first index of its largest logit (on the GPU, computed there)."""
 
+    def ran_kernels(self) -> list[str]:
+        """Receipt ids ('<kernel>.<variant>') of the kernels that ran since reset_ran (bitnet.receipts)."""
+
+    def reset_ran(self) -> None:
+        """Start a new record of the kernels that ran."""
+
 
 def resolve_device(device: str | None) -> str:
     """`device`, else BITNET_DEVICE, else "cpu"; a name outside DEVICES is a ValueError naming them."""
