@@ -2,8 +2,8 @@
 kernels (bitnet.kernels) and the I2G host model (bitnet.cuda.layout.i2g_dots) as each kernel's reference.
 
 The references are the scalar kernels where a wrapper offers the choice. It lets the tests run the CUDA
-forward pass (bitnet/cuda/forward.py) end to end without a GPU: every launch's arguments are checked against driver.PARAMS (count and C type), every pointer must fall inside a live
-allocation with room for what the kernel reads or writes there, and CUDA-graph capture records launches (a copy
+forward pass (bitnet/cuda/forward.py) end to end without a GPU: every launch's arguments are checked
+against driver.PARAMS (count and C type), every pointer must fall inside a live allocation with room for what the kernel reads or writes there, and CUDA-graph capture records launches (a copy
 during capture fails, as it would on a GPU) that `replay` runs again with whatever the device memory then holds.
 The same functions give tests/test_cuda_gpu.py the expected results of the real kernels.
 """
