@@ -1,11 +1,13 @@
 """A stand-in for bitnet.cuda.driver.CudaDevice that runs every kernel of kernels.cu on the host, with the CPU
-kernels (bitnet.kernels) and the I2G host model (bitnet.cuda.layout.i2g_dots) as each kernel's reference.
+kernels (bitnet.kernels, the scalar ones where a wrapper offers the choice) and the I2G host model
+(bitnet.cuda.layout.i2g_dots) as each kernel's reference.
 
-The references are the scalar kernels where a wrapper offers the choice. It lets the tests run the CUDA
-forward pass (bitnet/cuda/forward.py) end to end without a GPU: every launch's arguments are checked
-against driver.PARAMS (count and C type), every pointer must fall inside a live allocation with room for what the kernel reads or writes there, and CUDA-graph capture records launches (a copy
-during capture fails, as it would on a GPU) that `replay` runs again with whatever the device memory then holds.
-The same functions give tests/test_cuda_gpu.py the expected results of the real kernels.
+It lets the tests run the CUDA forward pass (bitnet/cuda/forward.py) end to end without a GPU. Every launch's
+arguments are checked against driver.PARAMS (count and C type); every pointer must fall inside a live
+allocation with room for what the kernel reads or writes there; a call from a thread where the context was not
+made current fails; CUDA-graph capture records launches (a copy during capture fails, as on a GPU) that
+`replay` runs again with whatever device memory then holds. The same functions give tests/test_cuda_gpu.py the
+expected results of the real kernels.
 """
 from __future__ import annotations
 
