@@ -96,6 +96,38 @@ struct QInfo {  // as bn_qinfo
     int32_t sum;
 };
 
+// The end of a float matmul's warp (one output row, T <= 8 tokens): each token's lane partials summed, stored
+// or added to y.
+__device__ __forceinline__ void store_rows(const float *acc, int T, float *y, int ldy, int row, int lane,
+                                           int accumulate) {
+    for (int t = 0; t < T && t < 8; t++) {
+        const float s = warp_sum(acc[t]);
+        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
+    }
+}
+
+// F16 or BF16 weights, two per 32-bit load, x float activations; one warp per row.
+template <bool BF16>
+__device__ __forceinline__ void half_matmul(const uint16_t *__restrict__ w, int K, int M,
+                                            const float *__restrict__ x, int T, float *__restrict__ y, int ldy,
+                                            int accumulate) {
+    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (row >= M) return;
+    const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = lane; i < K / 2; i += WARP) {
+        const uint32_t pair = __ldg(wr + i);
+        const uint16_t lo = (uint16_t)pair, hi = (uint16_t)(pair >> 16);
+        const float2 wf = BF16 ? make_float2(bf16_to_float(lo), bf16_to_float(hi))
+                               : make_float2(half_to_float(lo), half_to_float(hi));
+        for (int t = 0; t < T && t < 8; t++) {
+            const float2 xv = *(const float2 *)(x + (int64_t)t * K + 2 * i);
+            acc[t] = fmaf(wf.y, xv.y, fmaf(wf.x, xv.x, acc[t]));
+        }
+    }
+    store_rows(acc, T, y, ldy, row, lane, accumulate);
+}
+
 extern "C" {
 
 // ---- RMSNorm then per-token activation quantization, one block per token (x[T, n] -> q[T, n], info[T]) ----
@@ -191,42 +223,12 @@ __global__ void i2g_matmul(const uint32_t *__restrict__ w0, const uint32_t *__re
 // `accumulate` adds the result to y as i2g_matmul does ----
 __global__ void f16_matmul(const uint16_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
                            float *__restrict__ y, int ldy, int accumulate) {
-    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (row >= M) return;
-    const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = lane; i < K / 2; i += WARP) {
-        const uint32_t pair = __ldg(wr + i);
-        const float2 wf = make_float2(half_to_float((uint16_t)pair), half_to_float((uint16_t)(pair >> 16)));
-        for (int t = 0; t < T && t < 8; t++) {
-            const float2 xv = *(const float2 *)(x + (int64_t)t * K + 2 * i);
-            acc[t] = fmaf(wf.y, xv.y, fmaf(wf.x, xv.x, acc[t]));
-        }
-    }
-    for (int t = 0; t < T && t < 8; t++) {
-        const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
-    }
+    half_matmul<false>(w, K, M, x, T, y, ldy, accumulate);
 }
 
 __global__ void bf16_matmul(const uint16_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
                             float *__restrict__ y, int ldy, int accumulate) {
-    const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (row >= M) return;
-    const uint32_t *wr = (const uint32_t *)(w + (int64_t)row * K);
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int i = lane; i < K / 2; i += WARP) {
-        const uint32_t pair = __ldg(wr + i);
-        const float2 wf = make_float2(bf16_to_float((uint16_t)pair), bf16_to_float((uint16_t)(pair >> 16)));
-        for (int t = 0; t < T && t < 8; t++) {
-            const float2 xv = *(const float2 *)(x + (int64_t)t * K + 2 * i);
-            acc[t] = fmaf(wf.y, xv.y, fmaf(wf.x, xv.x, acc[t]));
-        }
-    }
-    for (int t = 0; t < T && t < 8; t++) {
-        const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
-    }
+    half_matmul<true>(w, K, M, x, T, y, ldy, accumulate);
 }
 
 __global__ void f32_matmul(const float *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
@@ -239,10 +241,7 @@ __global__ void f32_matmul(const float *__restrict__ w, int K, int M, const floa
         const float wv = __ldg(wr + i);
         for (int t = 0; t < T && t < 8; t++) acc[t] = fmaf(wv, x[(int64_t)t * K + i], acc[t]);
     }
-    for (int t = 0; t < T && t < 8; t++) {
-        const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
-    }
+    store_rows(acc, T, y, ldy, row, lane, accumulate);
 }
 
 // Q8_0 weights (blocks of 32: f16 d, int8 qs[32]; 34 bytes) x float activations: one warp per row, a lane per
@@ -264,10 +263,7 @@ __global__ void q80_matmul(const uint8_t *__restrict__ w, int K, int M, const fl
             acc[t] = fmaf(d, s, acc[t]);
         }
     }
-    for (int t = 0; t < T && t < 8; t++) {
-        const float s = warp_sum(acc[t]);
-        if (lane == 0) y[(int64_t)t * ldy + row] = accumulate ? __fadd_rn(y[(int64_t)t * ldy + row], s) : s;
-    }
+    store_rows(acc, T, y, ldy, row, lane, accumulate);
 }
 
 // ---- RMSNorm: one block per token; out = (x * (1 / sqrt(mean(x^2) + eps))) * w (w may be NULL) ----
