@@ -60,36 +60,22 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Block-wide reductions for blocks of up to 1024 threads (a multiple of 32); `scratch` holds 32 values.
-__device__ float block_sum(float v, float *scratch) {
+// Block-wide reductions for blocks of up to 1024 threads (a multiple of 32); `scratch` holds 32 values. The
+// warps' results are padded with `pad` (0 serves the maximum too: it only ever takes absolute values).
+template <typename V, V (*warp_reduce)(V)>
+__device__ V block_reduce(V v, V *scratch, V pad) {
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
-    v = warp_sum(v);
+    v = warp_reduce(v);
     __syncthreads();
     if (lane == 0) scratch[warp] = v;
     __syncthreads();
-    v = lane < nwarps ? scratch[lane] : 0.0f;
-    return warp_sum(v);
+    v = lane < nwarps ? scratch[lane] : pad;
+    return warp_reduce(v);
 }
 
-__device__ float block_max(float v, float *scratch) {
-    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = lane < nwarps ? scratch[lane] : 0.0f;
-    return warp_max(v);
-}
-
-__device__ int block_sum_int(int v, int *scratch) {
-    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
-    v = warp_sum_int(v);
-    __syncthreads();
-    if (lane == 0) scratch[warp] = v;
-    __syncthreads();
-    v = lane < nwarps ? scratch[lane] : 0;
-    return warp_sum_int(v);
-}
+__device__ float block_sum(float v, float *scratch) { return block_reduce<float, warp_sum>(v, scratch, 0.0f); }
+__device__ float block_max(float v, float *scratch) { return block_reduce<float, warp_max>(v, scratch, 0.0f); }
+__device__ int block_sum_int(int v, int *scratch) { return block_reduce<int, warp_sum_int>(v, scratch, 0); }
 
 struct QInfo {  // as bn_qinfo
     float scale;
