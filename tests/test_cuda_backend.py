@@ -81,6 +81,19 @@ def test_greedy_generation_is_the_cpus_and_uses_one_graph_per_context(emulated):
     assert dev.captures <= 2
 
 
+def test_long_prompts_replay_a_chunk_graph_and_match_the_cpu(emulated):
+    from bitnet.cuda.forward import UBATCH
+
+    cpu, gpu = bitnet.load(n_ctx=3 * UBATCH), bitnet.load(n_ctx=3 * UBATCH, device="cuda")
+    dev = gpu._transformer.dev
+    ids = [int(t) for t in np.random.default_rng(4).integers(0, cpu.n_vocab, 2 * UBATCH + 37)]
+    a, b = cpu.logits(ids), gpu.logits(ids)          # two full chunks (one capture, two replays) and a tail
+    assert _cosines(a, b).min() > 0.99999
+    assert dev.captures == 1 and dev.replays == 2
+    want = cpu.generate(ids, max_tokens=5, temperature=0).tokens
+    assert gpu.generate(ids, max_tokens=5, temperature=0).tokens == want
+
+
 def test_sampled_generation_is_the_cpus_with_logits_from_the_graph(emulated):
     cpu, gpu = bitnet.load(n_ctx=256), bitnet.load(n_ctx=256, device="cuda")
     for kwargs in (dict(temperature=0.9, seed=5), dict(temperature=0, repeat_penalty=1.3),

@@ -6,7 +6,9 @@ launches of the kernels in kernels.cu on a CudaDevice (bitnet/cuda/driver.py).
 that they, the scratch buffers and the RoPE table fit in the GPU's free memory; each context's K/V cache is
 allocated on the device when the context is made. A decode step (one token, logits of it) is captured once
 per context as a CUDA graph that reads its token and position from device memory, and replayed for every
-later token: one upload of 8 bytes, one graph launch and one download per token, no Python per layer.
+later token: one upload of 8 bytes, one graph launch and one download per token, no Python per layer. A
+prompt's full chunks of UBATCH tokens replay one more graph per context (the launches of a chunk are some
+9,000 for the 2B shape, too many to issue one by one from Python).
 
 Per layer (T tokens): norm+quantize -> q, k, v in one ternary launch -> RoPE and the K/V store -> split-K
 attention -> sub-norm+quantize -> Wo added into the residual -> norm+quantize -> gate and up in one launch ->
@@ -72,7 +74,7 @@ def _device_bytes(m) -> int:
 
 class CudaContext:
     """One sequence's K and V caches on the device ([n_layer, n_ctx, kv_dim] f16 each, as the CPU keeps them)
-    and the CUDA graph of its decode step, captured on first use."""
+    and the CUDA graphs that bake its cache addresses in."""
 
     def __init__(self, model: CudaTransformer, n_ctx: int):
         if not isinstance(n_ctx, int) or n_ctx < 1:
@@ -82,7 +84,9 @@ class CudaContext:
                              "loaded for")
         self.model, self.n_ctx = model, n_ctx
         self.kcache = self.vcache = 0
-        self.graph = self.graph_greedy = None
+        # CUDA graphs captured on first use (CudaTransformer._graph): "logits" and "greedy" (the decode step
+        # returning the logits / only the argmax) and "chunk" (a full UBATCH of prompt tokens through the layers)
+        self.graphs: dict[str, object] = {}
         self.n_split = _blocks(n_ctx, ATTENTION_CHUNK)
         self.layer_bytes = n_ctx * model.d["n_head_kv"] * model.d["head_dim"] * 2
         self._kv_bytes = model.d["n_layer"] * self.layer_bytes
@@ -91,17 +95,15 @@ class CudaContext:
         dev.activate()
         self.kcache = dev.alloc(self._kv_bytes)
         self.vcache = dev.alloc(self._kv_bytes)
-        # the decode step's graphs (CudaTransformer._step): returning the logits, and returning the argmax
 
     def nbytes(self) -> int:
         return 2 * self._kv_bytes
 
     def close(self) -> None:
         dev = self.model.dev
-        for g in (self.graph, self.graph_greedy):
-            if g is not None:
-                dev.destroy_graph(g)
-        self.graph = self.graph_greedy = None
+        for g in self.graphs.values():
+            dev.destroy_graph(g)
+        self.graphs = {}
         for ptr in (self.kcache, self.vcache):
             if ptr:
                 dev.free(ptr)
@@ -268,7 +270,10 @@ class CudaTransformer:
                 T = len(chunk)
                 self.dev.upload(self.s["tokens"], chunk)
                 self.dev.upload(self.s["pos"], np.arange(pos0 + start, pos0 + start + T, dtype=np.int32))
-                self._layers(ctx, T, self.s["tokens"], self.s["pos"])
+                if T == UBATCH:      # long prompts: ~300 launches per layer replayed from one graph
+                    self.dev.replay(self._graph(ctx, "chunk"))
+                else:
+                    self._layers(ctx, T, self.s["tokens"], self.s["pos"])
                 if logits_out is None:
                     continue
                 if all_logits:
@@ -355,14 +360,12 @@ class CudaTransformer:
         if not isinstance(ctx, CudaContext) or ctx.model is not self:
             raise ValueError("the context was made for a different model")
 
-    # -- the decode step as a CUDA graph
+    # -- CUDA graphs
     def _step(self, ctx: CudaContext, token: int, pos: int, logits_out) -> None:
         """One token through the model by replaying ctx's captured graph (capturing it the first time): with
         logits_out, the logits come back; without, only the device argmax (into self._greedy_out)."""
         greedy = logits_out is None
-        graph = ctx.graph_greedy if greedy else ctx.graph
-        if graph is None:
-            graph = self._capture(ctx, greedy)
+        graph = self._graph(ctx, "greedy" if greedy else "logits")
         self._io[0], self._io[1] = token, pos
         dev, step = self.dev, self.s["step"]
         dev.upload(step, self._io[:2])
@@ -372,20 +375,23 @@ class CudaTransformer:
         else:
             dev.download(logits_out, self.s["logits"], 4 * self.n_vocab)
 
-    def _capture(self, ctx: CudaContext, greedy: bool):
-        dev, step = self.dev, self.s["step"]
+    def _graph(self, ctx: CudaContext, kind: str):
+        """ctx's graph of `kind` (see CudaContext.graphs), captured now if it is the first use."""
+        if kind in ctx.graphs:
+            return ctx.graphs[kind]
+        dev, s, step = self.dev, self.s, self.s["step"]
         dev.begin_capture()
         try:
-            self._layers(ctx, 1, step, step + 4)
-            self._head(0, 1, None)
-            if greedy:
-                dev.launch("argmax", (1,), ARGMAX_BLOCK, self.s["logits"], self.n_vocab, step + 8)
+            if kind == "chunk":       # reads the tokens and positions uploaded to s['tokens'] and s['pos']
+                self._layers(ctx, UBATCH, s["tokens"], s["pos"])
+            else:                     # reads its token and position from s['step']
+                self._layers(ctx, 1, step, step + 4)
+                self._head(0, 1, None)
+                if kind == "greedy":
+                    dev.launch("argmax", (1,), ARGMAX_BLOCK, s["logits"], self.n_vocab, step + 8)
         finally:
             graph = dev.end_capture()     # also ends a capture that failed half-way
-        if greedy:
-            ctx.graph_greedy = graph
-        else:
-            ctx.graph = graph
+        ctx.graphs[kind] = graph
         return graph
 
     # -- the layers
