@@ -111,7 +111,7 @@ def kernel_times(model) -> dict:
         M, K = sum(m.M for m, _ in pairs), pairs[0][0].K
         # a real quantized input row of K values (zeros) for the launch to read
         dev.memset(s["gate"], 4 * K)
-        dev.launch("norm_quant", (1,), 256, s["gate"], 0, K, tr.d["eps"], 0, s["xq"], s["qi"])
+        dev.launch("norm_quant", (1,), 256, s["gate"], 0, 0, 0, K, tr.d["eps"], 0, s["xq"], s["qi"])
         ours = time_launches(dev, lambda p=pairs: tr._ternary_matmul(p, 0, 1, False))
         out[f"{label} {M}x{K}"] = _compared(ours, cublas_bf16_us(M, K))
     head = tr.output

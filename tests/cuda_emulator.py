@@ -166,9 +166,12 @@ def _f32(x) -> np.float32:
     return np.float32(x)
 
 
-def norm_quant(dev, grid, block, x, w, n, eps, do_norm, q, info):
+def norm_quant(dev, grid, block, x, up, gating, w, n, eps, do_norm, q, info):
     T = grid[0]
     xs = dev.view(x, np.float32, T * n).reshape(T, n)
+    if gating:
+        fn = bk.silu_mul if gating == 2 else bk.relu2_mul
+        xs = fn(xs, dev.view(up, np.float32, T * n)).reshape(T, n)
     wv = dev.view(w, np.float32, n) if w else None
     qs, infos = dev.view(q, np.int8, T * n).reshape(T, n), dev.view(info, QINFO, T)
     for t in range(T):

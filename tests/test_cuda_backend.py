@@ -39,10 +39,12 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _models(tmp_path):
-    """(name, path): tinyA, the embedded model, and one per architecture with another embedding type."""
+    """(name, path): the embedded model, one per architecture with another embedding type, and F16 layers."""
     yield "embedded", None
     for arch, embedding in (("bitnet-b1.58", GGMLType.BF16), ("bitnet", GGMLType.Q8_0), ("llama", GGMLType.F32)):
         yield arch, seeds.write_model(tmp_path / f"{arch}.gguf", arch, GGMLType.I2_S, embedding)
+    for arch in ("bitnet-b1.58", "llama"):        # float layers: the float matmuls and the separate gating
+        yield f"{arch}-f16", seeds.write_model(tmp_path / f"{arch}-f16.gguf", arch, GGMLType.F16, GGMLType.F16)
 
 
 def test_tinya_logits_match_the_cpu_backend(emulated):

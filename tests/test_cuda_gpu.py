@@ -54,13 +54,15 @@ def run_both(gpu, name: str, grid, block: int, args: list, buffers: dict[str, np
 RNG = np.random.default_rng(12)
 
 
-@pytest.mark.parametrize("n", [128, 2560, 6912])
-def test_norm_quant(gpu, n):
+@pytest.mark.parametrize("n,gating,do_norm", [(128, 0, 1), (2560, 0, 1), (6912, 1, 1), (6912, 2, 1), (2560, 0, 0),
+                                             (6912, 1, 0)])
+def test_norm_quant(gpu, n, gating, do_norm):
     T = 3
     x = RNG.standard_normal((T, n)).astype(np.float32)
-    bufs = dict(x=x, w=RNG.random(n).astype(np.float32) + 0.5, q=np.zeros((T, n), np.int8),
-                info=np.zeros(T, QINFO))
-    g, e = run_both(gpu, "norm_quant", (T,), 256, ["@x", "@w", n, 1e-5, 1, "@q", "@info"], bufs)
+    bufs = dict(x=x, up=RNG.standard_normal((T, n)).astype(np.float32), w=RNG.random(n).astype(np.float32) + 0.5,
+                q=np.zeros((T, n), np.int8), info=np.zeros(T, QINFO))
+    g, e = run_both(gpu, "norm_quant", (T,), 256, ["@x", "@up", gating, "@w", n, 1e-5, do_norm, "@q", "@info"],
+                    bufs)
     diff = np.abs(g["q"].astype(int) - e["q"].astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999       # the norm's sum is ordered differently
     np.testing.assert_allclose(g["info"]["scale"], e["info"]["scale"], rtol=1e-6)

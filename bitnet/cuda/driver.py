@@ -15,7 +15,7 @@ import ctypes
 from bitnet.errors import BitNetError
 
 PARAMS: dict[str, str] = {
-    "norm_quant": "ppifipp",
+    "norm_quant": "ppipifipp",
     "i2g_matmul": "pppiiiippifffpppi",
     "f16_matmul": "piipipii",
     "bf16_matmul": "piipipii",

@@ -10,11 +10,11 @@ later token: one upload of 8 bytes, one graph launch and one download per token,
 prompt's full chunks of UBATCH tokens replay one more graph per context (the launches of a chunk are some
 9,000 for the 2B shape, too many to issue one by one from Python).
 
-Per layer (T tokens): norm+quantize -> q, k, v in one ternary launch -> RoPE and the K/V store -> split-K
-attention -> sub-norm+quantize -> Wo added into the residual -> norm+quantize -> gate and up in one launch ->
-relu²/SiLU gating -> sub-norm+quantize -> Wdown added into the residual. Float (F16/BF16/F32/Q8_0) matrices take
-the normalised floats instead. Results agree with the CPU's to float rounding (reductions sum in another order);
-the ternary integer dots are exact.
+Per layer (T tokens), 11 launches: norm+quantize -> q, k, v in one ternary launch -> RoPE and the K/V store ->
+split-K attention -> its merge -> sub-norm+quantize -> Wo added into the residual -> norm+quantize -> gate and
+up in one launch -> relu²/SiLU gating+sub-norm+quantize -> Wdown added into the residual. Float (F16/BF16/
+F32/Q8_0) matrices take the normalised floats instead. Results agree with the CPU's to float rounding
+(reductions sum in another order); the ternary integer dots are exact.
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ ATTENTION_WARPS = 4      # warps per attention block, each walking every fourth 
 ATTENTION_TOKENS = 16    # tokens per attention launch (bounds the split-K partials)
 LOGIT_ROWS = 8           # rows of logits per LM-head launch
 ARGMAX_BLOCK = 1024
+GATING_NONE, GATING_RELU2, GATING_SILU = 0, 1, 2   # norm_quant's gating argument (kernels.cu)
 
 
 class CudaMemoryError(BitNetError):
@@ -418,21 +419,26 @@ class CudaTransformer:
             self._project(s["att"], L.get("attn_sub_norm"), self.q_dim, T, [L["attn_output"]], [s["x"]],
                           accumulate=True)
             self._project(s["x"], L["ffn_norm"], E, T, [L["ffn_gate"], L["ffn_up"]], [s["gate"], s["up"]])
-            dev.launch("silu_mul" if d["ffn_silu"] else "relu2_mul", (_blocks(T * F, BLOCK),), BLOCK, s["gate"],
-                       s["up"], T * F, s["gate"])
-            self._project(s["gate"], L.get("ffn_sub_norm"), F, T, [L["ffn_down"]], [s["x"]], accumulate=True)
+            self._project(s["gate"], L.get("ffn_sub_norm"), F, T, [L["ffn_down"]], [s["x"]], accumulate=True,
+                          gating=(GATING_SILU if d["ffn_silu"] else GATING_RELU2, s["up"]))
 
     def _project(self, src: int, norm: int | None, n: int, T: int, mats: list[DeviceMatrix], outs: list[int],
-                 accumulate: bool = False) -> None:
-        """outs[i][T, M_i] = (or +=) mats[i] applied to RMSNorm(src[T, n]) (src itself when norm is None).
-        The ternary matrices read it quantized (one norm_quant for all of them, one launch for up to three);
-        float ones read the normalised floats."""
+                 accumulate: bool = False, gating: tuple[int, int] = (GATING_NONE, 0)) -> None:
+        """outs[i][T, M_i] = (or +=) mats[i] applied to RMSNorm(h[T, n]) (h itself when norm is None), where h is
+        src, or with gating (kind, up) the FFN gating of src and up. The ternary matrices read it quantized (one
+        norm_quant, which also does the gating, for all of them; one launch for up to three); float ones read
+        the floats (the gating then written into src first)."""
         d, s, dev = self.d, self.s, self.dev
         ternary = [(m, y) for m, y in zip(mats, outs) if m.ternary]
         floats = [(m, y) for m, y in zip(mats, outs) if not m.ternary]
+        kind, up = gating
+        if floats and kind != GATING_NONE:
+            dev.launch("silu_mul" if kind == GATING_SILU else "relu2_mul", (_blocks(T * n, BLOCK),), BLOCK, src, up,
+                       T * n, src)
+            kind, up = GATING_NONE, 0
         if ternary:
-            dev.launch("norm_quant", (T,), BLOCK, src, norm or 0, n, d["eps"], 0 if norm is None else 1, s["xq"],
-                       s["qi"])
+            dev.launch("norm_quant", (T,), BLOCK, src, up, kind, norm or 0, n, d["eps"], 0 if norm is None else 1,
+                       s["xq"], s["qi"])
             for t0 in range(0, T, MATMUL_TOKENS):
                 self._ternary_matmul(ternary, t0, min(MATMUL_TOKENS, T - t0), accumulate)
         if floats:

@@ -116,38 +116,59 @@ __device__ __forceinline__ void half_matmul(const uint16_t *__restrict__ w, int 
 
 extern "C" {
 
-// ---- RMSNorm then per-token activation quantization, one block per token (x[T, n] -> q[T, n], info[T]) ----
-// With do_norm the value quantized is (x * (1 / sqrt(mean(x^2) + eps))) * w (w may be NULL), as rmsnorm below
-// computes it; without, x itself. The ternary matmuls read only q and info, so the normalised floats are never
-// stored. s = (float)(127 / max(1e-5, amax)) in double; q = rint(v * s) clamped to [-128, 127] (NaN -> -128).
-__device__ __forceinline__ float normed(const float *xt, const float *w, int i, float scale, int do_norm) {
-    if (!do_norm) return xt[i];
-    const float v = __fmul_rn(xt[i], scale);
+// ---- (FFN gating,) RMSNorm, then per-token activation quantization, one block per token: x[T, n] -> q[T, n],
+// info[T]. The value at i is x itself, or with gating 1 / 2 the FFN gating relu²(x) * up / SiLU(x) * up as
+// relu2_mul / silu_mul compute it; with do_norm that value times 1 / sqrt(mean(value^2) + eps), times w (w may be
+// NULL), as rmsnorm computes it. The ternary matmuls read only q and info, so neither the gated nor the
+// normalised floats are stored: each pass recomputes them (the same operations, so the same bits).
+// s = (float)(127 / max(1e-5, amax)) in double; q = rint(v * s) clamped to [-128, 127] (NaN -> -128). ----
+#define GATING_NONE 0
+#define GATING_RELU2 1
+#define GATING_SILU 2
+
+__device__ __forceinline__ float gated(const float *xt, const float *ut, int i, int gating) {
+    const float g = xt[i];
+    if (gating == GATING_RELU2) {
+        const float r = g > 0.0f ? g : 0.0f;
+        return __fmul_rn(__fmul_rn(r, r), ut[i]);
+    }
+    if (gating == GATING_SILU) return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), ut[i]);
+    return g;
+}
+
+__device__ __forceinline__ float normed(float v, const float *w, int i, float scale, int do_norm) {
+    if (!do_norm) return v;
+    v = __fmul_rn(v, scale);
     return w ? __fmul_rn(v, w[i]) : v;
 }
 
-__device__ float rms_scale(const float *xt, int n, float eps, float *scratch) {
+__device__ float rms_scale(const float *xt, const float *ut, int gating, int n, float eps, float *scratch) {
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = fmaf(xt[i], xt[i], ss);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const float v = gated(xt, ut, i, gating);
+        ss = fmaf(v, v, ss);
+    }
     ss = block_sum(ss, scratch);
     return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
 }
 
-__global__ void norm_quant(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int do_norm,
-                           int8_t *__restrict__ q, QInfo *__restrict__ info) {
+__global__ void norm_quant(const float *__restrict__ x, const float *__restrict__ up, int gating,
+                           const float *__restrict__ w, int n, float eps, int do_norm, int8_t *__restrict__ q,
+                           QInfo *__restrict__ info) {
     __shared__ float fscratch[WARP];
     __shared__ int iscratch[WARP];
-    const float *xt = x + (int64_t)blockIdx.x * n;
+    const float *xt = x + (int64_t)blockIdx.x * n, *ut = up ? up + (int64_t)blockIdx.x * n : up;
     int8_t *qt = q + (int64_t)blockIdx.x * n;
-    const float scale = do_norm ? rms_scale(xt, n, eps, fscratch) : 1.0f;
+    const float scale = do_norm ? rms_scale(xt, ut, gating, n, eps, fscratch) : 1.0f;
     float amax = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) amax = fmaxf(amax, fabsf(normed(xt, w, i, scale, do_norm)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        amax = fmaxf(amax, fabsf(normed(gated(xt, ut, i, gating), w, i, scale, do_norm)));
     amax = block_max(amax, fscratch);
     const double a = (double)amax > 1e-5 ? (double)amax : 1e-5;
     const float s = (float)(127.0 / a);
     int sum = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = rintf(__fmul_rn(normed(xt, w, i, scale, do_norm), s));
+        float v = rintf(__fmul_rn(normed(gated(xt, ut, i, gating), w, i, scale, do_norm), s));
         v = v > 127.0f ? 127.0f : v;
         v = v >= -128.0f ? v : -128.0f;
         qt[i] = (int8_t)v;
@@ -258,8 +279,8 @@ __global__ void rmsnorm(const float *__restrict__ x, const float *__restrict__ w
     __shared__ float scratch[WARP];
     const float *xt = x + (int64_t)blockIdx.x * n;
     float *ot = out + (int64_t)blockIdx.x * n;
-    const float scale = rms_scale(xt, n, eps, scratch);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ot[i] = normed(xt, w, i, scale, 1);
+    const float scale = rms_scale(xt, NULL, GATING_NONE, n, eps, scratch);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ot[i] = normed(xt[i], w, i, scale, 1);
 }
 
 // ---- RoPE of q and k, and k, v into the f16 cache (round to nearest even, as bn_f32_to_f16), one launch ----
@@ -310,19 +331,14 @@ __global__ void rope_store(float *__restrict__ q, const float *__restrict__ k, c
 __global__ void relu2_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
                           float *__restrict__ out) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float g = gate[i] > 0.0f ? gate[i] : 0.0f;
-    out[i] = __fmul_rn(__fmul_rn(g, g), up[i]);
+    if (i < n) out[i] = gated(gate + i, up + i, 0, GATING_RELU2);
 }
 
 __global__ void silu_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
                          float *__restrict__ out) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float g = gate[i];
-    out[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);
+    if (i < n) out[i] = gated(gate + i, up + i, 0, GATING_SILU);
 }
-
 
 // ---- attention over the f16 cache, split-K (flash-decoding): grid (n_head, n_split, T). Block (h, s, t) takes
 // positions [s * chunk, min((s + 1) * chunk, n_kv_t)) of query head h of token t (n_kv_t = pos[t] + 1, causal)
