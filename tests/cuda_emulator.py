@@ -197,8 +197,7 @@ def _float_matmul(name):
     def run(dev, grid, block, w, K, M, x, T, y, ldy, accumulate):
         assert grid[0] * (block // 32) >= M and 1 <= T <= 8
         gtype = F32_MATMULS[name]
-        nbytes = {bk.GGML_F16: 2 * K * M, bk.GGML_BF16: 2 * K * M, bk.GGML_F32: 4 * K * M,
-                  bk.GGML_Q8_0: K // 32 * 34 * M}[gtype]
+        nbytes = bk._weight_bytes(gtype, K, M)
         xs = dev.view(x, np.float32, T * K).reshape(T, K)
         v = bk.float_matmul(dev.view(w, np.uint8, nbytes), gtype, K, M, xs, variant="scalar")
         out = dev.view(y, np.float32, (T - 1) * ldy + M)
@@ -287,7 +286,7 @@ def embed_rows(dev, grid, block, table, gtype, K, tokens, out):
     T = grid[1]
     assert grid[0] * block >= K
     toks = dev.view(tokens, np.int32, T)
-    row_bytes = {bk.GGML_F16: 2 * K, bk.GGML_BF16: 2 * K, bk.GGML_F32: 4 * K, bk.GGML_Q8_0: K // 32 * 34}[gtype]
+    row_bytes = bk._weight_bytes(gtype, K, 1)
     rows = dev.view(out, np.float32, T * K).reshape(T, K)
     for t in range(T):
         r = int(toks[t])

@@ -149,22 +149,21 @@ class CudaTransformer:
             device = CudaDevice()
         self.dev = device
         tied = output is tok_embd
-        weight_bytes = sum(_device_bytes(m) for layer in layers for m in layer.values() if hasattr(m, "ggml_type"))
-        weight_bytes += sum(4 * len(np.frombuffer(v, dtype=np.float32)) for layer in layers
-                            for v in layer.values() if v is not None and not hasattr(v, "ggml_type"))
+        # matrices and float32 norm vectors of every layer, then the embedding, a separate head, the output norm
+        weight_bytes = sum(_device_bytes(v) if hasattr(v, "ggml_type") else memoryview(v).nbytes
+                           for layer in layers for v in layer.values() if v is not None)
         weight_bytes += _device_bytes(tok_embd) + (0 if tied else _device_bytes(output)) + 4 * E
         self._sizes = self._scratch_sizes()
         self._check_fits(weight_bytes + sum(self._sizes.values()),
                          f"the model ({_gib(weight_bytes)} of weights, "
                          f"{_gib(sum(self._sizes.values()))} of scratch and RoPE table)")
-        self.weight_bytes = weight_bytes
         try:
             self._upload(tok_embd, output, output_norm, layers, tied)
         except BaseException:
             device.close()          # nothing stays allocated on the GPU for a model that did not load
             raise
-        self._io = np.zeros(4, dtype=np.int32)    # host side of the decode step's token, position, argmax, flag
-        self._greedy_out = np.zeros(2, dtype=np.int32)
+        self._io = np.zeros(2, dtype=np.int32)           # the decode step's token and position, to s['step']
+        self._greedy_out = np.zeros(2, dtype=np.int32)   # its argmax and non-finite flag, from s['step'] + 8
 
     # -- memory
     def _scratch_sizes(self) -> dict[str, int]:
@@ -369,7 +368,7 @@ class CudaTransformer:
         graph = self._graph(ctx, "greedy" if greedy else "logits")
         self._io[0], self._io[1] = token, pos
         dev, step = self.dev, self.s["step"]
-        dev.upload(step, self._io[:2])
+        dev.upload(step, self._io)
         dev.replay(graph)
         if greedy:
             dev.download(self._greedy_out, step + 8, 8)
