@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bitnet.engine import Completion, Decoding, Model, SamplingParams, Session, Timings, shared_prefix
-from bitnet.errors import ModelError
+from bitnet.errors import non_finite_logit
 
 # Prompt tokens evaluated per step while other sequences decode: larger chunks prefill faster, smaller ones
 # delay the running sequences' next token less (at 200 tok/s of prefill, 32 tokens cost ~0.16 s).
@@ -165,9 +165,7 @@ class Scheduler:
                 seq.timings.decode_s += elapsed
         for row, seq in zip(logits, wanted_seq):
             if not np.isfinite(row).all():
-                seq.error = ModelError(f"the forward pass produced a non-finite logit at position "
-                                       f"{len(seq.session.cached) - 1}: the model file's weights hold NaN/Inf "
-                                       f"or overflow")
+                seq.error = non_finite_logit(len(seq.session.cached) - 1)
             else:
                 self._push(seq, row)
             if seq.error is not None or seq.decoding.finished:

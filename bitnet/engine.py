@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bitnet import default_model_path
-from bitnet.errors import BitNetError, ContextOverflowError, ModelError
+from bitnet.errors import BitNetError, ContextOverflowError, ModelError, non_finite_logit
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
 
@@ -350,9 +350,7 @@ class Model:
         return Session(self)
 
     def close(self) -> None:
-        close_backend = getattr(self._transformer, "close", None)   # the GPU's memory goes back at once
-        if close_backend is not None:
-            close_backend()
+        self._transformer.close()     # the GPU's memory goes back at once
         self.reader.close()
 
     def __enter__(self) -> Model:
@@ -460,8 +458,7 @@ class Model:
         if logits is not None and not np.isfinite(logits).all():
             row, col = np.argwhere(~np.isfinite(logits))[0]
             where = pos + row if all_positions else pos + len(ids) - 1
-            raise ModelError(f"the forward pass produced a non-finite logit ({logits[row, col]}, token {int(col)}) "
-                             f"at position {int(where)}: the model file's weights hold NaN/Inf or overflow")
+            raise non_finite_logit(int(where), f" ({logits[row, col]}, token {int(col)})")
 
     def perplexity(self, text: str, n_ctx: int = 512) -> Perplexity:
         """Perplexity as llama.cpp's tool computes it: non-overlapping chunks of n_ctx tokens, each from a fresh

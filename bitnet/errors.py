@@ -27,3 +27,11 @@ class ContextOverflowError(BitNetError, ValueError):
 
 class ConversionError(BitNetError, ValueError):
     """A Hugging Face checkpoint cannot be converted (missing file, bad shape, NaN, ...)."""
+
+
+def non_finite_logit(pos: int, detail: str = "") -> ModelError:
+    """The error of a forward pass that produced a NaN or infinite logit at position `pos` (every backend and the
+    batch scheduler raise this one): non-finite weights never become finite again on the residual stream."""
+    return ModelError(f"the forward pass produced a non-finite logit{detail} at position {pos}: the model file's "
+                      "weights hold NaN/Inf or overflow")
+

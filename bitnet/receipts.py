@@ -31,9 +31,9 @@ MAX_OPS_PER_THREAD_S = 4e12
 MAX_TOKENS_PER_S = 1e6
 # Recorded tokens/s must agree with recorded tokens / seconds to this relative tolerance (rounding in JSON).
 RATE_TOLERANCE = 0.01
-TERNARY_KERNEL_PREFIX = {"I2_S": ("i2s_", "i2l_"), "TQ2_0": "tq2_", "TQ1_0": "tq1_"}   # i2l_: the LUT form
-# On a GPU the I2_S weights run as I2G (bitnet/cuda/layout.py) in the one ternary kernel.
-CUDA_TERNARY_KERNEL_PREFIX = {"I2_S": "i2g_"}
+# The kernels that compute each ternary type (i2l_: I2_S in the LUT form; on a GPU, I2_S runs as I2G in i2g_).
+TERNARY_KERNEL_PREFIX = {"I2_S": ("i2s_", "i2l_"), "TQ2_0": ("tq2_",), "TQ1_0": ("tq1_",)}
+CUDA_TERNARY_KERNEL_PREFIX = {"I2_S": ("i2g_",)}
 
 
 def known_kernel_ids() -> frozenset[str]:
@@ -243,8 +243,8 @@ def _check_kernels(r: Mapping[str, Any], problems: list[str]) -> None:
     prefixes = CUDA_TERNARY_KERNEL_PREFIX if r.get("backend") == "cuda" else TERNARY_KERNEL_PREFIX
     for ggml_type, prefix in prefixes.items():
         if ggml_type in r["model"]["tensor_types"] and not any(n.startswith(prefix) for n in names):
-            names_ = " or ".join(f"{p}*" for p in ((prefix,) if isinstance(prefix, str) else prefix))
-            problems.append(f"the model has {ggml_type} weights but no {names_} kernel ran")
+            kinds = " or ".join(f"{p}*" for p in prefix)
+            problems.append(f"the model has {ggml_type} weights but no {kinds} kernel ran")
 
 
 def _check_throughput(r: Mapping[str, Any], problems: list[str]) -> None:

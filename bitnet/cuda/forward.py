@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bitnet.errors import BitNetError, ModelError
+from bitnet.errors import BitNetError, ModelError, non_finite_logit
 
 T_F32, T_F16, T_Q8_0, T_BF16, T_TQ1_0, T_TQ2_0, T_I2_S = 0, 1, 8, 30, 34, 35, 36
 FLOAT_KERNELS = {T_F16: "f16_matmul", T_BF16: "bf16_matmul", T_F32: "f32_matmul", T_Q8_0: "q80_matmul"}
@@ -294,8 +294,7 @@ class CudaTransformer:
             self._step(ctx, int(tok), pos, None)
             best, bad = int(self._greedy_out[0]), int(self._greedy_out[1])
         if bad:
-            raise ModelError(f"the forward pass produced a non-finite logit at position {pos}: the model file's "
-                             "weights hold NaN/Inf or overflow")
+            raise non_finite_logit(pos)
         return best
 
     def forward_batch(self, ws, contexts, tokens, positions, owners, logit_rows, logits_out, n_threads) -> None:

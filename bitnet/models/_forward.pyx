@@ -218,6 +218,9 @@ cdef class Transformer:
 
         reset_ran()
 
+    def close(self) -> None:
+        """Nothing to free: the weights are views of the reader's mapping, which the Model closes."""
+
     def new_context(self, int64_t n_ctx) -> Context:
         return Context(self, n_ctx)
 
@@ -236,13 +239,12 @@ cdef class Transformer:
             for i in range(V):
                 if not isfinite(logits[0, i]):
                     bad = True
-                elif logits[0, i] > logits[0, best] or not isfinite(logits[0, best]):
+                elif logits[0, i] > logits[0, best]:      # a non-finite logits[0, 0] raises below
                     best = i
         if bad:
-            from bitnet.errors import ModelError
+            from bitnet.errors import non_finite_logit
 
-            raise ModelError(f"the forward pass produced a non-finite logit at position {pos}: the model file's "
-                             "weights hold NaN/Inf or overflow")
+            raise non_finite_logit(pos)
         return best
 
     def forward(self, Context ctx, tokens, int64_t pos0, logits_out, bint all_logits, int n_threads):

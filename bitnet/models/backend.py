@@ -42,6 +42,9 @@ class Backend(Protocol):
     def reset_ran(self) -> None:
         """Start a new record of the kernels that ran."""
 
+    def close(self) -> None:
+        """Give back what the backend holds outside the model file's mapping (the GPU's memory)."""
+
 
 def resolve_device(device: str | None) -> str:
     """`device`, else BITNET_DEVICE, else "cpu"; a name outside DEVICES is a ValueError naming them."""
