@@ -10,7 +10,7 @@ import bitnet
 from bitnet.errors import ContextOverflowError, ModelError
 from bitnet.gguf import GGMLType, GGUFReader, GGUFValueType, quants
 
-EMBEDDED = bitnet.engine.default_model_path()
+EMBEDDED = bitnet.default_model_path()
 PROMPT = "Once upon a time"
 
 
