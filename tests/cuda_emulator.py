@@ -162,10 +162,6 @@ class EmulatedDevice:
         return (pair[1][0] - pair[0][0]) * 1000
 
 
-def _f32(x) -> np.float32:
-    return np.float32(x)
-
-
 def norm_quant(dev, grid, block, x, up, gating, w, n, eps, do_norm, q, info):
     T = grid[0]
     xs = dev.view(x, np.float32, T * n).reshape(T, n)
@@ -188,7 +184,7 @@ def i2g_matmul(dev, grid, block, w0, w1, w2, K, M0, M1, M2, q, info, T, s0, s1, 
         if M == 0:
             continue
         dots = i2g_dots(dev.view(w, np.uint32, M * K // 16).reshape(M, K // 16), qs)
-        v = ((dots.astype(np.float32) - inf["sum"].astype(np.float32)[:, None]) / inf["scale"][:, None]) * _f32(s)
+        v = ((dots.astype(np.float32) - inf["sum"].astype(np.float32)[:, None]) / inf["scale"][:, None]) * np.float32(s)
         out = dev.view(y, np.float32, T * M).reshape(T, M)
         out[:] = out + v if accumulate else v
 
@@ -260,7 +256,7 @@ def attention_split(dev, grid, block, q, kcache, vcache, n_head, n_head_kv, head
         vals = bk.f16_to_f32(dev.view(vcache, np.uint16, n_kv * kvd)).reshape(n_kv, n_head_kv, head_dim)
         for h in range(n_head):
             kh, vh = keys[:, h // group], vals[:, h // group]
-            scores = (kh @ qs[t, h]).astype(np.float32) * _f32(scale)
+            scores = (kh @ qs[t, h]).astype(np.float32) * np.float32(scale)
             for s in range(n_split):
                 p0, p1 = s * chunk, min((s + 1) * chunk, n_kv)
                 if p0 >= p1:
