@@ -29,7 +29,8 @@ def run_fuzz(workdir: Path, *args: str) -> tuple[int, dict]:
 def test_fuzzing_finds_no_crash_or_hang(tmp_path, target):
     code, report = run_fuzz(tmp_path, "--targets", target, "--runs", str(CI_INPUTS))
     result = report[target]
-    failures = "\n".join(f["output_tail"] for f in result["failed_workers"])
+    failures = "\n".join(f"worker {f['worker']} exited {f['returncode']}:\n{f['output_tail']}"
+                         for f in result["failed_workers"])
     assert code == 0 and result["ok"], f"{result['artifacts']}\n{failures}"
     assert result["inputs"] >= CI_INPUTS
     assert result["crashes"] == result["hangs"] == result["out_of_memory"] == 0
