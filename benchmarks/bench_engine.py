@@ -3,7 +3,8 @@
 Writes (once, never committed) a GGUF with the 2B4T shapes — hidden 2560, 30 layers, 20 heads, 5 KV heads,
 FFN 6912, vocabulary 128256, random ternary I2_S weights, F16 token embedding (~1.19 GB) — with the project's
 own writer, then for each kernel variant, LM head (exact F16 / int8 q8_0) and thread count reports medians over
-several runs of: load time, peak RSS, prefill tokens/s (128-token prompt) and decode tokens/s (128 tokens). Each
+several runs of: load time, peak RSS, prefill tokens/s (128-token prompt) and decode tokens/s (128 tokens: the
+forward step alone, and greedy and sampled generation through Model.generate, the call `bitnet run` makes). Each
 run also measures the machine's read bandwidth with the same thread count between segments of the decode, with
 the compiled probe of benchmarks/bandwidth.py (the widest loads the CPU has), and decode is reported as a
 fraction of that ceiling (decode at batch 1 reads every weight once per token, and the head).
@@ -164,6 +165,10 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
         segments.append((steps, time.perf_counter() - t0))
         probes.append(read_gbs(n_threads))
     peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - PROBE_MB)   # decode only grows
+    # decode through the call `bitnet run` makes (Model.stream): the backend's greedy step, and the sampler
+    generated = {mode: model.generate(prompt, max_tokens=n_gen, session=session, **settings).timings
+                 for mode, settings in (("greedy", dict(temperature=0.0)), ("sampled", dict(temperature=0.8,
+                                                                                          seed=1)))}
 
     tensors = model.reader.tensors
     weights = sum(i.nbytes for i in tensors.values() if i.ggml_type.name in ("I2_S", "TQ2_0", "TQ1_0"))
@@ -174,6 +179,8 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
                  for i, (n, dt) in enumerate(segments)]
     return dict(threads=n_threads, bandwidth_gbs=statistics.median(probes), load_s=load_s,
                 prefill_tps=n_prompt / prefill_s, decode_tps=n_gen / sum(dt for _, dt in segments),
+                decode_greedy_tps=generated["greedy"].decode_tokens_per_s,
+                decode_sampled_tps=generated["sampled"].decode_tokens_per_s,
                 decode_fraction=statistics.median(fractions), peak_rss_mb=peak_rss_mb,
                 bytes_per_token=bytes_per_token, kv_cache_mb=session.context.nbytes / 2**20,
                 file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels(), probe=probe_kind)
@@ -230,7 +237,8 @@ def main(argv=None) -> int:
     rows = []
     for (variant, path, head, n_threads), rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)
-               for k in ("load_s", "prefill_tps", "decode_tps", "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
+               for k in ("load_s", "prefill_tps", "decode_tps", "decode_greedy_tps", "decode_sampled_tps",
+                         "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
         ceiling = med["bandwidth_gbs"] * 1e9 / rs[0]["bytes_per_token"]
         rows.append(dict(variant=variant, ternary=path, lm_head=head, threads=n_threads, runs=len(rs),
                          ceiling_tps=ceiling,
@@ -239,12 +247,14 @@ def main(argv=None) -> int:
                          decode_fraction_all=[round(r["decode_fraction"], 2) for r in rs], **med))
 
     print(f"| variant | ternary | LM head | threads | load s | peak RSS MB | prefill tok/s (pp{args.n_prompt}) | "
-          f"decode tok/s (tg{args.n_gen}) | read GB/s | ceiling tok/s | decode / ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          f"decode tok/s (tg{args.n_gen}) | greedy tok/s | sampled tok/s | read GB/s | ceiling tok/s | "
+          "decode / ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['ternary']} | {r['lm_head']} | {r['threads']} | {r['load_s']:.2f} | "
               f"{r['peak_rss_mb']:.0f} | "
-              f"{r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
+              f"{r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {r['decode_greedy_tps']:.1f} | "
+              f"{r['decode_sampled_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
               f"{r['decode_fraction']:.2f} |")
     for r in rows:
         print(f"{r['variant']} {r['ternary']} {r['lm_head']} threads {r['threads']}: "

@@ -108,6 +108,11 @@ class Session:
     def reset(self) -> None:
         self.cached = []
 
+    @property
+    def threads_used(self) -> int:
+        """How many threads the last forward step of this session ran its matmuls on (0 before the first)."""
+        return self.context.threads_used
+
     # -- evaluation
     def _evaluate(self, tokens: list[int], start: int, logits: np.ndarray | None) -> None:
         """Evaluate tokens[start:] at positions start.. (the cache must hold tokens[:start])."""
@@ -132,7 +137,7 @@ class Session:
     def step_greedy(self, token: int) -> int:
         """Evaluate `token` and return the greedy choice of the next one, computed by the backend (on a GPU
         only the chosen id comes back, not the logits)."""
-        best = self.model._transformer.greedy(self.context, token, len(self.cached))
+        best = self.model._transformer.greedy(self.context, token, len(self.cached), self.model.n_threads)
         self.cached.append(token)
         return best
 

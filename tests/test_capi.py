@@ -20,7 +20,7 @@ import jinja2
 import numpy as np
 import pytest
 import tokenizers
-from conftest import TESTDATA
+from conftest import TESTDATA, skip_for_hardware
 
 import bitnet
 import bitnet.capi
@@ -449,7 +449,7 @@ def test_bitnet_device_cuda_without_a_gpu_is_a_load_error(programs, small_model_
     from test_cuda_backend import _has_gpu
 
     if _has_gpu():
-        pytest.skip("this machine has a usable GPU")
+        skip_for_hardware("this machine has a usable GPU")
     exe = programs.build(CAPI / "examples" / "generate.c")
     result = programs.run(exe, "-m", small_model_path, "Hello", env=clean_env(BITNET_DEVICE="cuda"))
     assert result.returncode == 1

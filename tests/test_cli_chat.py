@@ -1,12 +1,12 @@
 """`bitnet chat` driven through a pseudo-terminal (pexpect), as a person at a terminal would use it."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import child_env
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -15,7 +15,7 @@ STATS = re.compile(r"\[prompt: (\d+) new of (\d+) tokens")
 
 
 def spawn_chat(model_path: Path, *args: str):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
+    env = child_env()
     env.update({"PYTHONPATH": str(ROOT), "TERM": "dumb"})   # dumb: readline emits no escape sequences
     return pexpect.spawn(sys.executable, ["-m", "bitnet", "chat", "-m", str(model_path), "-t", "1", "--greedy",
                                           *args], env=env, cwd=str(ROOT), encoding="utf-8", timeout=60,

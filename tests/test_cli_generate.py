@@ -7,7 +7,6 @@ rules, stops where asked, is repeatable in deterministic mode and writes receipt
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "The quick brown fox"
@@ -23,8 +23,7 @@ TIMINGS = re.compile(r"^prompt: \d+ tokens, [\d.]+ tok/s \| generation: (\d+) to
 
 
 def cli(*args, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
-    full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
+    full_env = child_env(PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "bitnet", *map(str, args)], capture_output=True, text=True,
                           env=full_env, input=input, timeout=120, cwd=ROOT, check=False)
 
@@ -144,18 +143,19 @@ def test_tokenizer_override():
     assert missing.returncode == 1 and "tokenizer file not found" in missing.stderr
 
 
-def test_run_receipt_verifies(small_model_path, tmp_path):
+@pytest.mark.parametrize("path", ["mac", "lut"])
+def test_run_receipt_verifies(small_model_path, tmp_path, path):
     from bitnet.receipts import file_sha256
 
     receipt_path = tmp_path / "run.json"
     proc = cli("run", "-m", small_model_path, "-p", PROMPT, "-n", "10", "--greedy", "-t", "1", "-q",
-               "--prompt-template", "raw", "--receipt", receipt_path)
+               "--prompt-template", "raw", "--receipt", receipt_path, env={"BITNET_KERNEL": path})
     assert proc.returncode == 0, proc.stderr
     r = json.loads(receipt_path.read_text())
     assert r["command"] == "run" and r["threads"] == 1
     assert r["model"]["sha256"] == file_sha256(small_model_path)
     assert r["tokens_out"] == r["timings"]["decode_tokens"] + 1 or r["finish_reason"] == "stop"
-    prefixes = {"I2_S": "i2s_", "TQ2_0": "tq2_", "TQ1_0": "tq1_"}
+    prefixes = {"I2_S": "i2s_" if path == "mac" else "i2l_", "TQ2_0": "tq2_", "TQ1_0": "tq1_"}
     ternary = [prefixes[t] for t in r["model"]["tensor_types"] if t in prefixes]
     assert ternary and all(any(k.startswith(p) for k in r["kernels"]) for p in ternary), r["kernels"]
     assert any(k.startswith("quantize_act.") for k in r["kernels"])
@@ -168,11 +168,13 @@ def test_bench_json_table_and_receipt(small_model_path, tmp_path):
                "--receipt", tmp_path / "bench.json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    assert [(r["test"], r["n_threads"]) for r in rows] == [("pp16", 1), ("tg8", 1)]
+    assert [(r["test"], r["n_threads"]) for r in rows] == [("pp16", 1), ("tg8", 1), ("tg8-greedy", 1),
+                                                           ("tg8-sampled", 1)]
     for r in rows:
         assert len(r["samples_ts"]) == 2 and r["avg_ts"] > 0 and r["stddev_ts"] >= 0
-        n = r["n_prompt"] or r["n_gen"]
-        assert r["samples_ts"] == pytest.approx([n / s for s in r["samples_s"]])
+        assert r["samples_ts"] == pytest.approx([n / s for n, s in zip(r["samples_n"], r["samples_s"])])
+        assert all(0 < n <= (r["n_prompt"] or r["n_gen"]) for n in r["samples_n"])
+    assert [r["samples_n"] for r in rows[:2]] == [[16, 16], [8, 8]]
     check = cli("verify-receipt", tmp_path / "bench.json", "--model", small_model_path)
     assert check.returncode == 0, check.stdout + check.stderr
     table = cli("bench", "-m", small_model_path, "-p", "8", "-n", "0", "-t", "1", "-r", "1", "--no-warmup")
@@ -209,7 +211,7 @@ def test_serve_is_mounted(small_model_path):
 
     pytest.importorskip("uvicorn")
     pytest.importorskip("fastapi")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BITNET_")}
+    env = child_env()
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen([sys.executable, "-m", "bitnet", "serve", "-m", str(small_model_path), "--port", "0",
                              "-t", "1"], stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)

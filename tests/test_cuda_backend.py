@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, testdata_path
+from conftest import PROJECT_ROOT, skip_for_hardware, testdata_path
 from cuda_emulator import EmulatedDevice
 
 import bitnet
@@ -211,7 +211,7 @@ def test_non_finite_logits_fail_on_the_device_greedy_path(emulated):
     ctx = tr.new_context(32)
     tr.dev.upload(tr.output_norm, np.full(tr.d["n_embd"], np.nan, dtype=np.float32))
     with pytest.raises(ModelError, match="non-finite logit at position 0"):
-        tr.greedy(ctx, 5, 0)
+        tr.greedy(ctx, 5, 0, 1)
 
 
 def test_the_device_is_chosen_by_argument_then_environment(emulated, monkeypatch):
@@ -306,7 +306,7 @@ def _has_gpu() -> bool:
 
 def test_without_a_gpu_device_cuda_says_why():
     if _has_gpu():
-        pytest.skip("this machine has a usable GPU")
+        skip_for_hardware("this machine has a usable GPU")
     with pytest.raises(driver.CudaUnavailableError, match="device='cuda' needs"):
         bitnet.load(device="cuda")
     assert bitnet.load().generate("Hi", max_tokens=2).tokens   # and the CPU goes on working
@@ -322,7 +322,7 @@ def test_without_the_cuda_extra_device_cuda_names_it(monkeypatch):
 @pytest.mark.parametrize("flags", [["--device", "cuda"], ["-ngl", "99"], ["--n-gpu-layers", "1"]])
 def test_the_cli_without_a_gpu_exits_with_the_reason(flags):
     if _has_gpu():
-        pytest.skip("this machine has a usable GPU")
+        skip_for_hardware("this machine has a usable GPU")
     res = subprocess.run([sys.executable, "-m", "bitnet", "run", "-p", "Hi", "-n", "2", *flags],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1

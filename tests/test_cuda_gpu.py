@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import testdata_path
+from conftest import skip_for_hardware, testdata_path
 from cuda_emulator import QINFO, EmulatedDevice
 from test_kernels import pack_i2s
 
@@ -21,7 +21,7 @@ def _gpu():
     try:
         return CudaDevice()
     except CudaUnavailableError as e:
-        pytest.skip(f"no usable GPU: {e}")
+        skip_for_hardware(f"no usable GPU: {e}")
 
 
 @pytest.fixture(scope="module")

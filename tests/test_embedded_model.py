@@ -38,7 +38,8 @@ def test_heldout_perplexity_equals_the_training_scripts_evaluation(model):
     text = (DATA / "heldout.txt").read_text(encoding="utf-8")
     ours = model.perplexity(text, n_ctx=recorded["n_ctx"])
     assert ours.n_chunks == recorded["chunks"] and ours.n_scored == recorded["scored_tokens"]
-    assert ours.value == pytest.approx(recorded["ppl"], rel=0.02)
+    # the training script's float forward and the engine's int8 activations: 140.516 vs 140.505 (README)
+    assert ours.value == pytest.approx(recorded["ppl"], rel=2e-4)
 
 
 def test_generated_text_is_english_in_the_corpus_style(model):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HARDWARE
 from test_kernels import pack_i2s, pack_tq1, pack_tq2
 
 import bitnet.kernels as bk
@@ -356,7 +357,7 @@ VNNI_EMU = r"""
 """
 
 
-@pytest.mark.skipif("avx2" not in bk.supported_variants(), reason="the emulation runs on AVX2")
+@pytest.mark.skipif("avx2" not in bk.supported_variants(), reason=HARDWARE + "the emulation needs AVX2")
 def test_vnni_template_path_matches_scalar_with_emulated_vpdpbusd(tmp_path: Path) -> None:
     """The avx512 table differs from avx2 only in its dot primitive (vpdpbusd into int32, no int16 stage).
     This CPU cannot execute AVX-512, so build that code path with vpdpbusd emulated by AVX2 and check its

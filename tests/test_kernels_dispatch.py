@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import HARDWARE
 
 import bitnet.kernels as bk
 from bitnet.errors import KernelError
@@ -28,7 +29,7 @@ def test_env_forces_the_scalar_variant() -> None:
     assert res.stdout.strip() == "scalar"
 
 
-@pytest.mark.skipif("avx2" not in bk.supported_variants(), reason="this CPU cannot run the avx2 kernels")
+@pytest.mark.skipif("avx2" not in bk.supported_variants(), reason=HARDWARE + "this CPU cannot run the avx2 kernels")
 def test_env_forces_avx2() -> None:
     res = _import_with("AVX2")
     assert res.returncode == 0, res.stderr
@@ -42,7 +43,7 @@ def test_env_with_an_unknown_name_lists_the_valid_ones() -> None:
     assert "scalar, avx2, avx512, neon, wasm" in res.stderr
 
 
-@pytest.mark.skipif("avx512" in bk.supported_variants(), reason="this CPU runs AVX-512 VNNI")
+@pytest.mark.skipif("avx512" in bk.supported_variants(), reason=HARDWARE + "this CPU runs AVX-512 VNNI")
 def test_env_avx512_without_the_features_names_the_missing_ones() -> None:
     res = _import_with("avx512")
     assert res.returncode != 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import skip_for_hardware
 from test_kernels import pack_i2s
 
 import bitnet
@@ -130,8 +131,6 @@ def _greedy_logits(path: Path, monkeypatch, ternary: str) -> np.ndarray:
 def test_engine_gives_the_same_bits_with_the_lut_path(model: str, monkeypatch, small_model_path: Path,
                                                       tinya_dir: Path) -> None:
     path = small_model_path if model == "small" else tinya_dir / "tinyA-i2s.gguf"
-    if not path.exists():
-        pytest.skip(f"{path} is not here")
     mac_logits, mac_text = _greedy_logits(path, monkeypatch, "mac")
     lut_logits, lut_text = _greedy_logits(path, monkeypatch, "lut")
     assert lut_text == mac_text
@@ -140,23 +139,53 @@ def test_engine_gives_the_same_bits_with_the_lut_path(model: str, monkeypatch, s
 
 # ---- the measured choice
 
+def _trial(ratio: float, spread: float = 0.01) -> dict:
+    return {"mac_us": 100.0, "lut_us": 100.0 * ratio, "ratio": ratio, "spread": spread}
+
+
+def _measured(decode: list[float], prefill: list[float], spread: float = 0.01) -> dict:
+    return {"decode": [_trial(r, spread) for r in decode], "prefill": [_trial(r, spread) for r in prefill]}
+
+
+def test_lut_is_chosen_only_when_it_wins_decode_by_the_margin_in_every_trial_and_keeps_prefill() -> None:
+    assert choice.judge(_measured([0.8, 0.85, 0.82], [1.0, 1.05, 0.95])) == ("lut", True)
+    # decode wins but the LUT prefill is slower than the margin allows (what the LUT path does on VNNI cores)
+    assert choice.judge(_measured([0.8, 0.8, 0.8], [1.7, 1.75, 1.8])) == ("mac", True)
+    # a win smaller than the margin (10.75 vs 11.79 ms once chose LUT) keeps the multiply-add path
+    assert choice.judge(_measured([0.93, 0.91, 0.95], [1.0, 1.0, 1.0])) == ("mac", True)
+    assert choice.judge(_measured([1.1, 1.2, 1.05], [1.6, 1.6, 1.6])) == ("mac", True)
+
+
+def test_a_noisy_measurement_is_never_trusted() -> None:
+    # timings that spread more than NOISE within a trial cannot choose LUT, nor keep a close call
+    assert choice.judge(_measured([0.5, 0.5, 0.5], [1.0, 1.0, 1.0], spread=0.3)) == (choice.DEFAULT, False)
+    assert choice.judge(_measured([0.93, 0.95, 0.92], [1.0, 1.0, 1.0], spread=0.3)) == (choice.DEFAULT, False)
+    # trials that contradict each other (72 vs 178 ms under load in one, a loss in another)
+    assert choice.judge(_measured([0.4, 1.1, 0.8], [1.0, 1.0, 1.0])) == (choice.DEFAULT, False)
+    # a loss in every trial stands however noisy the timings (what a VNNI core shows: LUT 1.4x decode, 2x prefill)
+    assert choice.judge(_measured([1.44, 1.51, 1.48], [2.05, 2.05, 2.05], spread=0.3)) == ("mac", True)
+
+
 def test_choice_is_measured_once_and_cached(monkeypatch, tmp_path: Path) -> None:
     if bk.active_variant() not in choice.LUT_VARIANTS:
-        pytest.skip(f"the {bk.active_variant()} variant has no SIMD LUT kernels: the choice is always 'mac'")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        skip_for_hardware(f"the {bk.active_variant()} variant has no SIMD LUT kernels: the choice is always 'mac'")
+    monkeypatch.setenv("BITNET_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("BITNET_KERNEL", raising=False)
-    first = choice.ternary_path()
+    measured = _measured([1.0, 1.0, 1.0], [1.7, 1.7, 1.7])
+    calls = []
+    monkeypatch.setattr(choice, "measure", lambda n_threads: calls.append(n_threads) or measured)
+    first = choice.ternary_path(64)          # more threads than this process has CPUs
+    assert first == "mac" and calls == [choice.available_cpus()]
     cache = Path(choice.cache_path())
-    assert cache.parent == tmp_path / "bitnet"
-    entries = json.loads(cache.read_text())
-    (key, entry), = entries.items()
-    assert choice.cpu_model() in key and bk.active_variant() in key and "1 threads" in key
-    assert entry["choice"] == first and entry["mac_us"] > 0 and entry["lut_us"] > 0
-    assert first == ("lut" if entry["lut_us"] < choice.MARGIN * entry["mac_us"] else "mac")
+    assert cache.parent == tmp_path
+    (key, entry), = json.loads(cache.read_text()).items()
+    assert choice.cpu_model() in key and bk.active_variant() in key
+    assert f"| {choice.available_cpus()} threads |" in key      # measured for the CPUs it has, never 64
+    assert entry["choice"] == first and entry["decode"] == measured["decode"]
     # a later load reads the cache instead of measuring: flip the stored answer and see it come back
-    flipped = "mac" if first == "lut" else "lut"
+    flipped = "lut"
     cache.write_text(json.dumps({key: {**entry, "choice": flipped}}))
-    assert choice.ternary_path() == flipped
+    assert choice.ternary_path(64) == flipped and len(calls) == 1
     # BITNET_KERNEL overrides the cache
     monkeypatch.setenv("BITNET_KERNEL", first)
     assert choice.ternary_path() == first
@@ -164,18 +193,40 @@ def test_choice_is_measured_once_and_cached(monkeypatch, tmp_path: Path) -> None
     assert choice.ternary_path() == flipped
 
 
+def test_a_noisy_measurement_is_not_cached(monkeypatch, tmp_path: Path) -> None:
+    if bk.active_variant() not in choice.LUT_VARIANTS:
+        skip_for_hardware(f"the {bk.active_variant()} variant has no SIMD LUT kernels: the choice is always 'mac'")
+    monkeypatch.setenv("BITNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("BITNET_KERNEL", raising=False)
+    monkeypatch.setattr(choice, "measure", lambda n_threads: _measured([0.5, 0.5, 0.5], [1, 1, 1], spread=0.5))
+    assert choice.ternary_path() == choice.DEFAULT
+    assert not Path(choice.cache_path()).exists()
+
+
+def test_the_real_measurement_gives_a_verdict_from_both_phases(monkeypatch) -> None:
+    if bk.active_variant() not in choice.LUT_VARIANTS:
+        skip_for_hardware(f"the {bk.active_variant()} variant has no SIMD LUT kernels")
+    measured = choice.measure(1, trials=2, rounds=5)
+    for phase in ("decode", "prefill"):
+        assert len(measured[phase]) == 2
+        for t in measured[phase]:
+            assert t["mac_us"] > 0 and t["lut_us"] > 0 and t["spread"] >= 0
+            assert t["ratio"] == pytest.approx(t["lut_us"] / t["mac_us"], rel=1e-2)
+    assert choice.judge(measured)[0] in ("mac", "lut")
+
+
 def test_a_corrupt_or_unwritable_cache_only_means_measuring(monkeypatch, tmp_path: Path) -> None:
     if bk.active_variant() not in choice.LUT_VARIANTS:
-        pytest.skip(f"the {bk.active_variant()} variant has no SIMD LUT kernels")
+        skip_for_hardware(f"the {bk.active_variant()} variant has no SIMD LUT kernels")
     monkeypatch.delenv("BITNET_KERNEL", raising=False)
-    (tmp_path / "bitnet").mkdir()
-    (tmp_path / "bitnet" / "kernel-choice.json").write_text("{not json")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert choice.ternary_path() in ("mac", "lut")
+    monkeypatch.setattr(choice, "measure", lambda n_threads: _measured([1, 1, 1], [1, 1, 1]))
+    (tmp_path / "kernel-choice.json").write_text("{not json")
+    monkeypatch.setenv("BITNET_CACHE_DIR", str(tmp_path))
+    assert choice.ternary_path() == "mac"
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))     # the cache directory cannot be created
-    assert choice.ternary_path() in ("mac", "lut")
+    monkeypatch.setenv("BITNET_CACHE_DIR", str(blocker))     # the cache directory cannot be created
+    assert choice.ternary_path() == "mac"
 
 
 def test_bad_ternary_path_in_the_environment_is_named(monkeypatch) -> None:

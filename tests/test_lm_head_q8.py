@@ -64,16 +64,14 @@ def test_greedy_tokens_of_the_reference_with_the_int8_head():
     model = bitnet.load(testdata_path("tinyA", "tinyA-i2s.gguf"), lm_head="q8_0")
     assert model.lm_head == "q8_0" and model._transformer.head_int8
     out = model.generate(ref["prompt_tokens"], max_tokens=24, temperature=0)
-    expected = ref["step_greedy_24"]
-    agree = sum(a == b for a, b in zip(out.tokens, expected)) / len(expected)
-    assert agree >= 0.9, (out.tokens, expected)
+    assert out.tokens == ref["step_greedy_24"]      # 24 of 24, as benchmarks/README.md states
 
 
 def test_embedded_model_perplexity_changes_little():
     text = (PROJECT_ROOT / "bitnet" / "data" / "heldout.txt").read_text()
     exact = bitnet.load().perplexity(text, n_ctx=128).value
     int8 = bitnet.load(lm_head="q8_0").perplexity(text, n_ctx=128).value
-    assert abs(int8 - exact) / exact < 0.005, (exact, int8)
+    assert abs(int8 - exact) / exact < 1e-4, (exact, int8)    # benchmarks/README.md: +0.005%
 
 
 def test_batched_decode_is_bit_equal_with_the_int8_head():

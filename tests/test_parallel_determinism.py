@@ -33,10 +33,12 @@ def _run(path: Path, n_threads: int, prompt: list[int], n_steps: int) -> tuple[n
     batch = model.logits(prompt)
     session = model.new_session()
     logits, _ = session.prefill(prompt)
+    assert session.threads_used == n_threads        # the prefill really ran on a team of that size
     steps = []
     for _ in range(n_steps):
         logits = session.step(int(np.argmax(logits)))
         steps.append(logits)
+    assert session.threads_used == n_threads        # ...and so did the decode steps
     return batch, np.stack(steps)
 
 
@@ -48,3 +50,19 @@ def test_logits_are_bit_identical_for_1_2_and_3_threads(wide_model):
         batch, steps = _run(wide_model, n_threads, prompt, 6)
         assert np.array_equal(batch, batch1), f"prefill logits differ with {n_threads} threads"
         assert np.array_equal(steps, steps1), f"decode logits differ with {n_threads} threads"
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8], ids=["greedy", "sampled"])
+def test_decoding_runs_on_every_thread_the_model_was_given(wide_model, temperature):
+    """Greedy decoding (the backend's arg-max step) once ran on one thread whatever n_threads said: the count
+    the forward pass records is what its parallel matmuls actually ran on."""
+    model = bitnet.load(wide_model, n_threads=2, n_ctx=SHAPE["n_ctx"])
+    session = model.new_session()
+    out = model.generate([1, 2, 3, 4], max_tokens=4, temperature=temperature, seed=1, session=session)
+    assert len(out.tokens) == 4            # the last forward was a decode step
+    assert session.threads_used == 2
+    session.step_greedy(out.tokens[-1])
+    assert session.threads_used == 2
+    one = bitnet.load(wide_model, n_threads=1, n_ctx=SHAPE["n_ctx"])
+    assert one.generate([1, 2, 3, 4], max_tokens=4, temperature=0).tokens == \
+        model.generate([1, 2, 3, 4], max_tokens=4, temperature=0).tokens

@@ -129,8 +129,9 @@ _DELETE = object()
     ("cpu.features", [], "without avx2"),
 ])
 def test_each_flaw_is_reported(receipt, variant, path, value, reason):
-    if reason == "without avx2" and variant != "avx2":
-        pytest.skip("needs a receipt from the avx2 variant")
+    if reason == "without avx2":      # an avx2 receipt from a machine whose features lack AVX2
+        receipt = {**receipt, "kernel_variant": "avx2",
+                   "kernels": [k.rsplit(".", 1)[0] + ".avx2" for k in receipt["kernels"]]}
     problems = verify_receipt(_broken(receipt, path, value))
     assert any(reason in p for p in problems), problems
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -119,13 +118,11 @@ def test_add_bos_and_add_eos_overrides(llama3: Tokenizer) -> None:
     assert llama3.encode("") == [128000]
 
 
-def test_rebuilding_the_llama3_tokenizer_is_fast(llama3_metadata: dict) -> None:
-    start = time.process_time()     # CPU time: a busy shared machine stretches wall time, not this
+def test_rebuilding_the_llama3_tokenizer_gives_the_whole_vocabulary(llama3_metadata: dict) -> None:
+    # how long the rebuild takes is measured by benchmarks/bench_load.py, not asserted here
     tok = Tokenizer.from_gguf_metadata(llama3_metadata)
-    elapsed = time.process_time() - start
     assert tok.vocab_size == 128256
-    # ~0.75 s of CPU here; the bound leaves room for a slower CI core
-    assert elapsed < 3.0, f"rebuilding the 128256-token tokenizer took {elapsed:.2f} s of CPU time"
+    assert tok.encode("Hello world", add_bos=False) == [9906, 1917]
 
 
 def test_missing_pre_key_uses_the_default_regexes_and_gpt2_differs(llama3_metadata: dict,

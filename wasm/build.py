@@ -10,6 +10,7 @@
 3. dist/ gets the wheel, the page (web/), the Pyodide runtime from the npm `pyodide` package and the JS
    tokenizer and template libraries from npm (`npm ci` in wasm/ puts them in node_modules/).
 
+`python wasm/build.py --check` only checks that the toolchain is whole (what the tests ask first).
 Environment: EMCC (default: emcc on PATH), BITNET_WASM_PYTHON_INCLUDE (a CPython 3.13 include directory;
 default: found from python3.13 or pyenv).
 """
@@ -165,14 +166,26 @@ def copy_runtime() -> None:
         shutil.copy2(path, DIST / path.name)
 
 
-def main() -> None:
+def toolchain() -> tuple[str, Path]:
+    """(emcc, the CPython 3.13 include directory), or exit naming what to install."""
     emcc = os.environ.get("EMCC") or shutil.which("emcc")
     if not emcc:
         fail("emcc not found: install emscripten (Debian: apt-get install emscripten)")
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            fail(f"{tool} not found: install Node.js (Debian: apt-get install nodejs npm)")
+    return emcc, python313_include()
+
+
+def main() -> None:
+    emcc, include = toolchain()
+    if sys.argv[1:] == ["--check"]:          # what the tests ask before building: is the toolchain whole?
+        print(f"toolchain ok: {emcc}, CPython headers in {include}")
+        return
     if DIST.exists():
         shutil.rmtree(DIST)
     DIST.mkdir(parents=True)
-    headers = wasm_headers(emcc, python313_include())
+    headers = wasm_headers(emcc, include)
     extensions = native_extensions()
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         libs = list(pool.map(lambda ext: compile_extension(emcc, ext, headers), extensions))

@@ -1,8 +1,10 @@
 """`bitnet bench`: llama-bench-style throughput table (prompt processing ppN, generation tgN, mean ± stddev).
 
 ppN evaluates N random tokens in one batch from an empty cache; tgN evaluates N tokens one at a time, as
-generation does (sampling excluded, as llama-bench does). Each test runs once untimed to warm up, then
-`--repetitions` timed times.
+generation does (sampling excluded, as llama-bench does). tgN-greedy and tgN-sampled generate up to N tokens
+through the call `bitnet run` makes (Model.stream, temperature 0 and 0.8), so they time what a user's decode
+costs, the backend's greedy step and the sampler included; their tokens/s is over the decode steps, as `run`
+prints it. Each test runs once untimed to warm up, then `--repetitions` timed times.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class BenchResult:
     n_threads: int
     samples_ts: list[float] = field(default_factory=list)   # tokens/s of each timed repetition
     samples_s: list[float] = field(default_factory=list)
+    samples_n: list[int] = field(default_factory=list)      # tokens each repetition evaluated
 
     @property
     def avg_ts(self) -> float:
@@ -89,28 +92,56 @@ def _time_generation(session, tokens: list[int]) -> float:
     return time.perf_counter() - t0
 
 
+# The prompt of the generate tests: a few tokens, so that the decode dominates; and their sampler settings.
+GENERATE_PROMPT_TOKENS = 8
+GENERATE_MODES = {"greedy": dict(temperature=0.0), "sampled": dict(temperature=0.8, seed=1)}
+
+
+def _generator(model, mode: str):
+    """A timer of up to N generated tokens through Model.stream (what `bitnet run` calls): (tokens, seconds)
+    of its decode steps, by the Completion's own timings."""
+    def timer(session, tokens: list[int]) -> tuple[int, float]:
+        session.reset()
+        prompt, n = tokens[:GENERATE_PROMPT_TOKENS], len(tokens) - GENERATE_PROMPT_TOKENS
+        out = model.stream(prompt, max_tokens=n, session=session, **GENERATE_MODES[mode]).complete()
+        return out.timings.decode_tokens, out.timings.decode_s
+    return timer
+
+
+def _counted(timer):
+    def run(session, tokens: list[int]) -> tuple[int, float]:
+        return len(tokens), timer(session, tokens)
+    return run
+
+
 def run_bench(model, n_prompt: list[int], n_gen: list[int], threads: list[int], repetitions: int,
               warmup: bool = True, seed: int = 0, log=None) -> list[BenchResult]:
     import numpy as np
 
     rng = np.random.default_rng(seed)
     session = model.new_session()
-    tests = [(f"pp{n}", n, 0) for n in n_prompt if n > 0] + [(f"tg{n}", 0, n) for n in n_gen if n > 0]
+    # (name, n_prompt, n_gen, random tokens it takes, timer)
+    tests = [(f"pp{n}", n, 0, n, _counted(_time_prompt)) for n in n_prompt if n > 0]
+    for n in (n for n in n_gen if n > 0):
+        tests.append((f"tg{n}", 0, n, n, _counted(_time_generation)))
+        # a prompt, then up to n decode steps (fewer when an end-of-generation token comes)
+        tests += [(f"tg{n}-{mode}", 0, n, n + GENERATE_PROMPT_TOKENS, _generator(model, mode))
+                  for mode in GENERATE_MODES]
     results = []
     for nt in threads:
         model.n_threads = nt   # read by every forward call; the weights stay mapped once
-        for name, np_, ng in tests:
-            tokens = rng.integers(0, model.n_vocab, size=np_ or ng).tolist()
-            timer = _time_prompt if np_ else _time_generation
+        for name, np_, ng, n_tokens, timer in tests:
+            tokens = rng.integers(0, model.n_vocab, size=n_tokens).tolist()
             if log:
                 log(f"{name}, {nt} thread(s)")
             if warmup:
                 timer(session, tokens)
             result = BenchResult(name, np_, ng, nt)
             for _ in range(repetitions):
-                seconds = timer(session, tokens)
+                n, seconds = timer(session, tokens)
+                result.samples_n.append(n)
                 result.samples_s.append(seconds)
-                result.samples_ts.append(len(tokens) / seconds)
+                result.samples_ts.append(n / seconds if seconds > 0 else 0.0)
             results.append(result)
     return results
 
@@ -144,7 +175,7 @@ def bench(args: argparse.Namespace) -> int:
         raise CLIError("nothing to measure: every -p and -n size is 0")
     path = _common.model_path(args.model)
     sha256 = _common.sha256_file(path, quiet=args.quiet) if args.receipt else None
-    n_ctx = max(2, *args.n_prompt, *args.n_gen)
+    n_ctx = max(2, *args.n_prompt, *(n + GENERATE_PROMPT_TOKENS + 1 for n in args.n_gen))
     args.threads, args.ctx_size, args.tokenizer = max(threads), n_ctx, None
     model = _common.load_model(args, quiet=args.quiet)
     import bitnet
@@ -170,11 +201,11 @@ def bench(args: argparse.Namespace) -> int:
         tg = [r for r in results if r.n_gen]
         write_receipt(args.receipt, make_receipt(
             command="bench", model=model, sha256=sha256, kernels=ran, threads=max(threads),
-            tokens_in=sum(r.n_prompt * len(r.samples_s) for r in pp),
-            tokens_out=sum(r.n_gen * len(r.samples_s) for r in tg),
-            prefill_tokens=sum(r.n_prompt * len(r.samples_s) for r in pp),
+            tokens_in=sum(sum(r.samples_n) for r in pp),
+            tokens_out=sum(sum(r.samples_n) for r in tg),
+            prefill_tokens=sum(sum(r.samples_n) for r in pp),
             prefill_s=sum(sum(r.samples_s) for r in pp),
-            decode_tokens=sum(r.n_gen * len(r.samples_s) for r in tg),
+            decode_tokens=sum(sum(r.samples_n) for r in tg),
             decode_s=sum(sum(r.samples_s) for r in tg),
             extra={"bench": [{"test": r.test, "threads": r.n_threads, "avg_ts": r.avg_ts,
                               "stddev_ts": r.stddev_ts, "samples_ts": r.samples_ts} for r in results]}))

@@ -100,6 +100,9 @@ class CudaContext:
     def nbytes(self) -> int:
         return 2 * self._kv_bytes
 
+    # host threads of the last forward: the calling thread alone drives the device
+    threads_used = 1
+
     def close(self) -> None:
         dev = self.model.dev
         for g in self.graphs.values():
@@ -282,9 +285,10 @@ class CudaTransformer:
                     self._head(T - 1, 1, logits_out)
             self.dev.synchronize()
 
-    def greedy(self, ctx: CudaContext, token: int, pos: int) -> int:
+    def greedy(self, ctx: CudaContext, token: int, pos: int, n_threads: int) -> int:
         """Evaluate one token at `pos` and return the index of its largest logit (the first on ties), computed on
-        the device: 4 bytes come back instead of the logits. ModelError when a logit is not finite."""
+        the device: 4 bytes come back instead of the logits. ModelError when a logit is not finite. n_threads:
+        the interface's, unused (the calling thread drives the device)."""
         (tok,) = self._token_ids([token])
         self._check_context(ctx)
         if not 0 <= pos < ctx.n_ctx:

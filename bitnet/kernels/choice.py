@@ -1,34 +1,54 @@
-"""Which ternary path a CPU runs I2_S weights with: the multiply-add kernels or the LUT ones.
+"""Which ternary path a CPU runs I2_S weights with: the multiply-add kernels ("mac") or the LUT ones.
 
 Which one is faster depends on the core (the LUT kernels trade multiplies for table lookups: meant for CPUs
-without VNNI), so it is measured rather than guessed: once per CPU model, kernel variant, thread count and engine
-version, on a fixed matrix of the 2B4T FFN width (55296 x 2560, 35 MB: past the last-level cache, so that it
-streams from memory as a decode step does), both kernels alternating, medians compared. It is a decode choice:
-the LUT prefill runs at about half the multiply-add one (benchmarks/README.md). The answer is kept in the user
-cache directory (``kernel-choice.json`` under platformdirs' user_cache_dir, e.g. ~/.cache/bitnet) so that later
-loads take no time; ``BITNET_KERNEL=lut`` / ``=mac`` (or ``avx2+lut``) overrides it.
+without VNNI), so it is measured rather than guessed, once per CPU model, kernel variant, thread count and
+engine version. A path decides both what a decode step and what a prompt costs, so both are measured: a decode
+token through a matrix of the 2B4T FFN width (55296 x 2560, 35 MB: past the last-level cache, so it streams from
+memory as a decode step does) and a 32-token prefill through one FFN matrix (6912 x 2560). "lut" is chosen only
+when it decodes faster by MARGIN and prefills no slower than that margin allows; otherwise the multiply-add
+path, which needs no repacking at load, stays.
+
+A machine that is busy while it measures must not decide for good (a first load on a busy machine once kept
+the slower path forever). So the measurement is TRIALS trials of interleaved rounds, and a verdict is cached only
+when it holds in every trial and the timings were quiet (see judge); otherwise the default "mac" is used and
+nothing is cached, so a later load measures again. Thread counts beyond the CPUs this process
+may run on are measured (and cached) as the count it has.
+
+The answer is kept in ``kernel-choice.json`` in the cache directory: BITNET_CACHE_DIR when set (the test suite
+points it at a temporary folder), else platformdirs' user_cache_dir (e.g. ~/.cache/bitnet).
+``BITNET_KERNEL=lut`` / ``=mac`` (or ``avx2+lut``) overrides the choice.
 """
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 from bitnet import kernels
 
 # Variants with SIMD LUT kernels; elsewhere the LUT entries are the scalar reference, never the faster path.
 LUT_VARIANTS = ("avx2", "avx512")
-# The LUT path must win by this much to be chosen (the two differ by a few percent on most cores; the
-# multiply-add path needs no repacking at load).
-MARGIN = 0.97
-_SHAPE = (8 * 6912, 2560)   # rows M, inputs K
-_ROUNDS = 9
+# The LUT path must decode this much faster (time ratio at most 1 - MARGIN) to be chosen, and may prefill at
+# most this much slower (ratio at most 1 + MARGIN).
+MARGIN = 0.10
+# Relative spread (interquartile range / median) above which a trial's timings are noise, not a measurement.
+NOISE = 0.10
+TRIALS = 3
+ROUNDS = 9          # interleaved rounds per trial and path
+DECODE_SHAPE = (8 * 6912, 2560)     # rows M, inputs K: one token
+PREFILL_SHAPE = (6912, 2560)
+PREFILL_TOKENS = 32
+DEFAULT = "mac"
 
 
 def cache_path() -> str:
-    from platformdirs import user_cache_dir
+    base = os.environ.get("BITNET_CACHE_DIR")
+    if not base:
+        from platformdirs import user_cache_dir
 
-    return os.path.join(user_cache_dir("bitnet"), "kernel-choice.json")
+        base = user_cache_dir("bitnet")
+    return os.path.join(base, "kernel-choice.json")
 
 
 def cpu_model() -> str:
@@ -43,6 +63,13 @@ def cpu_model() -> str:
     import platform
 
     return platform.processor() or platform.machine() or "unknown"
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _key(variant: str, n_threads: int) -> str:
@@ -75,27 +102,74 @@ def _write_cache(key: str, entry: dict) -> None:
         pass
 
 
-def measure(n_threads: int = 1, rounds: int = _ROUNDS) -> dict:
-    """Median microseconds of one token through each path on the fixed matrix, with the active variant."""
+def _runs(shape: tuple[int, int], n_tokens: int, n_threads: int, seed: int) -> dict:
+    """Both paths over one random I2_S matrix of `shape` for `n_tokens` tokens, as zero-argument calls."""
     import numpy as np
 
-    M, K = _SHAPE
-    rng = np.random.default_rng(0)
+    M, K = shape
+    rng = np.random.default_rng(seed)
     data = np.concatenate([rng.integers(0, 256, M * K // 4, dtype=np.uint8),
                            np.frombuffer(np.float32(0.5).tobytes(), np.uint8)])
     lut = kernels.lut_pack(data, K, M, n_threads)
-    q, scale, qsum = kernels.quantize_act(rng.standard_normal(K).astype(np.float32))
-    runs = {
-        "mac": lambda: kernels.ternary_matmul_q(data, kernels.GGML_I2_S, K, M, q, scale, qsum, n_threads=n_threads),
+    q, scale, qsum = kernels.quantize_act(rng.standard_normal((n_tokens, K)).astype(np.float32))
+    return {
+        "mac": lambda: kernels.ternary_matmul_q(data, kernels.GGML_I2_S, K, M, q, scale, qsum,
+                                                n_threads=n_threads),
         "lut": lambda: kernels.lut_matmul(lut, K, M, q, scale, qsum, 0.5, n_threads=n_threads),
     }
+
+
+def _trial(runs: dict, rounds: int) -> dict:
+    """One trial: `rounds` interleaved rounds (the order alternating), each path's median microseconds, the
+    LUT/mac time ratio and the larger relative spread of the two paths' timings."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
+    names = list(runs)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
             t0 = time.perf_counter()
-            run()
+            runs[name]()
             times[name].append(time.perf_counter() - t0)
-    return {name: round(float(np.median(ts)) * 1e6, 1) for name, ts in times.items()}
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    spread = max(_spread(ts) for ts in times.values())
+    return {"mac_us": round(medians["mac"] * 1e6, 1), "lut_us": round(medians["lut"] * 1e6, 1),
+            "ratio": medians["lut"] / medians["mac"], "spread": spread}
+
+
+def _spread(ts: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(ts, n=4)
+    return (q3 - q1) / statistics.median(ts)
+
+
+def measure(n_threads: int = 1, trials: int = TRIALS, rounds: int = ROUNDS) -> dict:
+    """Trials of both paths at decode and at prefill: {"decode": [trial, ...], "prefill": [trial, ...]}."""
+    decode = _runs(DECODE_SHAPE, 1, n_threads, seed=0)
+    prefill = _runs(PREFILL_SHAPE, PREFILL_TOKENS, n_threads, seed=1)
+    for run in (*decode.values(), *prefill.values()):     # page in and warm up before timing anything
+        run()
+    result: dict[str, list[dict]] = {"decode": [], "prefill": []}
+    for _ in range(trials):
+        result["decode"].append(_trial(decode, rounds))
+        result["prefill"].append(_trial(prefill, rounds))
+    return result
+
+
+def judge(measured: dict) -> tuple[str, bool]:
+    """(choice, trusted) from measure()'s trials; an untrusted verdict is DEFAULT and is not cached.
+
+    "lut" needs every trial to say so (decode faster by MARGIN, prefill slower by at most MARGIN) and quiet
+    timings in every trial. "mac" is trusted from quiet timings, or, however noisy, when every trial shows the
+    LUT path losing (a slower decode, or a prefill slower than the margin allows): noise that large does not
+    flip a loss that consistent. Trials that contradict each other are never trusted."""
+    decode, prefill = measured["decode"], measured["prefill"]
+    quiet = all(t["spread"] <= NOISE for t in decode + prefill)
+    decode_wins = [t["ratio"] <= 1 - MARGIN for t in decode]
+    decode_loses = [t["ratio"] >= 1 for t in decode]
+    prefill_loses = [t["ratio"] > 1 + MARGIN for t in prefill]
+    if any(decode_wins) and any(decode_loses):
+        return DEFAULT, False
+    if all(decode_wins) and not any(prefill_loses):
+        return ("lut", True) if quiet else (DEFAULT, False)
+    return "mac", quiet or all(decode_loses) or all(prefill_loses)
 
 
 def ternary_path(n_threads: int = 1) -> str:
@@ -104,17 +178,20 @@ def ternary_path(n_threads: int = 1) -> str:
     if forced:
         return forced
     variant = kernels.active_variant()
-    if variant not in LUT_VARIANTS:
-        return "mac"
+    if variant not in LUT_VARIANTS or kernels.np is None:    # no numpy to measure with: the browser build
+        return DEFAULT
+    n_threads = min(max(1, n_threads), available_cpus())
     key = _key(variant, n_threads)
     entry = _read_cache().get(key)
     if isinstance(entry, dict) and entry.get("choice") in kernels.TERNARY_PATHS:
         return entry["choice"]
-    us = measure(n_threads)
-    choice = "lut" if us["lut"] < MARGIN * us["mac"] else "mac"
-    _write_cache(key, {"choice": choice, "mac_us": us["mac"], "lut_us": us["lut"], "threads": n_threads,
-                       "shape": list(_SHAPE), "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    measured = measure(n_threads)
+    choice, trusted = judge(measured)
+    if trusted:
+        _write_cache(key, {"choice": choice, "threads": n_threads, **measured,
+                           "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return choice
 
 
-__all__ = ["LUT_VARIANTS", "cache_path", "cpu_model", "measure", "ternary_path"]
+__all__ = ["DEFAULT", "LUT_VARIANTS", "MARGIN", "NOISE", "available_cpus", "cache_path", "cpu_model", "judge",
+           "measure", "ternary_path"]

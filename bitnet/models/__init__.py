@@ -88,15 +88,17 @@ def _matrices(layer: dict) -> list[BoundMatrix]:
 
 
 def _repack_lut(reader, layers: list[dict], n_threads: int | None) -> None:
-    """Every I2_S matrix of the layers in the LUT form, in place; the file's pages of them are released."""
+    """Every I2_S matrix of the layers in the LUT form, in place; the file's pages of them are released. Calls
+    the compiled packer directly: the browser build has no numpy."""
     from dataclasses import replace
 
-    from bitnet.kernels import lut_pack
+    from bitnet.kernels import _kernels
 
     for layer in layers:
         for key, m in list(layer.items()):
             if isinstance(m, BoundMatrix) and m.ggml_type == GGMLType.I2_S:
-                packed = lut_pack(m.data, m.K, m.M, n_threads)
+                packed = bytearray(_kernels.lut_bytes(m.K, m.M))
+                _kernels.lut_pack(m.data, m.K, m.M, packed, n_threads)
                 layer[key] = replace(m, name=f"{m.name} (LUT form)", data=memoryview(packed), lut=True)
                 reader.release_pages(m.name)
 

@@ -16,6 +16,17 @@ from cython.parallel cimport prange, threadid
 
 from array import array
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    static int bn_team_size(void) { return omp_get_num_threads(); }
+    #else
+    static int bn_team_size(void) { return 1; }
+    #endif
+    """
+    int bn_team_size() noexcept nogil     # threads of the enclosing parallel region (1 outside one)
+
 from bitnet.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
     bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes,
@@ -103,6 +114,7 @@ cdef struct Scratch:
     float *scores     # [n_threads, ATTENTION_HEADS, n_ctx]
     float *rope       # [T, rope_dim] cos/sin of each token's RoPE angles, shared by all layers
     int64_t scores_ctx   # positions each thread's stripe of `scores` holds
+    int team             # the most threads a matmul of the last forward ran on (what tests and receipts check)
 
 
 cdef struct Row:
@@ -227,7 +239,7 @@ cdef class Transformer:
     def new_workspace(self) -> Workspace:
         return Workspace()
 
-    def greedy(self, Context ctx, int32_t token, int64_t pos, int n_threads=1) -> int:
+    def greedy(self, Context ctx, int32_t token, int64_t pos, int n_threads) -> int:
         """Evaluate one token at `pos` and return the index of its largest logit (the first on ties, as the
         sampler's greedy choice). ModelError when a logit is not finite."""
         cdef int64_t V = self.w.d.n_vocab, i, best = 0
@@ -331,6 +343,7 @@ cdef class Transformer:
         elif n_wanted:
             raise ValueError("logit_rows given without logits_out")
         ws._ensure(self, n_threads, max_ctx)
+        ws.s.team = 1
         cdef const bn_kernels *kt = active_kernels()
         cdef int64_t start = 0, chunk, first = 0, last
         cdef float *lp
@@ -420,6 +433,11 @@ cdef class Context:
     def nbytes(self) -> int:
         return 2 * self._kv_bytes
 
+    @property
+    def threads_used(self) -> int:
+        """The most threads a matmul of this context's last forward ran on (0 before the first)."""
+        return 0 if self._ws is None else self._ws.threads_used
+
     cdef Workspace _workspace(self):
         if self._ws is None:
             self._ws = Workspace()
@@ -437,8 +455,14 @@ cdef class Workspace:
         self.s.x = NULL
         self.s.scores = NULL
         self.s.scores_ctx = 0
+        self.s.team = 0
         self.s_dim = 0
         self.s_threads = 0
+
+    @property
+    def threads_used(self) -> int:
+        """The most threads a matmul of the last forward through this workspace ran on (0 before the first)."""
+        return self.s.team
 
     cdef _ensure(self, Transformer m, int64_t n_threads, int64_t n_ctx):
         if self.s.x == NULL or self.s_dim != m.w.max_dim:
@@ -553,7 +577,8 @@ cdef inline int64_t _n_slices(const Mat *w, int64_t T, int nt) noexcept nogil:
 
 
 cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const float *x, const int8_t *q,
-                  const bn_qinfo *qi, const float *xd, const int8_t *lt, int64_t T, int nt) noexcept nogil:
+                  const bn_qinfo *qi, const float *xd, const int8_t *lt, int64_t T, int nt,
+                  int *team) noexcept nogil:
     """ys[i][T, M_i] = W_i x for `n` (<= 4) matrices reading the same input, in ONE parallel region (one wake-up
     of the team for the group). Each matrix is cut into contiguous slices of rows (see _n_slices), handed out
     dynamically: on a shared VM one vCPU often runs slower than the other for a while, and with a static half
@@ -573,6 +598,8 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
         slices[i] = _n_slices(ws[i], T, nt)
         jobs += slices[i]
     for job in prange(jobs, num_threads=nt, schedule='dynamic'):
+        if threadid() == 0:            # one writer; the team size is the same for every thread of the region
+            team[0] = max(team[0], bn_team_size())
         i = 0
         c = job
         while c >= slices[i]:
@@ -584,12 +611,12 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
 
 
 cdef inline void _matmul1(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,
-                          const float *xd, const int8_t *lt, int64_t T, float *y, int nt) noexcept nogil:
+                          const float *xd, const int8_t *lt, int64_t T, float *y, int nt, int *team) noexcept nogil:
     cdef const Mat *ws[1]
     cdef float *ys[1]
     ws[0] = w
     ys[0] = y
-    _matmul(kt, ws, ys, 1, x, q, qi, xd, lt, T, nt)
+    _matmul(kt, ws, ys, 1, x, q, qi, xd, lt, T, nt, team)
 
 
 cdef inline bint _is_ternary(int g) noexcept nogil:
@@ -678,7 +705,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_y[0] = s.q
         qkv_y[1] = s.k
         qkv_y[2] = s.v
-        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, NULL, s.lut, T, nt)
+        _matmul(kt, qkv_w, qkv_y, 3, s.xn, s.xq, s.qi, NULL, s.lut, T, nt, &s.team)
         for t in prange(T, num_threads=_team(T, QD, nt), schedule='static'):
             bn_rope_apply(s.q + t * QD, d.n_head, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             bn_rope_apply(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
@@ -704,7 +731,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)
             src = s.xn
         _prepare(kt, &L.wo, src, T, s, nt)
-        _matmul1(kt, &L.wo, src, s.xq, s.qi, NULL, s.lut, T, s.tmp, nt)
+        _matmul1(kt, &L.wo, src, s.xq, s.qi, NULL, s.lut, T, s.tmp, nt, &s.team)
         _add_rows(s.x, s.tmp, T, E, nt)
 
         # ---- feed-forward
@@ -714,7 +741,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         qkv_w[1] = &L.up
         qkv_y[0] = s.gate
         qkv_y[1] = s.up
-        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, NULL, s.lut, T, nt)
+        _matmul(kt, qkv_w, qkv_y, 2, s.xn, s.xq, s.qi, NULL, s.lut, T, nt, &s.team)
         for t in prange(T, num_threads=_team(T, F, nt), schedule='static'):
             if d.ffn_silu:
                 bn_silu_mul(s.gate + t * F, s.up + t * F, F, s.gate + t * F)
@@ -725,7 +752,7 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             _norm_rows(s.gate, L.ffn_sub_norm, T, F, d.eps, s.up, nt)
             src = s.up
         _prepare(kt, &L.down, src, T, s, nt)
-        _matmul1(kt, &L.down, src, s.xq, s.qi, NULL, s.lut, T, s.tmp, nt)
+        _matmul1(kt, &L.down, src, s.xq, s.qi, NULL, s.lut, T, s.tmp, nt, &s.team)
         _add_rows(s.x, s.tmp, T, E, nt)
 
     if n_wanted == 0:
@@ -734,4 +761,4 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
         bn_rmsnorm(s.x + (wanted[i] - row0) * E, m.output_norm, E, d.eps, s.xn + i * E)
         if m.output.act_q8:
             bn_quantize_q8(s.xn + i * E, E, s.xq + i * E, s.xd + i * (E // 32))
-    _matmul1(kt, &m.output, s.xn, s.xq, NULL, s.xd, NULL, n_wanted, logits, nt)
+    _matmul1(kt, &m.output, s.xn, s.xq, NULL, s.xd, NULL, n_wanted, logits, nt, &s.team)

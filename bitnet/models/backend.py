@@ -19,7 +19,8 @@ class Backend(Protocol):
     device_name: str        # "cpu", or the GPU's name
 
     def new_context(self, n_ctx: int) -> Any:
-        """A sequence's KV cache for n_ctx positions (in host or device memory)."""
+        """A sequence's KV cache for n_ctx positions (in host or device memory). Its `threads_used` says how
+        many threads the last forward in it actually ran on."""
 
     def new_workspace(self) -> Any:
         """Scratch for forward_batch (None where the backend keeps its own)."""
@@ -33,8 +34,9 @@ class Backend(Protocol):
         """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]],
         logits of rows `logit_rows` into logits_out; each row's result equals evaluating its sequence alone."""
 
-    def greedy(self, ctx: Any, token: int, pos: int) -> int:
-        """Evaluate one token and return the first index of its largest logit (on the GPU, computed there)."""
+    def greedy(self, ctx: Any, token: int, pos: int, n_threads: int) -> int:
+        """Evaluate one token and return the first index of its largest logit (on the GPU, computed there).
+        n_threads as for forward: the greedy step is a decode step like any other."""
 
     def ran_kernels(self) -> list[str]:
         """Receipt ids ('<kernel>.<variant>') of the kernels that ran since reset_ran (bitnet.receipts)."""
