@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-TINYA = ROOT.parent / "shared" / "testdata" / "tinyA" / "tinyA-i2s.gguf"
+TINYA = ROOT / "tests" / "data" / "reference" / "tinyA" / "tinyA-i2s.gguf"
 PROMPTS = ["Once upon a time", "The weather today", "In the beginning", "A short note about",
            "Here is a list of", "The best way to", "She opened the door and", "Yesterday the committee"]
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import bench_engine
 
-KEYS = ("prefill_tps", "decode_tps", "decode_fraction", "load_s", "peak_rss_mb")
+KEYS = ("prefill_tps", "decode_tps", "decode_greedy_tps", "decode_sampled_tps", "decode_fraction", "load_s",
+        "peak_rss_mb")
 
 
 def run_once(tree: Path, model: Path, n_threads: int, n_prompt: int, n_gen: int) -> dict:

@@ -3,9 +3,9 @@
     pip install -e ".[cuda]"            # (torch too, for the cuBLAS comparison: optional)
     python benchmarks/gpu_check.py [--model PATH] [--tokens 128] [--json out.json]
 
-(a) parity: logits of the CUDA backend against the CPU backend on tinyA-i2s.gguf (../shared/testdata; min cosine
-    >= 0.999 and equal greedy tokens) and on the synthetic 2B4T-shape model of bench_engine.py (written once
-    into benchmarks/out/, ~1.2 GB; the first 16 greedy tokens equal);
+(a) parity: logits of the CUDA backend against the CPU backend on tinyA-i2s.gguf (tests/data/reference/tinyA;
+    min cosine >= 0.999 and equal greedy tokens) and on the synthetic 2B4T-shape model of bench_engine.py
+    (written once into benchmarks/out/, ~1.2 GB; the first 16 greedy tokens equal);
 (b) per-kernel times (CUDA events, median of 5 runs of 100 launches) of the ternary matmuls at the 2B4T shapes
     as the forward pass launches them (q|k|v 3840x2560, o 2560x2560, gate|up 13824x2560, down 2560x6912) and
     of the F16 LM head 128256x2560, against torch's cuBLAS bf16 GEMV of the same shape when torch is installed;
@@ -32,7 +32,7 @@ from bench_engine import DEFAULT_MODEL, write_synthetic  # noqa: E402
 
 import bitnet  # noqa: E402
 
-TINYA = ROOT.parent / "shared" / "testdata" / "tinyA" / "tinyA-i2s.gguf"
+TINYA = ROOT / "tests" / "data" / "reference" / "tinyA" / "tinyA-i2s.gguf"
 # the launches of one layer's ternary matmuls (as bitnet/cuda/forward.py groups them) and their output buffers
 LAUNCHES = {"qkv": ("attn_q", "attn_k", "attn_v"), "o": ("attn_output",), "gate|up": ("ffn_gate", "ffn_up"),
             "down": ("ffn_down",)}

@@ -1,4 +1,4 @@
-"""Chat prompts: a list of {role, content} messages -> the prompt text a model expects (FORMATS.md §9).
+"""Chat prompts: a list of {role, content} messages -> the prompt text a model expects (docs/formats.md §9).
 
 Formats:
 - `bitnet`: the reference engine's built-in BitNet b1.58 format, used for every template containing "BITNET"

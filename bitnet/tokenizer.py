@@ -1,7 +1,7 @@
 """The tokenizer, rebuilt from GGUF metadata (or a tokenizer.json), and a streaming detokenizer.
 
 Encoding is done by the Hugging Face `tokenizers` library; this module only assembles the right pipeline so
-that the ids equal those of the reference engine (llama.cpp's vocabulary code, FORMATS.md §8):
+that the ids equal those of the reference engine (llama.cpp's vocabulary code, docs/formats.md §8):
 
 - `tokenizer.ggml.model = "gpt2"`: byte-level BPE. The vocabulary and merges come from the file, the split
   regexes from `tokenizer.ggml.pre` (absent -> llama.cpp's "default" sequence of four regexes), and tokens of
@@ -84,7 +84,7 @@ class Tokenizer:
     # --- construction ----------------------------------------------------------------------------------------
     @classmethod
     def from_gguf_metadata(cls, metadata: Mapping[str, Any]) -> Tokenizer:
-        """Rebuild the tokenizer from a GGUF metadata dict (`tokenizer.ggml.*` keys, FORMATS.md §8)."""
+        """Rebuild the tokenizer from a GGUF metadata dict (`tokenizer.ggml.*` keys, docs/formats.md §8)."""
         return cls.from_spec(spec_from_gguf_metadata(metadata))
 
     @classmethod

@@ -259,7 +259,7 @@ class TokenizerSpec:
 
 
 def spec_from_gguf_metadata(metadata: Mapping[str, Any]) -> TokenizerSpec:
-    """Read the `tokenizer.ggml.*` keys (FORMATS.md §8); a missing or malformed key raises TokenizerError."""
+    """Read the `tokenizer.ggml.*` keys (docs/formats.md §8); a missing or malformed key raises TokenizerError."""
     model = metadata.get("tokenizer.ggml.model")
     if model is None:
         raise TokenizerError("GGUF metadata has no tokenizer.ggml.model key: the file carries no tokenizer")

@@ -34,16 +34,24 @@ def skip_for_hardware(reason: str) -> None:
     pytest.skip(HARDWARE + reason)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
+def _enforce_allowed_skip(report) -> None:
     if not (report.skipped and os.environ.get("BITNET_STRICT_SKIPS") == "1") or hasattr(report, "wasxfail"):
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     if not reason.removeprefix("Skipped: ").startswith(HARDWARE):
         report.outcome = "failed"
         report.longrepr = f"skipped for a reason CI does not allow (BITNET_STRICT_SKIPS=1): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    _enforce_allowed_skip((yield).get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped at import (a module-level importorskip) is held to the same rule."""
+    _enforce_allowed_skip((yield).get_result())
 
 
 def testdata_path(*parts: str) -> Path:

@@ -124,7 +124,7 @@ def pack_ternary(codes: np.ndarray) -> np.ndarray:
 
 
 def absmean_ternary(w: np.ndarray) -> tuple[np.ndarray, np.float32]:
-    """Per-tensor absmean ternarization (FORMATS.md §6), float32 throughout: (int8 codes, scale)."""
+    """Per-tensor absmean ternarization (docs/formats.md §6), float32 throughout: (int8 codes, scale)."""
     w = np.asarray(w, dtype=np.float32)
     mean = np.float32(np.abs(w).astype(np.float64).sum()) / np.float32(w.size)
     s = np.float32(1) / max(mean, np.float32(1e-5))

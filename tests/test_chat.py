@@ -14,7 +14,7 @@ CONVERSATION = [
     {"role": "assistant", "content": "Hello!"},
     {"role": "user", "content": "Bye"},
 ]
-# The template the reference converter writes into 2B4T-lineage GGUFs (FORMATS.md §9): detected, never rendered.
+# The template the reference converter writes into 2B4T-lineage GGUFs (docs/formats.md §9): detected, never rendered.
 CONVERTER_TEMPLATE = ("{% for message in messages %}{% if loop.first %}{{ bos_token }}{% endif %}"
                       "{% if message['role'] == 'user' %}{{ 'Human: ' + message['content'] + '\\n\\nBITNETAssistant: '"
                       " + eos_token }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"

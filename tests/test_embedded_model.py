@@ -3,6 +3,7 @@ script measured, and writes English in its corpus' style."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def test_generated_text_is_english_in_the_corpus_style(model):
 
 
 def test_bitnet_run_works_offline_with_no_model_argument(tmp_path):
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "BITNET_CACHE_DIR": os.environ["BITNET_CACHE_DIR"]}
     out = subprocess.run([sys.executable, "-m", "bitnet", "run", "--prompt", "The meaning of life is", "-n", "24",
                           "--seed", "1", "-q"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

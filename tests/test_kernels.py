@@ -1,4 +1,4 @@
-"""Scalar reference kernels and light ops against independent numpy computations (FORMATS.md §3, §4).
+"""Scalar reference kernels and light ops against independent numpy computations (docs/formats.md §3, §4).
 
 The weight packers here are written from the spec, independently of the C code, and double as helpers for
 test_kernels_simd.py.

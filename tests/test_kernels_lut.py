@@ -162,6 +162,8 @@ def test_a_noisy_measurement_is_never_trusted() -> None:
     assert choice.judge(_measured([0.93, 0.95, 0.92], [1.0, 1.0, 1.0], spread=0.3)) == (choice.DEFAULT, False)
     # trials that contradict each other (72 vs 178 ms under load in one, a loss in another)
     assert choice.judge(_measured([0.4, 1.1, 0.8], [1.0, 1.0, 1.0])) == (choice.DEFAULT, False)
+    # quiet trials of which only some say LUT wins: no verdict holds in every trial
+    assert choice.judge(_measured([0.85, 0.95, 0.85], [1.0, 1.0, 1.0])) == (choice.DEFAULT, False)
     # a loss in every trial stands however noisy the timings (what a VNNI core shows: LUT 1.4x decode, 2x prefill)
     assert choice.judge(_measured([1.44, 1.51, 1.48], [2.05, 2.05, 2.05], spread=0.3)) == ("mac", True)
 

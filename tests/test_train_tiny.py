@@ -196,7 +196,7 @@ def _np_rmsnorm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
 
 
 def _np_bitlinear(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """W1.58A8 as FORMATS.md §3/§6 state it: ternary codes × per-tensor scale, int8 activations per token."""
+    """W1.58A8 as docs/formats.md §3/§6 state it: ternary codes × per-tensor scale, int8 activations per token."""
     scale = np.float32(max(np.abs(w).mean(), 1e-5))
     codes = np.clip(np.round(w / scale), -1, 1)
     s = np.float32(127) / np.maximum(np.abs(x).max(-1, keepdims=True), np.float32(1e-5))

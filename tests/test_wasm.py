@@ -165,9 +165,7 @@ def test_node_tokenizer_matches_the_native_one(wasm_dist: Path, tmp_path: Path) 
     """The JS tokenizer, built from the tokenizer.json the engine exports, encodes like the Rust one."""
     texts = ["Hello world", " It's 2024, isn't it? ", "naïve café — ünïcode ✓ 🙂", "\n\n  spaces\t\ttabs  ",
              "DON'T WE'LL 123456789", "<|begin_of_text|>special<|end_of_text|>"]
-    files = [bitnet.default_model_path()]
-    if (PROJECT_ROOT.parent / "shared" / "testdata" / "llama3-vocab.gguf").exists():
-        files.append(PROJECT_ROOT.parent / "shared" / "testdata" / "llama3-vocab.gguf")
+    files = [bitnet.default_model_path(), testdata_path("llama3-vocab.gguf")]
     script = tmp_path / "encode.mjs"
     script.write_text(f"""
 import {{ Tokenizer }} from {json.dumps((wasm_dist / 'tokenizers.mjs').as_uri())};

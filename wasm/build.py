@@ -56,7 +56,14 @@ def python313_include() -> Path:
     if python313:
         candidates.append(subprocess.run([python313, "-c", "import sysconfig; print(sysconfig.get_paths()['include'])"],
                                          capture_output=True, text=True).stdout.strip())
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.13*/include/python3.13")), reverse=True)
+    # pyenv's installs: its root from PYENV_ROOT, ~/.pyenv, or the folder above a shim on PATH (a shim does not run
+    # under another HOME, but the headers are there all the same)
+    roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
+    if python313 and Path(python313).parent.name == "shims":
+        roots.append(str(Path(python313).resolve().parent.parent))
+    for root in filter(None, roots):
+        candidates += sorted(glob.glob(os.path.join(root, "versions", "3.13*", "include", "python3.13")), reverse=True)
+    candidates += ["/usr/include/python3.13", "/usr/local/include/python3.13"]
     for c in candidates:
         if c and (Path(c) / "Python.h").is_file() and (Path(c) / "pyconfig.h").is_file():
             return Path(c)

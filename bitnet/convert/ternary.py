@@ -1,7 +1,7 @@
 """Ternary weights from a checkpoint: absmean ternarization of master weights, unpacking of packed ones.
 
 Both paths give the same thing: int8 codes in {-1, 0, +1} of shape [out, in] and one float32 scale per
-tensor, the effective weight being code * scale (FORMATS.md §6).
+tensor, the effective weight being code * scale (docs/formats.md §6).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tokenizer metadata for GGUF from a Hugging Face tokenizer.json + tokenizer_config.json (FORMATS.md §8).
+"""Tokenizer metadata for GGUF from a Hugging Face tokenizer.json + tokenizer_config.json (docs/formats.md §8).
 
 Two tokenizer families are written:
 - byte-level BPE (GPT-2 / LLaMA-3 style) -> `tokenizer.ggml.model = "gpt2"`, with merges and a

@@ -1,4 +1,4 @@
-"""GGUF enums and tensor size rules, shared by the reader, the writer and the codecs (FORMATS.md §1-4)."""
+"""GGUF enums and tensor size rules, shared by the reader, the writer and the codecs (docs/formats.md §1-4)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

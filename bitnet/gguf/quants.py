@@ -1,4 +1,4 @@
-"""Tensor codecs (vectorised numpy): I2_S, TQ2_0, TQ1_0, Q8_0, BF16, F16, F32 (FORMATS.md §2-4).
+"""Tensor codecs (vectorised numpy): I2_S, TQ2_0, TQ1_0, Q8_0, BF16, F16, F32 (docs/formats.md §2-4).
 
 Encoders follow ggml's reference quantizers bit for bit (d = block absmax or absmax/127 computed in float32,
 stored as f16; codes from float32 `x * (1/d)` rounded half away from zero), so files written here are the
@@ -131,7 +131,7 @@ def unpack_i2s(raw: bytes | np.ndarray, shape: Sequence[int], layout: str = "x86
 
 
 def quantize_i2s(w: np.ndarray, layout: str = "x86") -> np.ndarray:
-    """bitnet.cpp's I2_S quantizer for weights already of the form ternary x scale (FORMATS.md §3):
+    """bitnet.cpp's I2_S quantizer for weights already of the form ternary x scale (docs/formats.md §3):
     scale = max|w| over the tensor; |w| >= 1e-6 becomes +/-1 by its sign, anything smaller 0."""
     x = np.asarray(w, dtype=np.float32)
     if x.size and not np.isfinite(x).all():

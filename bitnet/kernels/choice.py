@@ -165,7 +165,7 @@ def judge(measured: dict) -> tuple[str, bool]:
     decode_wins = [t["ratio"] <= 1 - MARGIN for t in decode]
     decode_loses = [t["ratio"] >= 1 for t in decode]
     prefill_loses = [t["ratio"] > 1 + MARGIN for t in prefill]
-    if any(decode_wins) and any(decode_loses):
+    if any(decode_wins) and not all(decode_wins):
         return DEFAULT, False
     if all(decode_wins) and not any(prefill_loses):
         return ("lut", True) if quiet else (DEFAULT, False)

@@ -89,7 +89,8 @@ def _matrices(layer: dict) -> list[BoundMatrix]:
 
 def _repack_lut(reader, layers: list[dict], n_threads: int | None) -> None:
     """Every I2_S matrix of the layers in the LUT form, in place; the file's pages of them are released. Calls
-    the compiled packer directly: the browser build has no numpy."""
+    the compiled packer directly (the browser build has no numpy); bind_weights has already checked that each
+    matrix's bytes cover its M x K codes."""
     from dataclasses import replace
 
     from bitnet.kernels import _kernels

@@ -33,7 +33,7 @@ from bitnet.kernels._kernels cimport (
 )
 
 cdef enum:
-    # ggml type ids used here (FORMATS.md §2)
+    # ggml type ids used here (docs/formats.md §2)
     T_F32 = 0
     T_F16 = 1
     T_Q8_0 = 8

@@ -20,7 +20,8 @@ class Backend(Protocol):
 
     def new_context(self, n_ctx: int) -> Any:
         """A sequence's KV cache for n_ctx positions (in host or device memory). Its `threads_used` says how
-        many threads the last forward in it actually ran on."""
+        many threads the last `forward` or `greedy` step in it actually ran on (a `forward_batch` records into
+        the workspace it was given instead)."""
 
     def new_workspace(self) -> Any:
         """Scratch for forward_batch (None where the backend keeps its own)."""

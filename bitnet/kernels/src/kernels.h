@@ -1,6 +1,6 @@
 /* The kernel contract: every ISA variant fills one bn_kernels table with the same signatures.
  *
- * Numerics follow ../shared/spec/FORMATS.md §3: activations are quantized per token to int8 with
+ * Numerics follow docs/formats.md §3: activations are quantized per token to int8 with
  * s = 127 / max(1e-5, max|x|), q = round_half_even(x*s) clamped to [-128, 127]; a ternary row dot is the exact
  * integer sum of code*q (codes 0/1/2, i.e. ternary+1), and y = ((float)dot - (float)sum_q) / s * scale.
  * Integer accumulation never wraps (the reference's int16 accumulator can; ours must not).

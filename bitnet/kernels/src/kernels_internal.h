@@ -22,7 +22,7 @@
 #define BN_MEMSET memset
 #endif
 
-/* Block geometry of the ternary formats (FORMATS.md §3, §4). */
+/* Block geometry of the ternary formats (docs/formats.md §3, §4). */
 #define BN_I2S_BLOCK 128        /* elements per I2_S block */
 #define BN_I2S_BLOCK_BYTES 32
 #define BN_TQ_BLOCK 256         /* elements per TQ1_0 / TQ2_0 block */
@@ -79,7 +79,7 @@ BN_INLINE float bn_bf16_to_float(uint16_t h) {
     return f;
 }
 
-/* The activation scale s = 127 / max(1e-5, amax), formed in double and rounded to float once (FORMATS.md §3). */
+/* The activation scale s = 127 / max(1e-5, amax), formed in double and rounded to float once (docs/formats.md §3). */
 BN_INLINE float bn_act_scale(float amax) {
     const double a = (double)amax > 1e-5 ? (double)amax : 1e-5;
     return (float)(127.0 / a);
@@ -130,13 +130,13 @@ BN_INLINE float bn_sum8_lanes(const float *a) {
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* The I2_S finishing step shared by every variant so that they agree bit for bit (FORMATS.md §3):
+/* The I2_S finishing step shared by every variant so that they agree bit for bit (docs/formats.md §3):
  * y = ((float)dot - (float)sum_q) / s * wscale, left to right. */
 BN_INLINE float bn_i2s_finish(int32_t dot, const bn_qinfo *qi, float wscale) {
     return (((float)dot - (float)qi->sum) / qi->scale) * wscale;
 }
 
-/* The TQ1_0 base-3 digit n of a byte that was multiplied by 3^n modulo 256 (FORMATS.md §4). */
+/* The TQ1_0 base-3 digit n of a byte that was multiplied by 3^n modulo 256 (docs/formats.md §4). */
 BN_INLINE uint8_t bn_tq1_digit(uint8_t scaled) { return (uint8_t)(((uint16_t)scaled * 3) >> 8); }
 
 /* Decode one TQ1_0 block's 256 codes (0..2) in element order. */

@@ -1,6 +1,6 @@
 /* Scalar reference of every kernel in the bn_kernels table.
  *
- * Written to be obviously correct rather than fast: each loop follows FORMATS.md §3/§4 literally. The SIMD
+ * Written to be obviously correct rather than fast: each loop follows docs/formats.md §3/§4 literally. The SIMD
  * variants are tested against these functions (integer parts bit-exact, float parts to a tight tolerance).
  *
  * Overflow: a ternary dot accumulates code*q with code in 0..2 (TQ2_0 also admits 3) and q in [-128, 127], so a

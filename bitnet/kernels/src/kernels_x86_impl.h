@@ -424,7 +424,7 @@ BN_FN __m128i F(tq1_digit128)(__m128i x) {
 BN_FN __m256i F(times3_256)(__m256i x) { return _mm256_add_epi8(_mm256_add_epi8(x, x), x); }
 BN_FN __m128i F(times3_128)(__m128i x) { return _mm_add_epi8(_mm_add_epi8(x, x), x); }
 
-/* The eight 32-code planes of a TQ1_0 block (FORMATS.md §4), codes 0..2 in element order, built in registers
+/* The eight 32-code planes of a TQ1_0 block (docs/formats.md §4), codes 0..2 in element order, built in registers
  * (storing 16- and 4-byte pieces and reloading them as 32 bytes would stall on store forwarding). */
 BN_FN void F(tq1_planes)(const uint8_t *blk, __m256i *p) {
     __m256i x = F(load)(blk); /* qs[0..31]: digit n -> elements 32n + m */

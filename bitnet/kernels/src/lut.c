@@ -7,7 +7,7 @@
 
 static int64_t steps(int64_t K) { return (K + STEP_INPUTS - 1) / STEP_INPUTS; }
 
-/* Code (0..2) of flat element e of an I2_S tensor (FORMATS.md §3), code 3 read as 1. */
+/* Code (0..2) of flat element e of an I2_S tensor (docs/formats.md §3), code 3 read as 1. */
 static inline uint8_t i2s_code(const uint8_t *data, int64_t e) {
     const int64_t j = e % BN_I2S_BLOCK;
     const uint8_t c = (data[e / BN_I2S_BLOCK * BN_I2S_BLOCK_BYTES + j % 32] >> (6 - 2 * (j / 32))) & 3;
