@@ -33,7 +33,7 @@ PROMPT_TOKENS = 16
 
 def engine_tokens_per_s(model, batch: int, steps: int, segments: int = 3) -> float:
     from bitnet.batching import Scheduler
-    from bitnet.engine import SamplingParams
+    from bitnet.generation import SamplingParams
 
     rng = np.random.default_rng(batch)
     sched = Scheduler(model, batch)

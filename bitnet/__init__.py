@@ -24,6 +24,7 @@ from bitnet.errors import (  # noqa: E402
     ModelError,
     TokenizerError,
 )
+from bitnet.paths import default_model_path  # noqa: E402
 
 # The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
 # and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
@@ -38,11 +39,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'bitnet' has no attribute {name!r}")
 
 
-def default_model_path():
-    """Where the embedded default model lives inside the installed package (a pathlib.Path)."""
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent / "data" / "bitnet-tiny.gguf"
 
 
 def cpu_info() -> dict:

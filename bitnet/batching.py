@@ -6,7 +6,7 @@ of B sequences in the same forward step reads them once, with the multi-token ke
 last token, and sequences still reading their prompt contribute a chunk of it (so a long prompt joins the
 batch over several steps instead of freezing the others). Each row's logits are bit-identical to evaluating
 its sequence alone (see `Transformer.forward_batch`), and each sequence samples with its own parameters, seed
-and stop sequences (`bitnet.engine.Decoding`), so the text does not depend on what else is in the batch.
+and stop sequences (`bitnet.generation.Decoding`), so the text does not depend on what else is in the batch.
 
 `BatchWorker` runs a Scheduler on its own thread for the server: requests arrive and leave at any time.
 """
@@ -17,11 +17,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bitnet.engine import Completion, Decoding, Model, SamplingParams, Session, Timings, shared_prefix
-from bitnet.errors import non_finite_logit
+from bitnet.errors import ModelError
+from bitnet.generation import Completion, Decoding, SamplingParams, Timings, shared_prefix
+
+if TYPE_CHECKING:                 # the engine imports this module; this one needs its classes for types only
+    from bitnet.engine import Model, Session
 
 # Prompt tokens evaluated per step while other sequences decode: larger chunks prefill faster, smaller ones
 # delay the running sequences' next token less (at 200 tok/s of prefill, 32 tokens cost ~0.16 s).
@@ -79,7 +83,7 @@ class Scheduler:
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
         self.active: list[Sequence] = []
-        self.workspace = model._transformer.new_workspace()
+        self.workspace = model.new_workspace()
         self.steps = 0               # forward steps run, and the sum of their sequence counts (for metrics)
         self.sequence_steps = 0
 
@@ -102,7 +106,7 @@ class Scheduler:
             raise RuntimeError("the session is already generating in this batch")
         # the last prompt token is always evaluated: its logits are needed
         common = min(shared_prefix(seq.session.cached, seq.prompt_ids), len(seq.prompt_ids) - 1)
-        seq.session.cached = seq.prompt_ids[:common]
+        seq.session.truncate(common)
         seq.next_pos = common
         self.active.append(seq)
 
@@ -142,8 +146,8 @@ class Scheduler:
         logits = np.empty((len(wanted), self.model.n_vocab), dtype=np.float32)
         t0 = time.perf_counter()
         try:
-            self.model._transformer.forward_batch(self.workspace, [s.session.context for s, _ in spans], tokens,
-                                                  positions, owners, wanted, logits, self.model.n_threads)
+            self.model.forward_batch(self.workspace, [s.session for s, _ in spans], tokens, positions, owners,
+                                     wanted, logits)
         except Exception as exc:  # noqa: BLE001 - every sequence of the step fails with it
             for seq, _ in spans:
                 seq.error = exc
@@ -155,27 +159,27 @@ class Scheduler:
         self.sequence_steps += len(spans)
         for seq, n in spans:
             if seq.prefilling:
-                seq.session.cached += seq.prompt_ids[seq.next_pos:seq.next_pos + n]
+                seq.session.record(seq.prompt_ids[seq.next_pos:seq.next_pos + n])
                 seq.next_pos += n
                 seq.timings.prefill_tokens += n
                 seq.timings.prefill_s += elapsed
             else:
-                seq.session.cached.append(seq.decoding.last_token)
+                seq.session.record([seq.decoding.last_token])
                 seq.timings.decode_tokens += 1
                 seq.timings.decode_s += elapsed
         for row, seq in zip(logits, wanted_seq):
-            if not np.isfinite(row).all():
-                seq.error = non_finite_logit(len(seq.session.cached) - 1)
-            else:
-                self._push(seq, row)
+            try:
+                self._push(seq, row, len(seq.session.cached) - 1)
+            except ModelError as exc:      # a non-finite logit: this sequence fails, the others go on
+                seq.error = exc
             if seq.error is not None or seq.decoding.finished:
                 self._end(seq)
                 ended.append(seq)
         return ended
 
-    def _push(self, seq: Sequence, logits: np.ndarray) -> None:
+    def _push(self, seq: Sequence, logits: np.ndarray, pos: int) -> None:
         t0 = time.perf_counter()
-        text = seq.decoding.push(logits)
+        text = seq.decoding.push(logits, pos)
         seq.timings.decode_s += time.perf_counter() - t0
         if text:
             seq.text += text
@@ -198,8 +202,7 @@ def make_sequence(session: Session, prompt_ids: list[int], params: SamplingParam
                   on_end: Callable[[Sequence], None] | None = None) -> Sequence:
     """A sequence ready to join a batch; a prompt that cannot run (empty, longer than the context) raises
     here, in the caller's thread, before it gets near a batch."""
-    decoding = Decoding(session.model, prompt_ids, params)
-    return Sequence(session, list(prompt_ids), decoding, on_text, on_end)
+    return Sequence(session, list(prompt_ids), session.model.decoding(prompt_ids, params), on_text, on_end)
 
 
 def _finish(seq: Sequence) -> None:
@@ -214,7 +217,7 @@ def generate_batch(model: Model, prompts: list, params: SamplingParams, max_batc
     (all of them by default), each with a fresh KV cache. Prompts that finish early make room for the next."""
     ids = [model._prompt_ids(p) for p in prompts]
     # Every prompt is checked (and gets its sampler) before anything runs: a bad one fails the call at once.
-    seqs = [Sequence(None, p, Decoding(model, p, params)) for p in ids]
+    seqs = [Sequence(None, p, model.decoding(p, params)) for p in ids]
     scheduler = Scheduler(model, max(1, min(max_batch or len(seqs), len(seqs))), prefill_chunk)
     free = [model.new_session() for _ in range(scheduler.max_batch)]
     waiting = list(seqs)

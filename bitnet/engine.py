@@ -11,52 +11,19 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bitnet import default_model_path
+from bitnet import settings
 from bitnet.errors import BitNetError, ContextOverflowError, ModelError, non_finite_logit
+from bitnet.generation import Completion, Decoding, SamplingParams, Timings, shared_prefix
 from bitnet.gguf import GGUFReader
-from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
+from bitnet.limits import check_tokenizer_covers_head, prompt_token_ids
+from bitnet.paths import default_model_path
 
 MAX_DEFAULT_CTX = 4096
-
-
-def default_threads() -> int:
-    if os.environ.get("BITNET_DETERMINISTIC") == "1":
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-@dataclass
-class Timings:
-    load_s: float | None = None
-    prefill_tokens: int = 0
-    prefill_s: float = 0.0
-    decode_tokens: int = 0
-    decode_s: float = 0.0
-
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        return self.prefill_tokens / self.prefill_s if self.prefill_s > 0 else 0.0
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
-
-
-@dataclass
-class Completion:
-    text: str
-    tokens: list[int]
-    finish_reason: str            # "stop" or "length"
-    prompt_tokens: int
-    timings: Timings = field(default_factory=Timings)
 
 
 @dataclass
@@ -66,30 +33,6 @@ class Perplexity:
     n_chunks: int
     n_ctx: int
     n_scored: int
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    max_tokens: int = 128
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-    @classmethod
-    def make(cls, max_tokens=128, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
-             seed=None, stop=None) -> SamplingParams:
-        if isinstance(stop, str):
-            stop = (stop,)
-        stop = tuple(s for s in (stop or ()) if s)
-        check_max_tokens(max_tokens)
-        if seed is None and os.environ.get("BITNET_SEED"):
-            seed = int(os.environ["BITNET_SEED"])
-        return cls(max_tokens, float(temperature), int(top_k), float(top_p), float(min_p), float(repeat_penalty),
-                   seed, stop)
 
 
 class Session:
@@ -107,6 +50,14 @@ class Session:
 
     def reset(self) -> None:
         self.cached = []
+
+    def truncate(self, n: int) -> None:
+        """Forget all but the first n cached tokens (the next evaluation starts at position n)."""
+        del self.cached[n:]
+
+    def record(self, tokens: Sequence[int]) -> None:
+        """Note tokens evaluated into the cache at the next positions by someone else (the batch scheduler)."""
+        self.cached.extend(tokens)
 
     @property
     def threads_used(self) -> int:
@@ -145,7 +96,7 @@ class Session:
     def stream_tokens(self, prompt_ids: list[int], params: SamplingParams, timings: Timings,
                       result: dict) -> Iterator[str]:
         """Yield decoded text pieces; fills result['tokens'] and result['finish_reason']."""
-        decoding = Decoding(self.model, prompt_ids, params, result.setdefault("tokens", []))
+        decoding = self.model.decoding(prompt_ids, params, result.setdefault("tokens", []))
         result["finish_reason"] = decoding.finish_reason
         t0 = time.perf_counter()
         logits, n_eval = self.prefill(prompt_ids)
@@ -155,7 +106,8 @@ class Session:
         chosen = None    # the next token when the backend chose it (greedy), else it is sampled from `logits`
         try:
             while not decoding.finished:
-                text = decoding.push(logits) if chosen is None else decoding.push_token(chosen)
+                text = (decoding.push(logits, len(self.cached) - 1) if chosen is None
+                        else decoding.push_token(chosen))
                 result["finish_reason"] = decoding.finish_reason
                 if text:
                     yield text
@@ -167,87 +119,6 @@ class Session:
                     timings.decode_tokens += 1
         finally:
             timings.decode_s += time.perf_counter() - t0
-
-
-class Decoding:
-    """What happens to one sequence after its prompt, one set of logits at a time: sampling, the end of
-    generation (an end-of-generation token, a stop sequence, the token budget), and incremental detokenization
-    that holds back text which might still become a stop sequence. Shared by the one-sequence loop above and
-    the batch scheduler (bitnet.batching), so both produce the same text for the same logits."""
-
-    def __init__(self, model: Model, prompt_ids: list[int], params: SamplingParams,
-                 generated: list[int] | None = None):
-        from bitnet.sampling import Sampler
-        from bitnet.tokenizer import StreamDecoder
-
-        self.budget = generation_budget(prompt_ids, model.n_ctx, params.max_tokens)
-        self.sampler = Sampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                               min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed)
-        self.eog_ids = model.tokenizer.eog_ids
-        self.decoder = StreamDecoder(model.tokenizer)
-        self.generated = generated if generated is not None else []
-        self.history = list(prompt_ids)
-        self.stop = params.stop
-        self.hold = max((len(s) for s in self.stop), default=1) - 1   # might still become a stop sequence
-        self.pending = ""
-        self.finish_reason = "length"
-        self.finished = self.budget <= 0
-        # arg-max of the raw logits: the backend can choose the token itself (on a GPU, without sending logits)
-        self.plain_greedy = self.sampler.greedy and params.repeat_penalty == 1.0
-
-    @property
-    def last_token(self) -> int:
-        return self.generated[-1]
-
-    def push(self, logits: np.ndarray) -> str:
-        """Sample the next token from `logits`; returns the text that is now final (maybe empty). After it,
-        `finished` says whether the sequence ended; if not, `last_token` is the next token to evaluate."""
-        return self.push_token(self.sampler.sample(logits, self.history))
-
-    def push_token(self, token: int) -> str:
-        """push() for a token already chosen (by the backend's greedy step)."""
-        if token in self.eog_ids:
-            self.finish_reason = "stop"
-            return self._end()
-        self.generated.append(token)
-        self.history.append(token)
-        self.pending += self.decoder.push(token)
-        cut = _find_stop(self.pending, self.stop) if self.stop else None
-        if cut is not None:
-            self.finish_reason = "stop"
-            self.finished = True
-            return self.pending[:cut]
-        if len(self.generated) >= self.budget:
-            return self._end()
-        if len(self.pending) <= self.hold:
-            return ""
-        text, self.pending = self.pending[:len(self.pending) - self.hold], self.pending[len(self.pending) - self.hold:]
-        return text
-
-    def _end(self) -> str:
-        self.finished = True
-        text = self.pending + self.decoder.flush()
-        cut = _find_stop(text, self.stop) if self.stop else None
-        if cut is not None:
-            self.finish_reason = "stop"
-            text = text[:cut]
-        self.pending = ""
-        return text
-
-
-def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens two sequences share (a cache holding `a` can skip that much of `b`)."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _find_stop(text: str, stop: Sequence[str]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return min(hits) if hits else None
 
 
 class CompletionStream:
@@ -311,10 +182,10 @@ class Model:
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
         self.path = path
-        if n_threads is None:
-            n_threads = default_threads()
-        if not isinstance(n_threads, int) or n_threads < 1:
+        if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool)
+                                      or n_threads < 1):
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        n_threads = settings.threads(n_threads)
         self.n_threads = n_threads
         self.device = resolve_device(device)
         self.reader = GGUFReader(path, populate=self.device == "cpu")   # the GPU reads each weight once
@@ -353,6 +224,38 @@ class Model:
 
     def new_session(self) -> Session:
         return Session(self)
+
+    def decoding(self, prompt_ids: list[int], params: SamplingParams, generated: list[int] | None = None
+                 ) -> Decoding:
+        """The decoding core (bitnet.generation) for one sequence of this model after `prompt_ids`."""
+        from bitnet.tokenizer import StreamDecoder
+
+        return Decoding(prompt_ids, params, self.n_ctx, self.tokenizer.eog_ids, StreamDecoder(self.tokenizer),
+                        generated)
+
+    # -- the backend, as the rest of the package sees it
+    @property
+    def device_name(self) -> str:
+        """"cpu", or the GPU's name."""
+        return self._transformer.device_name
+
+    def ran_kernels(self) -> list[str]:
+        """Receipt ids ('<kernel>.<variant>') of the kernels that ran since reset_ran (bitnet.receipts)."""
+        return self._transformer.ran_kernels()
+
+    def reset_ran(self) -> None:
+        self._transformer.reset_ran()
+
+    def new_workspace(self):
+        """Scratch for forward_batch: one per batch scheduler."""
+        return self._transformer.new_workspace()
+
+    def forward_batch(self, workspace, sessions: Sequence[Session], tokens: list[int], positions: list[int],
+                      owners: list[int], logit_rows: list[int], logits: np.ndarray) -> None:
+        """One step over several sessions: row r evaluates tokens[r] at positions[r] in sessions[owners[r]]'s
+        cache; the logits of rows `logit_rows` go to `logits` (see bitnet.models.backend.Backend)."""
+        self._transformer.forward_batch(workspace, [s.context for s in sessions], tokens, positions, owners,
+                                        logit_rows, logits, self.n_threads)
 
     def close(self) -> None:
         self._transformer.close()     # the GPU's memory goes back at once

@@ -77,7 +77,7 @@ def make_receipt(*, command: str, model: Any, sha256: str, kernels: Iterable[str
         "bitnet_version": bitnet.__version__,
         "model": {**model_facts(model), "sha256": sha256},
         "backend": model.device,
-        "device": model._transformer.device_name,
+        "device": model.device_name,
         "kernel_variant": "cuda" if model.device == "cuda" else cpu.get("variant"),
         "kernels": sorted(set(kernels)),
         "threads": int(threads),

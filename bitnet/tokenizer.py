@@ -17,7 +17,6 @@ exact and O(1) per token (`StreamDecoder`).
 """
 from __future__ import annotations
 
-import codecs
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +37,8 @@ from bitnet.tokenizer_spec import (  # noqa: F401 - the token types and byte-lev
     UNKNOWN,
     UNUSED,
     USER_DEFINED,
+    Pieces,
+    StreamDecoder,
     TokenizerSpec,
     _byte_level_bytes,
     _byte_token_value,
@@ -75,9 +76,7 @@ class Tokenizer:
             raise TokenizerError("the tokenizer adds a BOS token, but no BOS token id is set")
         if add_eos and eos_id is None:
             raise TokenizerError("the tokenizer adds an EOS token, but no EOS token id is set")
-        self._special = np.isin(np.asarray(self._types, dtype=np.int64), (CONTROL, UNKNOWN))
-        # Each token's bytes are worked out the first time it is decoded (no start-up cost for 128k tokens).
-        self._pieces: list[bytes | None] = [None] * len(self._tokens)
+        self._pieces = Pieces(kind, self._tokens, self._types, add_space_prefix)
         self._hf_literal: HFTokenizer | None = None   # built on first encode(parse_special=False)
         self._encode_lock = threading.Lock()
 
@@ -175,11 +174,11 @@ class Tokenizer:
 
     def is_special(self, token_id: int) -> bool:
         """Control (BOS, EOS, <|eot_id|>, ...) and unknown tokens: hidden when decoding with skip_special."""
-        return bool(self._special[self._check_id(token_id)])
+        return self._pieces.is_special(self._check_id(token_id))
 
     def token_bytes(self, token_id: int) -> bytes:
         """The exact bytes a token stands for (a byte-level token may be a fraction of a UTF-8 character)."""
-        return self._piece_of(self._check_id(token_id))
+        return self._pieces.token_bytes(self._check_id(token_id))
 
     def token_text(self, token_id: int) -> str:
         """The text of one token as it appears in decoded output; special tokens give their literal text."""
@@ -217,9 +216,9 @@ class Tokenizer:
         out = []
         for token_id in ids:
             token_id = self._check_id(token_id)
-            if skip_special and self._special[token_id]:
+            if skip_special and self._pieces.is_special(token_id):
                 continue
-            piece = self._piece_of(token_id)
+            piece = self._pieces.token_bytes(token_id)
             if not out and self.add_space_prefix and piece.startswith(b" "):
                 piece = piece[1:]
             out.append(piece)
@@ -244,63 +243,9 @@ class Tokenizer:
             raise TokenizerError(f"token id {token_id} is outside the vocabulary (0..{len(self._tokens) - 1})")
         return int(token_id)
 
-    def _piece_of(self, token_id: int) -> bytes:
-        piece = self._pieces[token_id]
-        if piece is None:   # two threads may both compute it: same value, so no lock needed
-            piece = self._pieces[token_id] = self._piece(self._tokens[token_id], self._types[token_id])
-        return piece
-
-    def _piece(self, text: str, ttype: int) -> bytes:
-        """What llama.cpp's token_to_piece gives for one token (with special tokens rendered)."""
-        if ttype in (CONTROL, UNKNOWN, USER_DEFINED):
-            return text.encode("utf-8")
-        if ttype == NORMAL:
-            if self.kind == "bpe":
-                return _byte_level_bytes(text)
-            return text.replace("\u2581", " ").encode("utf-8")
-        if ttype == BYTE:
-            value = _byte_token_value(text)
-            return bytes([value]) if value is not None else b""
-        return b""   # unused / undefined tokens print nothing
-
     def __repr__(self) -> str:
         return (f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, bos_id={self.bos_id}, "
                 f"eos_id={self.eos_id}, add_bos={self.add_bos})")
-
-
-class StreamDecoder:
-    """Incremental detokenizer: `push(id)` returns only newly completed text, `flush()` the rest.
-
-    A UTF-8 character split across tokens (byte-level BPE splits emoji and CJK this way) is held back until
-    its last byte arrives; invalid bytes come out as U+FFFD exactly as in `Tokenizer.decode`. Each push costs
-    one table lookup and decodes only that token's bytes.
-    `skip_special` (default True) hides control tokens, as a generation stream should; `strip_leading_space`
-    removes the SentencePiece prefix space from the first piece written, making the stream equal `decode()` of
-    the same ids for a sequence that starts the text (leave it False for a continuation of a prompt).
-    """
-
-    def __init__(self, tokenizer: Tokenizer, skip_special: bool = True, strip_leading_space: bool = False) -> None:
-        self._tok = tokenizer
-        self._skip_special = skip_special
-        self._strip_first = strip_leading_space and tokenizer.add_space_prefix
-        self._first = True
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def push(self, token_id: int) -> str:
-        if self._skip_special and self._tok.is_special(token_id):
-            return ""
-        piece = self._tok.token_bytes(token_id)
-        if self._first:
-            self._first = False
-            if self._strip_first and piece.startswith(b" "):
-                piece = piece[1:]
-        return self._utf8.decode(piece, final=False)
-
-    def flush(self) -> str:
-        """Text still held back (an incomplete character becomes U+FFFD); the decoder can be reused after."""
-        text = self._utf8.decode(b"", final=True)
-        self._utf8.reset()
-        return text
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

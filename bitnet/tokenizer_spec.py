@@ -14,7 +14,8 @@ from typing import Any
 
 from bitnet.errors import TokenizerError
 
-__all__ = ["EOG_TEXTS", "PRE_TOKENIZERS", "TokenizerSpec", "byte_level_tokens", "spec_from_gguf_metadata"]
+__all__ = ["EOG_TEXTS", "PRE_TOKENIZERS", "Pieces", "StreamDecoder", "TokenizerSpec", "byte_level_tokens",
+           "spec_from_gguf_metadata"]
 
 # GGUF token types (llama.cpp's llama_token_type).
 UNDEFINED, NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 0, 1, 2, 3, 4, 5, 6
@@ -116,6 +117,79 @@ def _byte_token_value(text: str) -> int | None:
     return None
 
 
+
+
+class Pieces:
+    """Each token's bytes: what llama.cpp's token_to_piece gives (special tokens rendered as their text), worked
+    out the first time a token is decoded (no start-up cost for 128k tokens). Decoding never goes through a
+    tokenizer library: text is the UTF-8 decoding of the concatenated pieces, exact and O(1) per token."""
+
+    def __init__(self, kind: str, tokens: list[str], types: list[int], add_space_prefix: bool) -> None:
+        self.kind = kind
+        self._tokens = tokens
+        self._types = types
+        self.add_space_prefix = add_space_prefix
+        self._bytes: list[bytes | None] = [None] * len(tokens)
+
+    def is_special(self, token_id: int) -> bool:
+        """Control (BOS, EOS, <|eot_id|>, ...) and unknown tokens: hidden when decoding with skip_special."""
+        return self._types[token_id] in (CONTROL, UNKNOWN)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        piece = self._bytes[token_id]
+        if piece is None:   # two threads may both compute it: same value, so no lock needed
+            piece = self._bytes[token_id] = self._piece(self._tokens[token_id], self._types[token_id])
+        return piece
+
+    def _piece(self, text: str, ttype: int) -> bytes:
+        if ttype in (CONTROL, UNKNOWN, USER_DEFINED):
+            return text.encode("utf-8")
+        if ttype == NORMAL:
+            if self.kind == "bpe":
+                return _byte_level_bytes(text)
+            return text.replace("\u2581", " ").encode("utf-8")
+        if ttype == BYTE:
+            value = _byte_token_value(text)
+            return bytes([value]) if value is not None else b""
+        return b""   # unused / undefined tokens print nothing
+
+
+class StreamDecoder:
+    """Incremental detokenizer over a `Pieces` table (or a Tokenizer): `push(id)` returns only newly completed
+    text, `flush()` the rest.
+
+    A UTF-8 character split across tokens (byte-level BPE splits emoji and CJK this way) is held back until
+    its last byte arrives; invalid bytes come out as U+FFFD exactly as in `Tokenizer.decode`. Each push costs
+    one table lookup and decodes only that token's bytes.
+    `skip_special` (default True) hides control tokens, as a generation stream should; `strip_leading_space`
+    removes the SentencePiece prefix space from the first piece written, making the stream equal `decode()` of
+    the same ids for a sequence that starts the text (leave it False for a continuation of a prompt).
+    """
+
+    def __init__(self, pieces, skip_special: bool = True, strip_leading_space: bool = False) -> None:
+        import codecs
+
+        self._pieces = pieces
+        self._skip_special = skip_special
+        self._strip_first = strip_leading_space and pieces.add_space_prefix
+        self._first = True
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        if self._skip_special and self._pieces.is_special(token_id):
+            return ""
+        piece = self._pieces.token_bytes(token_id)
+        if self._first:
+            self._first = False
+            if self._strip_first and piece.startswith(b" "):
+                piece = piece[1:]
+        return self._utf8.decode(piece, final=False)
+
+    def flush(self) -> str:
+        """Text still held back (an incomplete character becomes U+FFFD); the decoder can be reused after."""
+        text = self._utf8.decode(b"", final=True)
+        self._utf8.reset()
+        return text
 
 
 def _plain(value: Any) -> Any:
@@ -250,6 +324,9 @@ class TokenizerSpec:
     def to_json(self) -> str:
         """The tokenizer.json text (for `tokenizers.Tokenizer.from_str` or `@huggingface/tokenizers`)."""
         return json.dumps(self.hf_json, ensure_ascii=False)
+
+    def pieces(self) -> Pieces:
+        return Pieces(self.kind, self.tokens, self.types, self.add_space_prefix)
 
     def facts(self) -> dict[str, Any]:
         """What a caller needs besides the tokenizer.json: BOS/EOS handling and the end-of-generation ids."""

@@ -4,8 +4,9 @@ Nothing here imports numpy or the Rust `tokenizers`, which Pyodide's npm runtime
 token histories are stdlib `array`s handed to the compiled forward pass and sampler as buffers. Text is the
 page's side: it tokenizes with `@huggingface/tokenizers` from `tokenizer_json()` (the same tokenizer.json the
 native engine builds its Rust tokenizer from, see `bitnet.tokenizer_spec`) and renders Jinja chat templates
-with `@huggingface/jinja`. The prompt rules (`prompt()`) and the generation loop (`Generation`) follow the
-native `bitnet run` so that the same prompt gives the same tokens; `wasm/README.md` says why this split.
+with `@huggingface/jinja`. The prompt rules (`prompt()`) follow the native `bitnet run`, and `Generation` drives
+the engine's own decoding core (`bitnet.generation`: sampling, stop sequences, held-back text, detokenization),
+so the same prompt gives the same tokens and text; the page only shows the text. `wasm/README.md` says why.
 
 Single-threaded: the browser build has no OpenMP, and the kernels are the WebAssembly SIMD128 ones.
 """
@@ -15,11 +16,12 @@ import time
 from array import array
 from pathlib import Path
 
-from bitnet import default_model_path
 from bitnet.chat import detect_format, jinja_stop_texts, render_chat
+from bitnet.generation import Decoding, SamplingParams
 from bitnet.gguf import GGUFReader
-from bitnet.limits import check_max_tokens, check_tokenizer_covers_head, generation_budget, prompt_token_ids
-from bitnet.tokenizer_spec import spec_from_gguf_metadata
+from bitnet.limits import check_tokenizer_covers_head, prompt_token_ids
+from bitnet.paths import default_model_path
+from bitnet.tokenizer_spec import StreamDecoder, spec_from_gguf_metadata
 
 __all__ = ["DEFAULT_CTX", "Generation", "WebModel"]
 
@@ -45,6 +47,7 @@ class WebModel:
         self.metadata = self.reader.metadata
         self.transformer, self.hparams, _ = build_transformer(self.reader, widen_head_below=WIDEN_HEAD_BELOW)
         self.tokenizer = spec_from_gguf_metadata(self.metadata)
+        self.pieces = self.tokenizer.pieces()
         self.n_vocab = self.hparams.n_vocab
         check_tokenizer_covers_head(len(self.tokenizer.tokens), self.n_vocab)
         self.n_ctx = n_ctx or min(self.hparams.n_ctx_train, DEFAULT_CTX)
@@ -92,70 +95,64 @@ class WebModel:
         return {"format": chat.format, "text": chat.text, "add_bos": chat.add_bos, "stops": chat.stop_texts}
 
     def start(self, prompt_ids, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
-              top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int | None = None
-              ) -> Generation:
-        return Generation(self, prompt_ids, max_tokens, temperature, top_k, top_p, min_p,
-                          repeat_penalty, seed)
+              top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int | None = None,
+              stop=()) -> Generation:
+        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed,
+                                     list(stop))
+        return Generation(self, prompt_token_ids(prompt_ids, self.n_vocab), params)
 
 
 class Generation:
-    """One prompt's generation, a token per `next_token()` call (so the page can draw and be stopped between
-    tokens). The first call evaluates the prompt; it ends at an end-of-generation token or the token budget."""
+    """One prompt's generation, a token per `next_text()` call (so the page can draw and be stopped between
+    tokens), through the engine's decoding core (bitnet.generation.Decoding): the same sampling, end of
+    generation, stop sequences and held-back text as `bitnet run`. The page only shows the text it returns."""
 
-    def __init__(self, model: WebModel, prompt_ids: list[int], max_tokens: int, temperature: float, top_k: int,
-                 top_p: float, min_p: float, repeat_penalty: float, seed: int | None) -> None:
-        from bitnet.sampling import Sampler
-
-        prompt_ids = prompt_token_ids(prompt_ids, model.n_vocab)
-        self.budget = generation_budget(prompt_ids, model.n_ctx, check_max_tokens(max_tokens))
+    def __init__(self, model: WebModel, prompt_ids: list[int], params: SamplingParams) -> None:
         self.model = model
-        self.sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                               repeat_penalty=repeat_penalty, seed=seed)
         self.prompt_ids = prompt_ids
-        self.history = array("q", prompt_ids)
-        self.generated: list[int] = []
-        self.finish_reason: str | None = None if self.budget > 0 else "length"
+        self.decoding = Decoding(prompt_ids, params, model.n_ctx, model.tokenizer.eog_ids,
+                                 StreamDecoder(model.pieces))
         self._logits = array("f", bytes(4 * model.n_vocab))
         self._logits_2d = memoryview(self._logits).cast("B").cast("f", (1, model.n_vocab))
         self.prefill_s = self.decode_s = 0.0
-        self._prefilled = False
+        self._pos = 0               # tokens evaluated into the context
 
     @property
     def finished(self) -> bool:
-        return self.finish_reason is not None
+        return self.decoding.finished
 
-    def next_token(self) -> int:
-        """The next generated token id, or -1 once the generation has ended (see `finish_reason`)."""
+    @property
+    def finish_reason(self) -> str | None:
+        return self.decoding.finish_reason if self.finished else None
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.decoding.generated
+
+    def next_text(self) -> str:
+        """Evaluate one step (the prompt, or the last token) and choose the next token: the text that is now
+        final (often empty, or what a stop sequence left). `finished` says when the generation has ended."""
         if self.finished:
-            return -1
+            return ""
         t0 = time.perf_counter()
-        if not self._prefilled:
+        if self._pos == 0:
             self._forward(self.prompt_ids, 0)
-            self._prefilled = True
             self.prefill_s = time.perf_counter() - t0
         else:
-            self._forward([self.generated[-1]], len(self.history) - 1)
+            self._forward([self.decoding.last_token], self._pos)
             self.decode_s += time.perf_counter() - t0
-        token = self.sampler.sample(self._logits, self.history)
-        if token in self.model.tokenizer.eog_ids:
-            self.finish_reason = "stop"
-            return -1
-        self.generated.append(token)
-        self.history.append(token)
-        if len(self.generated) >= self.budget:
-            self.finish_reason = "length"
-        return token
+        self._pos += 1 if self._pos else len(self.prompt_ids)
+        return self.decoding.push(self._logits, self._pos - 1)
 
-    def stop(self) -> None:
-        """End the generation early (the page's stop button)."""
-        if not self.finished:
-            self.finish_reason = "stopped"
+    def stop(self) -> str:
+        """End the generation early (the page's stop button); returns the text still held back."""
+        return self.decoding.cancel("stopped")
 
     def _forward(self, tokens: list[int], pos: int) -> None:
         self.model.transformer.forward(self.model.context, tokens, pos, self._logits_2d, False, 1)
 
     def stats(self) -> dict:
-        n_decode = max(len(self.generated) - 1, 0)   # the first token comes out of the prompt's evaluation
-        return {"prompt_tokens": len(self.prompt_ids), "tokens": len(self.generated),
+        n_decode = max(len(self.tokens) - 1, 0)   # the first token comes out of the prompt's evaluation
+        return {"prompt_tokens": len(self.prompt_ids), "tokens": len(self.tokens),
                 "finish_reason": self.finish_reason, "prefill_s": self.prefill_s, "decode_s": self.decode_s,
                 "decode_tokens_per_s": n_decode / self.decode_s if self.decode_s > 0 else 0.0}

@@ -13,7 +13,7 @@ from conftest import PROJECT_ROOT, testdata_path
 
 import bitnet
 from bitnet.batching import BatchWorker, Scheduler, make_sequence
-from bitnet.engine import SamplingParams
+from bitnet.generation import SamplingParams
 from bitnet.gguf import GGMLType
 
 sys.path.insert(0, str(PROJECT_ROOT / "tools" / "fuzz"))

@@ -47,7 +47,7 @@ def fake_model(model_file):
     for info in reader.tensors.values():
         counts[info.ggml_type.name] = counts.get(info.ggml_type.name, 0) + 1
     return SimpleNamespace(path=model_file, reader=reader, arch=reader.metadata["general.architecture"],
-                           tensor_types=counts, device="cpu", _transformer=SimpleNamespace(device_name="cpu"))
+                           tensor_types=counts, device="cpu", device_name="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,7 @@ def receipt(fake_model, model_file, variant) -> dict:
 
 
 def test_a_cuda_receipt_names_the_gpu_and_its_kernels(fake_model, model_file):
-    gpu_model = SimpleNamespace(**{**vars(fake_model), "device": "cuda",
-                                   "_transformer": SimpleNamespace(device_name="NVIDIA H100 80GB HBM3")})
+    gpu_model = SimpleNamespace(**{**vars(fake_model), "device": "cuda", "device_name": "NVIDIA H100 80GB HBM3"})
     kwargs = dict(command="run", model=gpu_model, sha256=file_sha256(model_file), threads=1, tokens_in=12,
                   tokens_out=20, prefill_tokens=12, prefill_s=0.004, decode_tokens=19, decode_s=0.05)
     receipt = make_receipt(kernels=["norm_quant.cuda", "i2g_matmul.cuda", "f16_matmul.cuda", "argmax.cuda"],

@@ -32,14 +32,14 @@ sys.modules["numpy"] = None          # importing either now raises ImportError, 
 sys.modules["tokenizers"] = None
 import bitnet.web as web
 model = web.WebModel(sys.argv[1] or None)
-out = {}
+out, texts = {}, {}
 for ids in json.loads(sys.argv[2]):
-    gen = model.start(ids, max_tokens=32, temperature=0)
-    tokens = []
-    while (t := gen.next_token()) >= 0:
-        tokens.append(t)
-    out[str(ids)] = tokens
-print(json.dumps({"tokens": out, "info": model.info()}))
+    gen = model.start(ids, max_tokens=32, temperature=0, stop=json.loads(sys.argv[3]))
+    text = ""
+    while not gen.finished:
+        text += gen.next_text()
+    out[str(ids)], texts[str(ids)] = gen.tokens, text
+print(json.dumps({"tokens": out, "texts": texts, "info": model.info()}))
 """
 
 
@@ -53,12 +53,14 @@ def test_inference_path_runs_without_numpy_and_matches_the_engine(which: str, ke
     path = "" if which == "embedded" else str(testdata_path("tinyA", "tinyA-i2s.gguf"))
     model = bitnet.load(path or None, n_threads=1)
     prompts = [model.tokenize(p) for p in PROMPTS]
-    proc = subprocess.run([sys.executable, "-c", NO_NUMPY, path, json.dumps(prompts)], capture_output=True,
-                          text=True, timeout=120)
+    stops = ["e t", "\n\n"]     # the engine's held-back text and stop rule, in the browser's path too
+    proc = subprocess.run([sys.executable, "-c", NO_NUMPY, path, json.dumps(prompts), json.dumps(stops)],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     for ids in prompts:
-        assert result["tokens"][str(ids)] == model.generate(ids, max_tokens=32, temperature=0).tokens
+        native = model.generate(ids, max_tokens=32, temperature=0, stop=stops)
+        assert (result["tokens"][str(ids)], result["texts"][str(ids)]) == (native.tokens, native.text)
     # both files' F16 heads are small enough to be widened to F32 once at load, and decode the same tokens
     assert result["info"]["lm_head_type"] == "F32"
     assert result["info"]["eog_ids"] == sorted(model.tokenizer.eog_ids)

@@ -6,8 +6,9 @@ model = bitnet.web.WebModel()
 info = model.info()
 assert info["kernel"] == "wasm", info["kernel"]
 generation = model.start([info["bos_id"]], max_tokens=8, temperature=0)
-tokens = []
-while (token := generation.next_token()) >= 0:
-    tokens.append(token)
-assert tokens and all(0 <= t < model.n_vocab for t in tokens), tokens
+text = ""
+while not generation.finished:
+    text += generation.next_text()
+tokens = generation.tokens
+assert text and tokens and all(0 <= t < model.n_vocab for t in tokens), tokens
 print(f"ok: {len(tokens)} tokens with the {info['kernel']} kernels")

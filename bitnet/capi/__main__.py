@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.default_model:
-        from bitnet import default_model_path
+        from bitnet.paths import default_model_path
 
         print(default_model_path())
     return 0

@@ -4,15 +4,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from bitnet.argtypes import add_device_option, device_from_args, int_at_least
-from bitnet.engine import SamplingParams
 from bitnet.errors import BitNetError
+from bitnet.generation import SamplingParams
 
 DEFAULTS = SamplingParams()   # sampling defaults come from the engine: `--help` and the Python API agree
 HASH_CHUNK = 16 << 20
@@ -128,27 +127,15 @@ def add_sampling_options(parser: argparse.ArgumentParser, *, default_max_tokens:
                        help="stop when TEXT is generated (repeatable); the stop text is not printed")
 
 
-# -- environment -----------------------------------------------------------------------------------------------
-def deterministic() -> bool:
-    return os.environ.get("BITNET_DETERMINISTIC") == "1"
-
-
+# -- environment (read in bitnet.settings) ---------------------------------------------------------------------
 def resolve_seed(seed: int | None) -> int | None:
     """--seed, else $BITNET_SEED, else 0 in deterministic mode (so repeated runs agree), else None (random)."""
-    if seed is not None:
-        return seed
-    env = os.environ.get("BITNET_SEED", "").strip()
-    if env:
-        try:
-            return seed_value(env)
-        except argparse.ArgumentTypeError as e:
-            raise CLIError(f"BITNET_SEED: {e}") from None
-    return 0 if deterministic() else None
+    from bitnet import settings
 
-
-def resolve_threads(threads: int | None) -> int | None:
-    # Deterministic mode pins one thread even over an explicit --threads: that is what it promises.
-    return 1 if deterministic() else threads
+    try:
+        return settings.seed(seed)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,7 +148,7 @@ def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def model_path(path: Path | None) -> Path:
     """The model file to use, checked to exist (the embedded model when none is given)."""
     if path is None:
-        from bitnet import default_model_path
+        from bitnet.paths import default_model_path
 
         path = default_model_path()
         if not path.is_file():
@@ -240,7 +227,7 @@ def load_model(args: argparse.Namespace, *, n_ctx: int | None = None, quiet: boo
     if tokenizer is not None and not tokenizer.is_file():
         raise FileNotFoundError(f"tokenizer file not found: {tokenizer}")
     prefetch(path, quiet=quiet)
-    return bitnet.load(path, n_threads=resolve_threads(getattr(args, "threads", None)),
+    return bitnet.load(path, n_threads=getattr(args, "threads", None),
                        n_ctx=n_ctx if n_ctx is not None else getattr(args, "ctx_size", None),
                        tokenizer_path=tokenizer, lm_head=getattr(args, "lm_head", "exact"),
                        device=device_from_args(args))

@@ -68,13 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def thread_counts(requested: list[int] | None) -> list[int]:
-    from bitnet.engine import default_threads
+    from bitnet import settings
 
-    if _common.deterministic():
+    if settings.deterministic():
         if requested and requested != [1]:
             print("bitnet bench: BITNET_DETERMINISTIC=1 forces one thread", file=sys.stderr)
         return [1]
-    return list(dict.fromkeys(requested)) if requested else [default_threads()]
+    return list(dict.fromkeys(requested)) if requested else [settings.threads(None)]
 
 
 def _time_prompt(session, tokens: list[int]) -> float:
@@ -180,13 +180,13 @@ def bench(args: argparse.Namespace) -> int:
     model = _common.load_model(args, quiet=args.quiet)
     import bitnet
 
-    model._transformer.reset_ran()
+    model.reset_ran()
     log = None if args.quiet or args.json else (lambda msg: print(f"bitnet bench: {msg}", file=sys.stderr))
     results = run_bench(model, args.n_prompt, args.n_gen, threads, args.repetitions, warmup=not args.no_warmup,
                         seed=args.seed, log=log)
-    ran = model._transformer.ran_kernels()
+    ran = model.ran_kernels()
     head = ", q8_0 head" if model.lm_head != "exact" else ""
-    backend = (f"CUDA ({model._transformer.device_name}{head})" if model.device == "cuda" else
+    backend = (f"CUDA ({model.device_name}{head})" if model.device == "cuda" else
                f"CPU ({bitnet.cpu_info().get('variant', '?')}{head})")
     if args.json:
         info = model_row(model)

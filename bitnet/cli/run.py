@@ -89,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
     path = _common.model_path(args.model)
     sha256 = _common.sha256_file(path, quiet=args.quiet) if args.receipt else None
     model = _common.load_model(args, quiet=args.quiet)
-    model._transformer.reset_ran()
+    model.reset_ran()
     stream = start_stream(model, prompt, args.prompt_template, args.system_prompt, kwargs)
     out = sys.stdout
     interrupted = _common.write_stream(stream, out)
-    ran = model._transformer.ran_kernels()
+    ran = model.ran_kernels()
     if stream.text and not stream.text.endswith("\n"):
         out.write("\n")
     out.flush()

@@ -11,13 +11,12 @@ Weight shapes are numpy order: a matrix of M output rows of K inputs is ``[M, K]
 """
 from __future__ import annotations
 
-import os
-
 try:
     import numpy as np
 except ImportError:   # the browser build has no numpy: the forward pass needs only the variant selection here
     np = None
 
+from bitnet import settings
 from bitnet.errors import KernelError
 from bitnet.kernels import _kernels as _k
 
@@ -475,7 +474,7 @@ TERNARY_PATHS = ("mac", "lut")
 
 def _kernel_env() -> tuple[str | None, str | None]:
     """BITNET_KERNEL as (variant or None, ternary path or None): 'avx2', 'lut', 'avx2+lut'."""
-    raw = os.environ.get("BITNET_KERNEL", "").strip().lower()
+    raw = settings.kernel().strip().lower()
     variant = path = None
     for part in filter(None, (p.strip() for p in raw.split("+"))):
         if part in TERNARY_PATHS and path is None:
@@ -499,7 +498,7 @@ def _initial_variant() -> None:
         try:
             set_variant(name)
         except KernelError as e:
-            raise KernelError(f"BITNET_KERNEL={os.environ['BITNET_KERNEL']}: {e}") from None
+            raise KernelError(f"BITNET_KERNEL={settings.kernel()}: {e}") from None
     else:
         _k.activate(_k.best_variant())
 

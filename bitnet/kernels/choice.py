@@ -25,7 +25,8 @@ import os
 import statistics
 import time
 
-from bitnet import kernels
+from bitnet import kernels, settings
+from bitnet.settings import available_cpus
 
 # Variants with SIMD LUT kernels; elsewhere the LUT entries are the scalar reference, never the faster path.
 LUT_VARIANTS = ("avx2", "avx512")
@@ -43,12 +44,7 @@ DEFAULT = "mac"
 
 
 def cache_path() -> str:
-    base = os.environ.get("BITNET_CACHE_DIR")
-    if not base:
-        from platformdirs import user_cache_dir
-
-        base = user_cache_dir("bitnet")
-    return os.path.join(base, "kernel-choice.json")
+    return os.path.join(settings.cache_dir(), "kernel-choice.json")
 
 
 def cpu_model() -> str:
@@ -63,13 +59,6 @@ def cpu_model() -> str:
     import platform
 
     return platform.processor() or platform.machine() or "unknown"
-
-
-def available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _key(variant: str, n_threads: int) -> str:

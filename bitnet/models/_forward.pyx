@@ -12,7 +12,7 @@ depend on the thread count.
 from libc.math cimport isfinite, sqrtf
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport parallel, prange, threadid
 
 from array import array
 
@@ -597,17 +597,19 @@ cdef void _matmul(const bn_kernels *kt, const Mat **ws, float **ys, int n, const
     for i in range(n):
         slices[i] = _n_slices(ws[i], T, nt)
         jobs += slices[i]
-    for job in prange(jobs, num_threads=nt, schedule='dynamic'):
-        if threadid() == 0:            # one writer; the team size is the same for every thread of the region
+    with parallel(num_threads=nt):
+        # Every member runs this line, slices or not (a descheduled one may get none): thread 0 is the one writer.
+        if threadid() == 0:
             team[0] = max(team[0], bn_team_size())
-        i = 0
-        c = job
-        while c >= slices[i]:
-            c = c - slices[i]
-            i = i + 1
-        # whole 32-row tiles of a LUT-form weight per slice (BN_LUT_ROWS)
-        step = (((ws[i].M + slices[i] - 1) // slices[i]) + 31) & ~(<int64_t>31)
-        _rows(kt, ws[i], x, q, qi, xd, lt, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
+        for job in prange(jobs, schedule='dynamic'):
+            i = 0
+            c = job
+            while c >= slices[i]:
+                c = c - slices[i]
+                i = i + 1
+            # whole 32-row tiles of a LUT-form weight per slice (BN_LUT_ROWS)
+            step = (((ws[i].M + slices[i] - 1) // slices[i]) + 31) & ~(<int64_t>31)
+            _rows(kt, ws[i], x, q, qi, xd, lt, T, ys[i], min(ws[i].M, c * step), min(ws[i].M, (c + 1) * step))
 
 
 cdef inline void _matmul1(const bn_kernels *kt, const Mat *w, const float *x, const int8_t *q, const bn_qinfo *qi,

@@ -7,8 +7,9 @@ the C ABI see only this interface, so none of them changes per backend.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Protocol
+
+from bitnet import settings
 
 DEVICES = ("cpu", "cuda")
 
@@ -51,10 +52,9 @@ class Backend(Protocol):
 
 def resolve_device(device: str | None) -> str:
     """`device`, else BITNET_DEVICE, else "cpu"; a name outside DEVICES is a ValueError naming them."""
-    name = device if device is not None else os.environ.get("BITNET_DEVICE") or "cpu"
+    name, source = settings.device(device)
     name = name.strip().lower()
     if name not in DEVICES:
-        source = "device" if device is not None else "BITNET_DEVICE"
         raise ValueError(f"{source} must be one of {', '.join(DEVICES)}, got {name!r}")
     return name
 

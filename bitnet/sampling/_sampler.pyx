@@ -537,6 +537,19 @@ def _as_logits(logits):
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def first_non_finite(logits) -> int:
+    """Index of the first NaN or infinite score in `logits` (a 1-D float32 buffer), -1 when all are finite: the
+    decoding loop's check that the forward pass produced numbers (bitnet.generation)."""
+    cdef const float[::1] v = _as_logits(logits)
+    cdef Py_ssize_t i, found = -1
+    with nogil:
+        for i in range(v.shape[0]):
+            if v[i] - v[i] != 0.0:        # NaN - NaN and inf - inf are NaN; every finite x - x is 0
+                found = i
+                break
+    return found
+
+
 cdef class Sampler:
     """Turns a vector of logits into a token id.
 

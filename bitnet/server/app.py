@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bitnet._version import __version__
 from bitnet.batching import DEFAULT_PREFILL_CHUNK
-from bitnet.engine import Model, SamplingParams
+from bitnet.engine import Model
 from bitnet.errors import BitNetError
+from bitnet.generation import SamplingParams
 from bitnet.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bitnet.server.metrics import Metrics
 from bitnet.server.schemas import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 
-from bitnet.engine import Timings
+from bitnet.generation import Timings
 
 RATE_WINDOW_S = 60.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

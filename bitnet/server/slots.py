@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from bitnet.batching import DEFAULT_PREFILL_CHUNK, BatchWorker, Sequence, make_sequence
-from bitnet.engine import SamplingParams, Session, Timings, shared_prefix
+from bitnet.engine import Session
+from bitnet.generation import SamplingParams, Timings, shared_prefix
 
 log = logging.getLogger("bitnet.server")
 

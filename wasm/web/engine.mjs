@@ -85,7 +85,6 @@ export class Model {
     this.engine = engine;
     this.py = py;
     this.info = py.info().toJs({ dict_converter: Object.fromEntries });
-    this.eog = new Set(this.info.eog_ids);
     this.tokenizer = new Tokenizer(JSON.parse(py.tokenizer_json()), { clean_up_tokenization_spaces: false });
   }
 
@@ -108,40 +107,25 @@ export class Model {
   }
 
   // Generate for `text`; onText(piece) receives text as it becomes final; shouldStop() is asked between tokens.
-  // Resolves to {text, tokens, promptTokens, finishReason, stats}.
+  // Sampling, stop sequences, held-back text and detokenization are the engine's (bitnet.generation, in
+  // Python): this side only shows the text. Resolves to {text, tokens, promptTokens, finishReason, stats}.
   async generate(text, options = {}, onText = () => {}, shouldStop = () => false) {
     const o = { ...DEFAULTS, ...options };
     const { ids, stops } = this.promptIds(text, o.template);
-    const gen = this.engine.callPython(() => this.py.start(this.engine.pyodide.toPy(ids), o.maxTokens,
-      o.temperature, o.topK, o.topP, o.minP, o.repeatPenalty, o.seed ?? undefined));
-    const hold = Math.max(0, ...stops.map((s) => s.length - 1));
-    const tokens = [];
-    let done = "";          // text of tokens[0 .. pendingFrom), ending on a whole character
-    let pendingFrom = 0;    // tokens from here on may end inside a UTF-8 character (decoded as U+FFFD for now)
-    let shown = 0;          // characters of the text already given to onText
-    let finishReason = null;
-    let textSoFar = "";
+    const toPy = (v) => this.engine.pyodide.toPy(v);
+    const gen = this.engine.callPython(() => this.py.start(toPy(ids), o.maxTokens, o.temperature, o.topK, o.topP,
+      o.minP, o.repeatPenalty, o.seed ?? undefined, toPy(stops)));
+    let out = "";
+    const show = (piece) => { if (piece) { out += piece; onText(piece); } };
     const t0 = performance.now();
     let firstTokenAt = null;
     let lastYield = t0;
-    let stats;
+    let result;
     try {
-      for (;;) {
-        if (shouldStop()) { gen.stop(); finishReason = "stopped"; break; }
-        const token = this.engine.callPython(() => gen.next_token());
-        if (token < 0) { finishReason = gen.finish_reason; break; }
+      while (!gen.finished) {
+        if (shouldStop()) { show(gen.stop()); break; }
+        show(this.engine.callPython(() => gen.next_text()));
         if (firstTokenAt === null) firstTokenAt = performance.now();
-        tokens.push(token);
-        // Byte-level and SentencePiece pieces decode independently once cut at whole characters, so only the
-        // tokens since the last whole character are decoded again (not the whole text, per token).
-        const pending = this.tokenizer.decode(tokens.slice(pendingFrom), { skip_special_tokens: true });
-        textSoFar = done + pending;
-        if (!pending.endsWith("\uFFFD")) { done = textSoFar; pendingFrom = tokens.length; }
-        const cut = firstStop(textSoFar, stops);
-        if (cut !== null) { textSoFar = textSoFar.slice(0, cut); gen.stop(); finishReason = "stop"; break; }
-        // Text that could still become a stop sequence is held back, and so is a character still incomplete.
-        const ready = Math.min(textSoFar.length - hold, done.length);
-        if (ready > shown) { onText(textSoFar.slice(shown, ready)); shown = ready; }
         // Give the event loop a turn (the page draws, the stop button is heard) every frame or so, not every
         // token: timers are clamped to >= 1-4 ms, longer than a small model's token.
         if (performance.now() - lastYield > 15) {
@@ -149,23 +133,16 @@ export class Model {
           lastYield = performance.now();
         }
       }
+      const stats = gen.stats().toJs({ dict_converter: Object.fromEntries });
+      result = { tokens: gen.tokens.toJs(), finishReason: gen.finish_reason, stats };
     } finally {
-      stats = gen.stats().toJs({ dict_converter: Object.fromEntries });
       gen.destroy();
     }
-    if (textSoFar.length > shown) onText(textSoFar.slice(shown));
+    const { stats } = result;
     const decodeMs = firstTokenAt === null ? 0 : performance.now() - firstTokenAt;
-    stats.wall_tokens_per_s = tokens.length > 1 && decodeMs > 0 ? (tokens.length - 1) / (decodeMs / 1000) : 0;
+    const n = result.tokens.length;
+    stats.wall_tokens_per_s = n > 1 && decodeMs > 0 ? (n - 1) / (decodeMs / 1000) : 0;
     stats.wall_s = (performance.now() - t0) / 1000;
-    return { text: textSoFar, tokens, promptTokens: ids.length, finishReason, stats };
+    return { text: out, tokens: result.tokens, promptTokens: ids.length, finishReason: result.finishReason, stats };
   }
-}
-
-function firstStop(text, stops) {
-  let best = null;
-  for (const s of stops) {
-    const i = text.indexOf(s);
-    if (i >= 0 && (best === null || i < best)) best = i;
-  }
-  return best;
 }

@@ -1,0 +1,84 @@
+"""The environment variables the engine reads: each one read here, with one meaning for every surface (Python,
+CLI, server, C ABI, browser build).
+
+- BITNET_SEED: the sampler's seed when a call gives none (an integer in [0, 2**64)).
+- BITNET_DETERMINISTIC=1: repeatable runs: one thread (even over an explicit thread count) and seed 0 when
+  neither the call nor BITNET_SEED gives one.
+- BITNET_DEVICE: "cpu" (default) or "cuda", when a call names no device.
+- BITNET_KERNEL: force a kernel variant and/or ternary path (parsed by bitnet.kernels).
+- BITNET_CACHE_DIR: where measured choices are kept (default: the user cache directory).
+
+Numpy-free: the browser build imports it.
+"""
+from __future__ import annotations
+
+import os
+
+SEED_LIMIT = 2**64
+
+
+def deterministic() -> bool:
+    return os.environ.get("BITNET_DETERMINISTIC") == "1"
+
+
+def check_seed(value: object, source: str = "seed") -> int:
+    """`value` as a seed, or a ValueError naming `source` and the accepted range."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{source} must be an integer, got {value!r}")
+    try:
+        seed = int(value)
+    except ValueError:
+        raise ValueError(f"{source} must be an integer, got {value!r}") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{source} must be between 0 and 2**64-1, got {seed}")
+    return seed
+
+
+def seed(explicit: int | None) -> int | None:
+    """The seed a generation uses: the call's, else BITNET_SEED, else 0 in deterministic mode, else None
+    (a fresh random seed)."""
+    if explicit is not None:
+        return check_seed(explicit)
+    env = os.environ.get("BITNET_SEED", "").strip()
+    if env:
+        return check_seed(env, "BITNET_SEED")
+    return 0 if deterministic() else None
+
+
+def available_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads(explicit: int | None) -> int:
+    """The threads a model runs on: 1 in deterministic mode (what it promises, over an explicit count), else the
+    call's, else every CPU this process may use."""
+    if deterministic():
+        return 1
+    return available_cpus() if explicit is None else explicit
+
+
+def device(explicit: str | None) -> tuple[str, str]:
+    """(the device name asked for, where it came from): the call's, else BITNET_DEVICE, else "cpu"."""
+    if explicit is not None:
+        return explicit, "device"
+    return os.environ.get("BITNET_DEVICE") or "cpu", "BITNET_DEVICE"
+
+
+def kernel() -> str:
+    return os.environ.get("BITNET_KERNEL", "")
+
+
+def cache_dir() -> str:
+    base = os.environ.get("BITNET_CACHE_DIR")
+    if not base:
+        from platformdirs import user_cache_dir
+
+        base = user_cache_dir("bitnet")
+    return base
+
+
+__all__ = ["SEED_LIMIT", "available_cpus", "cache_dir", "check_seed", "deterministic", "device", "kernel", "seed",
+           "threads"]
