@@ -346,3 +346,13 @@ def test_stream_read_reads_every_word_once(n_threads):
 
     data = np.arange(1, 100_003, dtype=np.uint64)
     assert _kernels.stream_read(data, n_threads) == int(data.sum())
+
+
+def test_the_type_ids_the_c_code_reads_are_those_of_the_format_module() -> None:
+    """Every ggml type id is stated once for Python and Cython (bitnet.gguf.constants); the C code's own names for
+    the ones it reads must agree with it."""
+    from bitnet.gguf.constants import GGMLType
+    from bitnet.kernels import _kernels
+
+    assert _kernels.C_TYPE_IDS == {name: int(GGMLType[name]) for name in _kernels.C_TYPE_IDS}
+    assert set(_kernels.C_TYPE_IDS) == {"F32", "F16", "Q8_0", "BF16"}

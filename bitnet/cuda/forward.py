@@ -24,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from bitnet.errors import BitNetError, ModelError, non_finite_logit
+from bitnet.gguf.constants import GGMLType, i2s_code_bytes
 
-T_F32, T_F16, T_Q8_0, T_BF16, T_TQ1_0, T_TQ2_0, T_I2_S = 0, 1, 8, 30, 34, 35, 36
+T_F32, T_F16, T_Q8_0, T_BF16, T_TQ1_0, T_TQ2_0, T_I2_S = (int(GGMLType[name]) for name in (
+    "F32", "F16", "Q8_0", "BF16", "TQ1_0", "TQ2_0", "I2_S"))
 FLOAT_KERNELS = {T_F16: "f16_matmul", T_BF16: "bf16_matmul", T_F32: "f32_matmul", T_Q8_0: "q80_matmul"}
 
 UBATCH = 256             # tokens per pass through the layers (bounds the scratch buffers)
@@ -70,7 +72,7 @@ class DeviceMatrix:
 
 def _device_bytes(m) -> int:
     """What a BoundMatrix occupies on the device."""
-    return m.M * m.K // 4 if m.ggml_type == T_I2_S else memoryview(m.data).nbytes
+    return i2s_code_bytes(m.M * m.K) if m.ggml_type == T_I2_S else memoryview(m.data).nbytes
 
 
 class CudaContext:

@@ -67,6 +67,12 @@ BLOCK_LAYOUT: dict[GGMLType, tuple[int, int]] = {
 
 I2S_BLOCK = 128          # elements per packing block (x86 layout); the element count must be a multiple
 I2S_TAIL_BYTES = 32      # float32 scale + 28 unspecified bytes after the packed codes
+I2S_SCALE_BYTES = 4      # the float32 scale: all of the tail that a reader of the codes needs
+
+
+def i2s_code_bytes(n_elements: int) -> int:
+    """Bytes of the packed 2-bit codes of an I2_S tensor (4 per byte); its float32 scale follows them."""
+    return n_elements // 4
 
 # Type ids that exist elsewhere but that this engine does not read; named in the error message.
 KNOWN_UNSUPPORTED: dict[int, str] = {
@@ -103,7 +109,7 @@ def tensor_nbytes_dims(ggml_type: GGMLType, dims: Sequence[int], tensor: str = "
         if n % I2S_BLOCK:
             raise GGUFError(f"tensor {tensor!r}: I2_S needs an element count that is a multiple of "
                             f"{I2S_BLOCK}, dims {tuple(dims)} give {n}")
-        return n // 4 + I2S_TAIL_BYTES
+        return i2s_code_bytes(n) + I2S_TAIL_BYTES
     block, block_bytes = BLOCK_LAYOUT[GGMLType(ggml_type)]
     if ne0 % block:
         raise GGUFError(f"tensor {tensor!r}: {GGMLType(ggml_type).name} rows (ne0) must be a multiple of "

@@ -18,6 +18,7 @@ except ImportError:   # the browser build has no numpy: the forward pass needs o
 
 from bitnet import settings
 from bitnet.errors import KernelError
+from bitnet.gguf.constants import BLOCK_LAYOUT, I2S_BLOCK, I2S_SCALE_BYTES, GGMLType, i2s_code_bytes
 from bitnet.kernels import _kernels as _k
 
 __all__ = [
@@ -61,15 +62,16 @@ __all__ = [
     "TERNARY_PATHS",
 ]
 
-GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, 8, 30
-GGML_TQ1_0, GGML_TQ2_0, GGML_I2_S = 34, 35, 36
+# The type ids, block layouts and the I2_S size rule are stated once, in bitnet.gguf.constants.
+GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = (int(GGMLType.F32), int(GGMLType.F16), int(GGMLType.Q8_0),
+                                            int(GGMLType.BF16))
+GGML_TQ1_0, GGML_TQ2_0, GGML_I2_S = int(GGMLType.TQ1_0), int(GGMLType.TQ2_0), int(GGMLType.I2_S)
 
 VARIANTS: tuple[str, ...] = _k.VARIANT_NAMES
 KERNEL_NAMES: tuple[str, ...] = tuple(_k.KERNEL_NAMES)
 _TERNARY = (GGML_I2_S, GGML_TQ2_0, GGML_TQ1_0)
 _FLOAT = (GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16)
-_TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16", GGML_TQ1_0: "TQ1_0",
-               GGML_TQ2_0: "TQ2_0", GGML_I2_S: "I2_S"}
+_TYPE_NAMES = {int(t): t.name for t in GGMLType}
 
 # CPU features each variant needs at run time (dispatch.c checks the same; receipts check them too).
 VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
@@ -166,25 +168,24 @@ def _bytes(data: np.ndarray | bytes | memoryview) -> np.ndarray:
 
 
 def _weight_bytes(ggml_type: int, K: int, M: int) -> int:
-    """Bytes a [M, K] tensor of this type needs (I2_S: codes plus the 4-byte scale that follows them)."""
+    """Bytes a [M, K] tensor of this type needs (I2_S: its codes and the scale after them, not the rest of the
+    file's tail)."""
     n = K * M
     if ggml_type == GGML_I2_S:
-        if n % 128:
-            raise ValueError(f"I2_S needs M*K to be a multiple of 128, got M={M} K={K}")
-        return n // 4 + 4
-    if ggml_type in (GGML_TQ2_0, GGML_TQ1_0):
-        if K % 256:
-            raise ValueError(f"{_TYPE_NAMES[ggml_type]} needs K to be a multiple of 256, got K={K}")
-        return M * (K // 256) * (66 if ggml_type == GGML_TQ2_0 else 54)
-    if ggml_type == GGML_Q8_0:
-        if K % 32:
-            raise ValueError(f"Q8_0 needs K to be a multiple of 32, got K={K}")
-        return M * (K // 32) * 34
-    if ggml_type in (GGML_F16, GGML_BF16):
-        return n * 2
-    if ggml_type == GGML_F32:
-        return n * 4
-    raise KernelError(f"no matmul kernel for ggml type {ggml_type}")
+        if n % I2S_BLOCK:
+            raise ValueError(f"I2_S needs M*K to be a multiple of {I2S_BLOCK}, got M={M} K={K}")
+        return i2s_code_bytes(n) + I2S_SCALE_BYTES
+    if ggml_type not in _TYPE_NAMES:
+        raise KernelError(f"no matmul kernel for ggml type {ggml_type}")
+    block, block_bytes = BLOCK_LAYOUT[GGMLType(ggml_type)]
+    if K % block:
+        raise ValueError(f"{_TYPE_NAMES[ggml_type]} needs K to be a multiple of {block}, got K={K}")
+    return M * (K // block) * block_bytes
+
+
+def _i2s_scale(buf: np.ndarray, n: int) -> float:
+    at = i2s_code_bytes(n)
+    return float(buf[at:at + I2S_SCALE_BYTES].view(np.float32)[0])
 
 
 def _check_matmul(data, ggml_type: int, K: int, M: int, allowed: tuple[int, ...], what: str) -> np.ndarray:
@@ -225,7 +226,7 @@ def ternary_matmul(data, ggml_type: int, K: int, M: int, x: np.ndarray, variant:
     q = np.empty(x2.shape, dtype=np.int8)
     info = np.empty(x2.shape[0] * 8, dtype=np.uint8)
     _k.quantize_act(v, x2, q, info)
-    wscale = float(buf[K * M // 4:K * M // 4 + 4].view(np.float32)[0]) if ggml_type == GGML_I2_S else 1.0
+    wscale = _i2s_scale(buf, K * M) if ggml_type == GGML_I2_S else 1.0
     y = np.empty((x2.shape[0], M), dtype=np.float32)
     _k.ternary_matmul(v, ggml_type, buf, K, M, q, info, wscale, y, n_threads)
     return y if np.ndim(x) == 2 else y[0]
@@ -252,7 +253,7 @@ def ternary_matmul_q(data, ggml_type: int, K: int, M: int, q: np.ndarray, scale:
     v = _table(variant)
     q, info = _quantized(q, scale, qsum, K)
     T = q.shape[0]
-    wscale = float(buf[K * M // 4:K * M // 4 + 4].view(np.float32)[0]) if ggml_type == GGML_I2_S else 1.0
+    wscale = _i2s_scale(buf, K * M) if ggml_type == GGML_I2_S else 1.0
     y = np.empty((T, M), dtype=np.float32)
     _k.ternary_matmul(v, ggml_type, buf, K, M, q, info, wscale, y, n_threads, gemm, row_chunk)
     return y

@@ -104,6 +104,8 @@ cdef extern from "kernels.h" nogil:
     void bn_f16_to_f32(const bn_f16 *x, float *out, int64_t n)
     void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n)
     float bn_f16_scalar_to_f32(bn_f16 h)
+    enum bn_ggml_type:
+        BN_T_F32, BN_T_F16, BN_T_Q8_0, BN_T_BF16
     int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out)
     void bn_quantize_q8(const float *x, int64_t K, int8_t *q, float *d)
     void bn_encode_q80_row(const float *x, int64_t K, uint8_t *out)

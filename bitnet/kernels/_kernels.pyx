@@ -9,6 +9,11 @@ from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
+from bitnet.gguf.constants import GGMLType
+
+# the ternary type ids, from their one statement (bitnet.gguf.constants)
+cdef int T_I2_S = GGMLType.I2_S, T_TQ2_0 = GGMLType.TQ2_0
+
 cdef extern from *:
     """
     #ifdef _OPENMP
@@ -29,6 +34,8 @@ cdef const bn_kernels *active_kernels() noexcept nogil:
 cdef int _NV = BN_V_COUNT, _NK = BN_K_COUNT
 VARIANT_NAMES = tuple(bn_variant_names[i].decode() for i in range(_NV))
 KERNEL_NAMES = tuple(bn_kernel_names[i].decode() for i in range(_NK))
+# the type ids the C code reads (kernels.h), for the test that holds them equal to bitnet.gguf.constants.GGMLType
+C_TYPE_IDS = {"F32": BN_T_F32, "F16": BN_T_F16, "Q8_0": BN_T_Q8_0, "BF16": BN_T_BF16}
 
 
 def detect_features() -> dict:
@@ -139,12 +146,12 @@ def ternary_matmul(int v, int ggml_type, const uint8_t[::1] data, int64_t K, int
     for c in prange(nchunks, nogil=True, num_threads=nt, schedule="dynamic"):
         r0 = c * chunk
         r1 = min(r0 + chunk, M)
-        if ggml_type == 36:
+        if ggml_type == T_I2_S:
             if gemv:
                 kt.i2s_gemv(w, K, r0, r1, qp, qi, wscale, yp)
             else:
                 kt.i2s_gemm(w, K, r0, r1, qp, qi, T, wscale, yp, M)
-        elif ggml_type == 35:
+        elif ggml_type == T_TQ2_0:
             if gemv:
                 kt.tq2_gemv(w, K, r0, r1, qp, qi, yp)
             else:

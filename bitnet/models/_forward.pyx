@@ -32,15 +32,13 @@ from bitnet.kernels._kernels cimport (
     bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes,
 )
 
+from bitnet.gguf.constants import GGMLType
+
+# ggml type ids used here, from their one statement (bitnet.gguf.constants; docs/formats.md §2)
+cdef int T_F32 = GGMLType.F32, T_F16 = GGMLType.F16, T_Q8_0 = GGMLType.Q8_0, T_BF16 = GGMLType.BF16
+cdef int T_TQ1_0 = GGMLType.TQ1_0, T_TQ2_0 = GGMLType.TQ2_0, T_I2_S = GGMLType.I2_S
+
 cdef enum:
-    # ggml type ids used here (docs/formats.md §2)
-    T_F32 = 0
-    T_F16 = 1
-    T_Q8_0 = 8
-    T_BF16 = 30
-    T_TQ1_0 = 34
-    T_TQ2_0 = 35
-    T_I2_S = 36
     # Tokens evaluated per internal step: bounds scratch memory for long prompts.
     UBATCH = 256
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bitnet.errors import ModelError
 from bitnet.gguf import GGMLType, GGUFReader
+from bitnet.gguf.constants import i2s_code_bytes
 
 TERNARY_TYPES = (GGMLType.I2_S, GGMLType.TQ2_0, GGMLType.TQ1_0)
 FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0)
@@ -137,7 +138,7 @@ def bind_matrix(reader: GGUFReader, name: str, K: int, M: int, allowed=TERNARY_T
     data = reader.tensor_buffer(name)
     wscale = 1.0
     if info.ggml_type == GGMLType.I2_S:
-        (wscale,) = struct.unpack_from("<f", data, K * M // 4)
+        (wscale,) = struct.unpack_from("<f", data, i2s_code_bytes(K * M))
         if not math.isfinite(wscale):
             raise ModelError(f"tensor '{name}' has a non-finite I2_S scale ({wscale})")
     return BoundMatrix(name=name, ggml_type=int(info.ggml_type), K=K, M=M, data=data, wscale=wscale)

@@ -172,7 +172,10 @@ void bn_f32_to_f16(const float *x, bn_f16 *out, int64_t n);   /* round to neares
 void bn_f16_to_f32(const bn_f16 *x, float *out, int64_t n);
 void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n);
 float bn_f16_scalar_to_f32(bn_f16 h);
-/* Row `row` of a [rows, K] tensor of ggml type F32 (0), F16 (1), Q8_0 (8) or BF16 (30) as float32.
+/* The ggml type ids C code reads (docs/formats.md §2). bitnet.gguf.constants.GGMLType states every id for Python
+ * and Cython; tests/test_kernels.py holds these equal to it (C_TYPE_IDS of the compiled module). */
+enum bn_ggml_type { BN_T_F32 = 0, BN_T_F16 = 1, BN_T_Q8_0 = 8, BN_T_BF16 = 30 };
+/* Row `row` of a [rows, K] tensor of ggml type F32, F16, Q8_0 or BF16 as float32.
  * Returns 0, or -1 for another type. Used for the token embedding lookup. */
 int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out);
 /* Q8 blocks of 32 (K % 32 == 0), as ggml's Q8_0 quantizer: d = amax / 127, q = roundf(x / d) (0 when d == 0).

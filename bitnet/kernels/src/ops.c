@@ -155,16 +155,16 @@ void bn_encode_q80_row(const float *x, int64_t K, uint8_t *out) {
 
 int bn_dequant_row(int ggml_type, const uint8_t *data, int64_t K, int64_t row, float *out) {
     switch (ggml_type) {
-    case 0: /* F32 */
+    case BN_T_F32:
         BN_MEMCPY(out, data + row * K * 4, (size_t)K * 4);
         return 0;
-    case 1: /* F16 */
+    case BN_T_F16:
         for (int64_t k = 0; k < K; k++) out[k] = bn_half_to_float(bn_load_u16(data + (row * K + k) * 2));
         return 0;
-    case 30: /* BF16 */
+    case BN_T_BF16:
         for (int64_t k = 0; k < K; k++) out[k] = bn_bf16_to_float(bn_load_u16(data + (row * K + k) * 2));
         return 0;
-    case 8: { /* Q8_0 */
+    case BN_T_Q8_0: {
         if (K % BN_Q80_BLOCK != 0) return -1;
         const int64_t nb = K / BN_Q80_BLOCK;
         const uint8_t *r = data + row * nb * BN_Q80_BLOCK_BYTES;
