@@ -43,7 +43,7 @@ if is_wasm:
 if os.environ.get("BITNET_BUILD_NATIVE") == "1" and not is_msvc:
     compile_args.append("-march=native")
 
-KERNEL_DIR = "bitnet/kernels"
+KERNEL_DIR = "bitnet/backends/cpu/kernels"
 kernel_sources = [
     f"{KERNEL_DIR}/src/{name}.c"
     for name in ("cpu_features", "dispatch", "kernels_scalar", "kernels_x86", "kernels_arm", "kernels_wasm",
@@ -69,14 +69,14 @@ def ext(name: str, pyx: str, sources: list[str] = ()) -> Extension:
 
 extensions = [
     ext("bitnet.gguf._reader", "bitnet/gguf/_reader.pyx"),
-    ext("bitnet.kernels._kernels", f"{KERNEL_DIR}/_kernels.pyx", kernel_sources),
+    ext("bitnet.backends.cpu.kernels._kernels", f"{KERNEL_DIR}/_kernels.pyx", kernel_sources),
     # The forward pass calls the portable light ops directly (stateless C, linked in) and reaches the ISA
-    # kernels through the dispatch table exported by bitnet.kernels._kernels.
-    ext("bitnet.models._forward", "bitnet/models/_forward.pyx", [f"{KERNEL_DIR}/src/ops.c"]),
+    # kernels through the dispatch table exported by bitnet.backends.cpu.kernels._kernels.
+    ext("bitnet.backends.cpu._forward", "bitnet/backends/cpu/_forward.pyx", [f"{KERNEL_DIR}/src/ops.c"]),
     ext("bitnet.sampling._sampler", "bitnet/sampling/_sampler.pyx"),
 ]
 
-# Developer convenience: BITNET_EXTENSIONS=bitnet.kernels._kernels,... rebuilds only those in place.
+# Developer convenience: BITNET_EXTENSIONS=bitnet.backends.cpu.kernels._kernels,... rebuilds only those in place.
 only = [name for name in os.environ.get("BITNET_EXTENSIONS", "").split(",") if name]
 if only:
     extensions = [e for e in extensions if e.name in only]
@@ -88,8 +88,8 @@ CAPIBuildExt = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__fil
 
 
 # The CUDA kernels as PTX for compute_80 (the driver JIT-compiles it for sm_80 and newer), when nvcc is here;
-# without it the backend compiles the shipped kernels.cu with NVRTC at run time (bitnet/cuda/compile.py).
-CUDA_SOURCE = os.path.join("bitnet", "cuda", "kernels.cu")
+# without it the backend compiles the shipped kernels.cu with NVRTC at run time (bitnet/backends/cuda/compile.py).
+CUDA_SOURCE = os.path.join("bitnet", "backends", "cuda", "kernels.cu")
 
 
 class BuildExt(CAPIBuildExt):
@@ -101,7 +101,7 @@ class BuildExt(CAPIBuildExt):
         nvcc = shutil.which("nvcc")
         if nvcc is None or is_wasm:
             return
-        out_dir = os.path.join("bitnet" if self.inplace else os.path.join(self.build_lib, "bitnet"), "cuda")
+        out_dir = os.path.join("bitnet" if self.inplace else os.path.join(self.build_lib, "bitnet"), "backends", "cuda")
         os.makedirs(out_dir, exist_ok=True)
         ptx = os.path.join(out_dir, "kernels.ptx")
         res = subprocess.run([nvcc, "-ptx", "-arch=compute_80", "-o", ptx, CUDA_SOURCE], capture_output=True,
@@ -111,7 +111,7 @@ class BuildExt(CAPIBuildExt):
 
     def get_outputs(self) -> list[str]:
         outputs = super().get_outputs()
-        ptx = os.path.join(self.build_lib, "bitnet", "cuda", "kernels.ptx")
+        ptx = os.path.join(self.build_lib, "bitnet", "backends", "cuda", "kernels.ptx")
         return outputs + ([ptx] if not self.inplace and os.path.exists(ptx) else [])
 
 

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         write_synthetic(args.model)
 
     import bitnet
-    from bitnet.kernels import active_variant
+    from bitnet.backends.cpu.kernels import active_variant
 
     batches = [int(b) for b in args.batch.split(",")]
     kwargs = {} if args.lm_head == "exact" else {"lm_head": args.lm_head}

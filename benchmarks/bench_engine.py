@@ -13,7 +13,7 @@ fraction of that ceiling (decode at batch 1 reads every weight once per token, a
                                       [--ternary mac,lut] [--model PATH] [--json out.json]
 
 --ternary picks the kernels of the I2_S layers: the multiply-add ones (mac), the LUT ones (lut), or auto (the
-engine's measured per-CPU choice, bitnet.kernels.choice).
+engine's measured per-CPU choice, bitnet.backends.cpu.kernels.choice).
 
 Each configuration runs in a fresh subprocess so peak RSS is its own.
 """
@@ -113,7 +113,7 @@ def _probe():
         probe = Probe(PROBE_MB)
         return (lambda n: probe.read_gbs(n)), f"compiled probe, {probe.width}-bit loads"
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-        from bitnet.kernels import _kernels
+        from bitnet.backends.cpu.kernels import _kernels
 
         buf = np.ones(PROBE_MB * 2**20 // 8, dtype=np.uint64)
 
@@ -141,7 +141,7 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
     is over the decode steps alone. Peak RSS is this process's high-water mark (VmHWM; not getrusage's
     ru_maxrss, which Linux carries across fork+exec from the model-writing parent) without the probe's buffer."""
     import bitnet
-    from bitnet.kernels import ran_kernels
+    from bitnet.backends.cpu.kernels import ran_kernels
 
     t0 = time.perf_counter()
     model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"], lm_head=lm_head)
@@ -220,7 +220,7 @@ def main(argv=None) -> int:
         write_synthetic(args.model)
         print(f"  written in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
-    from bitnet.kernels import supported_variants
+    from bitnet.backends.cpu.kernels import supported_variants
 
     thread_counts = [int(t) for t in args.threads.split(",")]
     variants = (args.variants.split(",") if args.variants else

@@ -33,7 +33,7 @@ def wasm_run(model: str | None, tokens: int, warmup: int) -> dict:
 
 
 def native_run(model, variant: str, tokens: int) -> float:
-    from bitnet.kernels import set_variant
+    from bitnet.backends.cpu.kernels import set_variant
 
     set_variant(variant)
     completion = model.generate(PROMPT, max_tokens=tokens, temperature=0)
@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import bitnet
-    from bitnet.kernels import active_variant, supported_variants
+    from bitnet.backends.cpu.kernels import active_variant, supported_variants
 
     model = bitnet.load(args.model, n_threads=1)
     best = active_variant()

@@ -33,7 +33,7 @@ from bench_engine import DEFAULT_MODEL, write_synthetic  # noqa: E402
 import bitnet  # noqa: E402
 
 TINYA = ROOT / "tests" / "data" / "reference" / "tinyA" / "tinyA-i2s.gguf"
-# the launches of one layer's ternary matmuls (as bitnet/cuda/forward.py groups them) and their output buffers
+# the launches of one layer's ternary matmuls (as bitnet/backends/cuda/forward.py groups them) and their output buffers
 LAUNCHES = {"qkv": ("attn_q", "attn_k", "attn_v"), "o": ("attn_output",), "gate|up": ("ffn_gate", "ffn_up"),
             "down": ("ffn_down",)}
 OUTPUTS = {"attn_q": "q", "attn_k": "k", "attn_v": "v", "attn_output": "x", "ffn_gate": "gate", "ffn_up": "up",
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
-    from bitnet.cuda.driver import CudaDevice
+    from bitnet.backends.cuda.driver import CudaDevice
 
     probe = CudaDevice()
     report: dict = {"device": probe.name, "capability": "sm_{}{}".format(*probe.capability),

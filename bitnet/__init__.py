@@ -43,7 +43,7 @@ def __getattr__(name: str):
 
 def cpu_info() -> dict:
     """CPU features detected, kernel variants compiled and supported, and the variant in use."""
-    from bitnet.kernels import cpu_info as _cpu_info
+    from bitnet.backends.cpu.kernels import cpu_info as _cpu_info
 
     return _cpu_info()
 

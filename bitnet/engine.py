@@ -1,6 +1,6 @@
 """Loading a model and generating text: prefill/decode loop, KV cache reuse, stop conditions, streaming, timings.
 
-The per-token arithmetic runs in the compiled forward pass (`bitnet.models._forward`) with the GIL released;
+The per-token arithmetic runs in the compiled forward pass (`bitnet.backends.cpu._forward`) with the GIL released;
 this module only orchestrates: tokenize, evaluate the part of the prompt not already in the KV cache, sample,
 detokenize incrementally and decide when to stop.
 """
@@ -170,7 +170,8 @@ class Model:
     def __init__(self, path: str | os.PathLike | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact",
                  device: str | None = None):
-        from bitnet.models import arch_spec, build_transformer, read_hparams, resolve_device
+        from bitnet.backends import build, resolve_device
+        from bitnet.models import arch_spec, read_hparams
         from bitnet.tokenizer import Tokenizer, load_tokenizer
 
         t0 = time.perf_counter()
@@ -197,8 +198,8 @@ class Model:
             raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
         if self.device == "cpu":
             _check_kv_fits(hparams, n_ctx)     # on a GPU the backend checks the device's memory
-        self._transformer, self.hparams, self.spec = build_transformer(self.reader, lm_head, n_threads,
-                                                                       device=self.device, max_ctx=n_ctx)
+        self._transformer, self.hparams, self.spec = build(self.reader, self.device, lm_head, n_threads,
+                                                           max_ctx=n_ctx)
         self.lm_head = lm_head
         self.arch = self.hparams.arch
         self.n_vocab = self.hparams.n_vocab
@@ -253,7 +254,7 @@ class Model:
     def forward_batch(self, workspace, sessions: Sequence[Session], tokens: list[int], positions: list[int],
                       owners: list[int], logit_rows: list[int], logits: np.ndarray) -> None:
         """One step over several sessions: row r evaluates tokens[r] at positions[r] in sessions[owners[r]]'s
-        cache; the logits of rows `logit_rows` go to `logits` (see bitnet.models.backend.Backend)."""
+        cache; the logits of rows `logit_rows` go to `logits` (see bitnet.backends.Backend)."""
         self._transformer.forward_batch(workspace, [s.context for s in sessions], tokens, positions, owners,
                                         logit_rows, logits, self.n_threads)
 

@@ -1,8 +1,8 @@
 """Receipts: honest, checkable records of what a `bitnet run` / `bitnet bench` computed.
 
 A receipt names the model file (and its SHA-256), the kernel variants that actually executed -- recorded by the
-compiled kernels themselves (`bitnet.kernels.ran_kernels()`), not claimed by the caller -- the thread count,
-token counts, timings and throughput, the library version and the CPU's features. `verify_receipt` checks one:
+compiled kernels themselves (`bitnet.backends.cpu.kernels.ran_kernels()`), not claimed by the caller -- the
+thread count, token counts, timings and throughput, the library version and the CPU's features. `verify_receipt` checks one:
 schema, kernel ids that exist and fit the model's weight types and the CPU, throughput that agrees with the
 recorded timings and is physically plausible, and (given the model file) that the hash matches.
 
@@ -39,8 +39,8 @@ CUDA_TERNARY_KERNEL_PREFIX = {"I2_S": ("i2g_",)}
 def known_kernel_ids() -> frozenset[str]:
     """Every kernel id a receipt may name: '<kernel>.<variant>', e.g. 'i2s_gemv.avx2'."""
     # The compiled module's tables are the source of truth: the names the C kernels record themselves under.
-    from bitnet.cuda.driver import PARAMS
-    from bitnet.kernels import KERNEL_NAMES, VARIANTS
+    from bitnet.backends.cpu.kernels import KERNEL_NAMES, VARIANTS
+    from bitnet.backends.cuda.driver import PARAMS
 
     return frozenset([f"{k}.{v}" for k in KERNEL_NAMES for v in VARIANTS] + [f"{k}.cuda" for k in PARAMS])
 
@@ -63,7 +63,7 @@ def model_facts(model: Any) -> dict[str, Any]:
 def make_receipt(*, command: str, model: Any, sha256: str, kernels: Iterable[str], threads: int,
                  tokens_in: int, tokens_out: int, prefill_tokens: int, prefill_s: float, decode_tokens: int,
                  decode_s: float, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Assemble a receipt. `kernels` must come from `bitnet.kernels.ran_kernels()` after the work ran."""
+    """Assemble a receipt. `kernels` must come from `bitnet.backends.cpu.kernels.ran_kernels()` after the work ran."""
     import bitnet
 
     if command not in COMMANDS:
@@ -231,7 +231,7 @@ def _check_kernels(r: Mapping[str, Any], problems: list[str]) -> None:
     unknown = [k for k in kernels if k not in known]
     if unknown:
         problems.append(f"unknown kernel id(s): {', '.join(unknown)}")
-    from bitnet.kernels import VARIANT_FEATURES
+    from bitnet.backends.cpu.kernels import VARIANT_FEATURES
 
     features = set(r["cpu"]["features"])
     for variant in sorted({k.rsplit(".", 1)[-1] for k in kernels if k in known} - {"cuda"}):

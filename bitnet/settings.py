@@ -5,7 +5,7 @@ CLI, server, C ABI, browser build).
 - BITNET_DETERMINISTIC=1: repeatable runs: one thread (even over an explicit thread count) and seed 0 when
   neither the call nor BITNET_SEED gives one.
 - BITNET_DEVICE: "cpu" (default) or "cuda", when a call names no device.
-- BITNET_KERNEL: force a kernel variant and/or ternary path (parsed by bitnet.kernels).
+- BITNET_KERNEL: force a kernel variant and/or ternary path (parsed by bitnet.backends.cpu.kernels).
 - BITNET_CACHE_DIR: where measured choices are kept (default: the user cache directory).
 
 Numpy-free: the browser build imports it.

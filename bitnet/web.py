@@ -37,7 +37,7 @@ class WebModel:
     description. `start()` begins a generation."""
 
     def __init__(self, path: str | None = None, n_ctx: int | None = None) -> None:
-        from bitnet.models import build_transformer
+        from bitnet.backends import build
 
         t0 = time.perf_counter()
         self.path = Path(path) if path else default_model_path()
@@ -45,7 +45,7 @@ class WebModel:
             raise FileNotFoundError(f"model file not found: {self.path}")
         self.reader = GGUFReader(self.path)
         self.metadata = self.reader.metadata
-        self.transformer, self.hparams, _ = build_transformer(self.reader, widen_head_below=WIDEN_HEAD_BELOW)
+        self.transformer, self.hparams, _ = build(self.reader, widen_head_below=WIDEN_HEAD_BELOW)
         self.tokenizer = spec_from_gguf_metadata(self.metadata)
         self.pieces = self.tokenizer.pieces()
         self.n_vocab = self.hparams.n_vocab
@@ -62,8 +62,8 @@ class WebModel:
 
     def info(self) -> dict:
         """Facts the page shows and uses (plain JSON-able values)."""
+        from bitnet.backends.cpu.kernels import active_variant
         from bitnet.gguf import GGMLType
-        from bitnet.kernels import active_variant
 
         return {"path": str(self.path), "arch": self.hparams.arch, "n_vocab": self.n_vocab, "n_ctx": self.n_ctx,
                 "n_layer": self.hparams.n_layer, "n_embd": self.hparams.n_embd, "kernel": active_variant(),

@@ -1,8 +1,8 @@
-"""A stand-in for bitnet.cuda.driver.CudaDevice that runs every kernel of kernels.cu on the host, with the CPU
-kernels (bitnet.kernels, the scalar ones where a wrapper offers the choice) and the I2G host model
-(bitnet.cuda.layout.i2g_dots) as each kernel's reference.
+"""A stand-in for bitnet.backends.cuda.driver.CudaDevice that runs every kernel of kernels.cu on the host, with the CPU
+kernels (bitnet.backends.cpu.kernels, the scalar ones where a wrapper offers the choice) and the I2G host model
+(bitnet.backends.cuda.layout.i2g_dots) as each kernel's reference.
 
-It lets the tests run the CUDA forward pass (bitnet/cuda/forward.py) end to end without a GPU. Every launch's
+It lets the tests run the CUDA forward pass (bitnet/backends/cuda/forward.py) end to end without a GPU. Every launch's
 arguments are checked against driver.PARAMS (count and C type); every pointer must fall inside a live
 allocation with room for what the kernel reads or writes there; a call from a thread where the context was not
 made current fails; CUDA-graph capture records launches (a copy during capture fails, as on a GPU) that
@@ -17,9 +17,9 @@ import threading
 
 import numpy as np
 
-import bitnet.kernels as bk
-from bitnet.cuda.driver import PARAMS
-from bitnet.cuda.layout import i2g_dots
+import bitnet.backends.cpu.kernels as bk
+from bitnet.backends.cuda.driver import PARAMS
+from bitnet.backends.cuda.layout import i2g_dots
 
 QINFO = np.dtype([("scale", "<f4"), ("sum", "<i4")])
 F32_MATMULS = {"f16_matmul": bk.GGML_F16, "bf16_matmul": bk.GGML_BF16, "f32_matmul": bk.GGML_F32,

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 import pytest
-from bitnet.models._forward import Context, Workspace
+from bitnet.backends.cpu._forward import Context, Workspace
 from conftest import PROJECT_ROOT, testdata_path
 
 import bitnet

@@ -1,4 +1,4 @@
-"""The CUDA backend without a GPU: its forward pass (bitnet/cuda/forward.py) runs on tests/cuda_emulator.py, a
+"""The CUDA backend without a GPU: its forward pass (bitnet/backends/cuda/forward.py) runs on tests/cuda_emulator.py, a
 device whose kernels are the CPU kernels, through the real engine, sessions, sampler, batch scheduler and CLI.
 What this pins: the launch sequence, every argument and pointer (the emulator checks types and bounds), the
 decode step's CUDA graph (captured once per context, replayed with new inputs), device greedy, memory checks.
@@ -19,8 +19,8 @@ from conftest import PROJECT_ROOT, skip_for_hardware, testdata_path
 from cuda_emulator import EmulatedDevice
 
 import bitnet
-import bitnet.cuda.driver as driver
-from bitnet.cuda.forward import CudaMemoryError
+import bitnet.backends.cuda.driver as driver
+from bitnet.backends.cuda.forward import CudaMemoryError
 from bitnet.errors import ModelError
 from bitnet.gguf import GGMLType
 
@@ -84,7 +84,7 @@ def test_greedy_generation_is_the_cpus_and_uses_one_graph_per_context(emulated):
 
 
 def test_long_prompts_replay_a_chunk_graph_and_match_the_cpu(emulated):
-    from bitnet.cuda.forward import UBATCH
+    from bitnet.backends.cuda.forward import UBATCH
 
     cpu, gpu = bitnet.load(n_ctx=3 * UBATCH), bitnet.load(n_ctx=3 * UBATCH, device="cuda")
     dev = gpu._transformer.dev
@@ -270,8 +270,8 @@ def test_the_http_server_serves_from_the_cuda_backend(tmp_path):
 
     (tmp_path / "sitecustomize.py").write_text(
         f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'tests')!r})\n"
-        "import bitnet.cuda.driver\nfrom cuda_emulator import EmulatedDevice\n"
-        "bitnet.cuda.driver.CudaDevice = EmulatedDevice\n")
+        "import bitnet.backends.cuda.driver\nfrom cuda_emulator import EmulatedDevice\n"
+        "bitnet.backends.cuda.driver.CudaDevice = EmulatedDevice\n")
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{PROJECT_ROOT}")
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:

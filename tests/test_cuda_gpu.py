@@ -11,12 +11,12 @@ from cuda_emulator import QINFO, EmulatedDevice
 from test_kernels import pack_i2s
 
 import bitnet
-import bitnet.kernels as bk
-from bitnet.cuda.layout import i2s_to_i2g
+import bitnet.backends.cpu.kernels as bk
+from bitnet.backends.cuda.layout import i2s_to_i2g
 
 
 def _gpu():
-    from bitnet.cuda.driver import CudaDevice, CudaUnavailableError
+    from bitnet.backends.cuda.driver import CudaDevice, CudaUnavailableError
 
     try:
         return CudaDevice()

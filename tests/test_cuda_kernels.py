@@ -1,6 +1,6 @@
-"""The CUDA kernels (bitnet/cuda/kernels.cu) without a GPU: every kernel compiles to PTX and to cubin for sm_80
+"""The CUDA kernels (bitnet/backends/cuda/kernels.cu) without a GPU: every kernel compiles to PTX and to cubin for sm_80
 and sm_90 with no register spills, and the I2G weight layout with the kernel's word decoding gives the CPU
-kernels' exact integers (bitnet/cuda/layout.py models the kernel's dp4a loop on the host).
+kernels' exact integers (bitnet/backends/cuda/layout.py models the kernel's dp4a loop on the host).
 
 Running the kernels against their CPU references needs a GPU: tests/test_cuda_gpu.py (skipped without one) and
 benchmarks/gpu_check.py; tests/test_cuda_backend.py runs the forward pass around them on an emulated device.
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from test_kernels import pack_i2s
 
-import bitnet.kernels as bk
-from bitnet.cuda.layout import i2g_dots, i2s_codes, i2s_to_i2g
+import bitnet.backends.cpu.kernels as bk
+from bitnet.backends.cuda.layout import i2g_dots, i2s_codes, i2s_to_i2g
 from bitnet.errors import ModelError
 
-SOURCE = Path(__file__).resolve().parents[1] / "bitnet" / "cuda" / "kernels.cu"
+SOURCE = Path(__file__).resolve().parents[1] / "bitnet" / "backends" / "cuda" / "kernels.cu"
 NVCC = shutil.which("nvcc")
 KERNELS = sorted(re.findall(r"__global__ void (\w+)\(", SOURCE.read_text()))
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit) is not installed")
@@ -37,9 +37,9 @@ def _signature(params: str) -> str:
 
 
 def test_the_launcher_packs_every_kernels_parameters_as_the_source_declares_them() -> None:
-    """bitnet.cuda.driver.PARAMS decides the C type of each launch argument: a mismatch with kernels.cu would
+    """bitnet.backends.cuda.driver.PARAMS decides the C type of each launch argument: a mismatch with kernels.cu would
     pass garbage to a kernel on the GPU, so it is held to the source here."""
-    from bitnet.cuda.driver import PARAMS
+    from bitnet.backends.cuda.driver import PARAMS
 
     declared = {name: _signature(params) for name, params in
                 re.findall(r"__global__ void (\w+)\(([^)]*)\)", SOURCE.read_text())}
@@ -95,7 +95,7 @@ def test_nvrtc_compiles_the_same_source() -> None:
     """The runtime fallback when no PTX was built: NVRTC (the nvidia-cuda-nvrtc wheel) compiles kernels.cu
     to PTX on a machine without a GPU as well."""
     nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="pip install '.[cuda]' for NVRTC")
-    from bitnet.cuda.compile import compile_with_nvrtc
+    from bitnet.backends.cuda.compile import compile_with_nvrtc
 
     ptx = compile_with_nvrtc(SOURCE.read_text(), "compute_90", nvrtc)
     assert sorted(re.findall(r"\.visible \.entry (\w+)\(", ptx)) == KERNELS
@@ -103,16 +103,16 @@ def test_nvrtc_compiles_the_same_source() -> None:
 
 @needs_nvcc
 def test_the_build_ships_ptx_of_every_kernel() -> None:
-    from bitnet.cuda import compile as cc
+    from bitnet.backends.cuda import compile as cc
 
-    assert cc.BUILT_PTX.exists(), "setup.py's build_ext writes bitnet/cuda/kernels.ptx when nvcc is present"
+    assert cc.BUILT_PTX.exists(), "setup.py's build_ext writes bitnet/backends/cuda/kernels.ptx when nvcc is present"
     ptx = cc.kernels_ptx()
     assert ".target sm_80" in ptx
     assert sorted(re.findall(r"\.visible \.entry (\w+)\(", ptx)) == KERNELS
 
 
 def test_without_built_ptx_the_kernels_come_from_nvrtc_or_a_clear_error(monkeypatch, tmp_path: Path) -> None:
-    from bitnet.cuda import compile as cc
+    from bitnet.backends.cuda import compile as cc
 
     monkeypatch.setattr(cc, "BUILT_PTX", tmp_path / "absent.ptx")
     try:
@@ -126,7 +126,7 @@ def test_without_built_ptx_the_kernels_come_from_nvrtc_or_a_clear_error(monkeypa
 
 def test_nvrtc_reports_a_kernel_that_does_not_compile() -> None:
     nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="pip install '.[cuda]' for NVRTC")
-    from bitnet.cuda.compile import CudaCompileError, compile_with_nvrtc
+    from bitnet.backends.cuda.compile import CudaCompileError, compile_with_nvrtc
 
     with pytest.raises(CudaCompileError, match="identifier \"undefined_thing\" is undefined"):
         compile_with_nvrtc('extern "C" __global__ void k(float *x) { x[0] = undefined_thing; }', "compute_80", nvrtc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import bitnet.kernels as bk
+import bitnet.backends.cpu.kernels as bk
 from bitnet.errors import KernelError
 
 # ---- packers (numpy, from the spec) ----
@@ -342,7 +342,7 @@ def test_bad_arguments_give_clear_errors() -> None:
 @pytest.mark.parametrize("n_threads", [1, 2, 3])
 def test_stream_read_reads_every_word_once(n_threads):
     """The benchmark's bandwidth probe must really read everything (its sum proves it), whatever the split."""
-    from bitnet.kernels import _kernels
+    from bitnet.backends.cpu.kernels import _kernels
 
     data = np.arange(1, 100_003, dtype=np.uint64)
     assert _kernels.stream_read(data, n_threads) == int(data.sum())
@@ -351,8 +351,8 @@ def test_stream_read_reads_every_word_once(n_threads):
 def test_the_type_ids_the_c_code_reads_are_those_of_the_format_module() -> None:
     """Every ggml type id is stated once for Python and Cython (bitnet.gguf.constants); the C code's own names for
     the ones it reads must agree with it."""
+    from bitnet.backends.cpu.kernels import _kernels
     from bitnet.gguf.constants import GGMLType
-    from bitnet.kernels import _kernels
 
     assert _kernels.C_TYPE_IDS == {name: int(GGMLType[name]) for name in _kernels.C_TYPE_IDS}
     assert set(_kernels.C_TYPE_IDS) == {"F32", "F16", "Q8_0", "BF16"}

@@ -1,7 +1,7 @@
 """Checks that need a toolchain: the NEON and wasm SIMD128 variants compile for their targets (clang, from
 `apt-get install clang lld`) and give the scalar reference's results when run (wasm under node, aarch64 under
 qemu-user from `apt-get install qemu-user-static`); and another Cython module can cimport the active table
-through bitnet/kernels/_kernels.pxd (as bitnet.models._forward does)."""
+through bitnet/backends/cpu/kernels/_kernels.pxd (as bitnet.backends.cpu._forward does)."""
 from __future__ import annotations
 
 import os
@@ -16,10 +16,10 @@ import pytest
 from conftest import HARDWARE
 from test_kernels import pack_i2s, pack_tq1, pack_tq2
 
-import bitnet.kernels as bk
+import bitnet.backends.cpu.kernels as bk
 
 ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "bitnet" / "kernels" / "src"
+SRC = ROOT / "bitnet" / "backends" / "cpu" / "kernels" / "src"
 CLANG = shutil.which("clang")
 NODE = shutil.which("node")
 QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
@@ -57,7 +57,7 @@ def test_pxd_exposes_the_active_table_to_other_cython_modules(tmp_path: Path) ->
     mod.write_text(textwrap.dedent("""
         # cython: language_level=3
         from libc.stdint cimport int8_t
-        from bitnet.kernels._kernels cimport active_kernels, bn_kernels, bn_qinfo
+        from bitnet.backends.cpu.kernels._kernels cimport active_kernels, bn_kernels, bn_qinfo
 
         def run(float[::1] x, int8_t[::1] q):
             cdef const bn_kernels *kt = active_kernels()
@@ -77,7 +77,7 @@ def test_pxd_exposes_the_active_table_to_other_cython_modules(tmp_path: Path) ->
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     check = textwrap.dedent("""
-        import numpy as np, bitnet.kernels as bk, scratch_cimport
+        import numpy as np, bitnet.backends.cpu.kernels as bk, scratch_cimport
         x = np.linspace(-2, 1, 50).astype(np.float32); q = np.empty(50, np.int8)
         variant, scale, total = scratch_cimport.run(x, q)
         wq, ws, wsum = bk.quantize_act(x)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from conftest import HARDWARE
 
-import bitnet.kernels as bk
+import bitnet.backends.cpu.kernels as bk
 from bitnet.errors import KernelError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _import_with(env_value: str, code: str = "import bitnet.kernels as k; print(k.active_variant())"):
+def _import_with(env_value: str, code: str = "import bitnet.backends.cpu.kernels as k; print(k.active_variant())"):
     env = {**os.environ, "BITNET_KERNEL": env_value, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
                           cwd=ROOT, timeout=120)

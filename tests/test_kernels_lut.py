@@ -1,4 +1,4 @@
-"""The LUT form of I2_S weights (bitnet.kernels.lut_pack / lut_matmul) and the measured choice of path.
+"""The LUT form of I2_S weights (bitnet.backends.cpu.kernels.lut_pack / lut_matmul) and the measured choice of path.
 
 Every variant's LUT kernels must give the I2_S reference's bits (the scalar multiply-add kernel), for any
 shape, any int8 activations, row ranges that cut tiles, and the never-written code 3; the engine must give the
@@ -17,9 +17,9 @@ from conftest import skip_for_hardware
 from test_kernels import pack_i2s
 
 import bitnet
-import bitnet.kernels as bk
+import bitnet.backends.cpu.kernels as bk
+from bitnet.backends.cpu.kernels import choice
 from bitnet.errors import KernelError
-from bitnet.kernels import choice
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = bk.supported_variants()
@@ -238,7 +238,7 @@ def test_bad_ternary_path_in_the_environment_is_named(monkeypatch) -> None:
 
 
 def test_env_variant_and_path_together_at_import() -> None:
-    code = "import bitnet.kernels as k; print(k.active_variant(), k.requested_ternary_path())"
+    code = "import bitnet.backends.cpu.kernels as k; print(k.active_variant(), k.requested_ternary_path())"
     res = subprocess.run([sys.executable, "-c", code], env={"BITNET_KERNEL": "scalar+lut", "PATH": "/usr/bin"},
                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert res.returncode == 0, res.stderr

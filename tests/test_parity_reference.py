@@ -13,7 +13,7 @@ import pytest
 from conftest import testdata_path
 
 import bitnet
-from bitnet import kernels
+from bitnet.backends.cpu import kernels
 
 VARIANTS = kernels.supported_variants()
 

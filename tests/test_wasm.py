@@ -131,8 +131,8 @@ def test_the_build_is_a_pyodide_wheel_with_simd128_side_modules(wasm_dist: Path)
     with zipfile.ZipFile(wasm_dist / build["wheel"]) as wheel:
         names = wheel.namelist()
         modules = [n for n in names if n.endswith(".cpython-313-wasm32-emscripten.so")]
-        assert {m.split(".")[0] for m in modules} == {"bitnet/gguf/_reader", "bitnet/kernels/_kernels",
-                                                      "bitnet/models/_forward", "bitnet/sampling/_sampler"}
+        assert {m.split(".")[0] for m in modules} == {"bitnet/gguf/_reader", "bitnet/backends/cpu/kernels/_kernels",
+                                                      "bitnet/backends/cpu/_forward", "bitnet/sampling/_sampler"}
         for m in modules:
             assert wheel.read(m)[:4] == b"\0asm"        # WebAssembly, not a host binary
         assert "bitnet/data/bitnet-tiny.gguf" in names
@@ -308,16 +308,16 @@ def test_browser_loads_a_gguf_the_user_picks(page) -> None:
 def test_the_head_is_widened_only_below_the_budget_and_scores_the_same() -> None:
     from array import array
 
-    from bitnet.models._forward import Context
+    from bitnet.backends.cpu._forward import Context
 
+    from bitnet.backends import build
     from bitnet.gguf import GGMLType, GGUFReader
-    from bitnet.models import build_transformer
 
     reader = GGUFReader(bitnet.default_model_path())
     n_bytes = 4 * reader.tensors["token_embd.weight"].n_elements
     logits = {}
     for budget, head_type in ((n_bytes, GGMLType.F16), (n_bytes + 1, GGMLType.F32)):
-        transformer, hp, _ = build_transformer(reader, widen_head_below=budget)
+        transformer, hp, _ = build(reader, widen_head_below=budget)
         assert transformer.head_type == head_type
         out = array("f", bytes(4 * hp.n_vocab))
         transformer.forward(Context(transformer, 16), [hp.n_vocab - 2, 5, 17, 300], 0,

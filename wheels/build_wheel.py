@@ -42,13 +42,13 @@ REQUIRED_IN_WHEEL = (
     re.compile(r"bitnet/capi/include/bitnet\.h$"),
     re.compile(r"bitnet/data/bitnet-tiny\.gguf$"),
     re.compile(r"bitnet/gguf/_reader\..*\.so$"),
-    re.compile(r"bitnet/kernels/_kernels\..*\.so$"),
-    re.compile(r"bitnet/models/_forward\..*\.so$"),
+    re.compile(r"bitnet/backends/cpu/kernels/_kernels\..*\.so$"),
+    re.compile(r"bitnet/backends/cpu/_forward\..*\.so$"),
     re.compile(r"bitnet/sampling/_sampler\..*\.so$"),
 )
 REQUIRED_IN_SDIST = (
-    "bitnet/gguf/_reader.c", "bitnet/kernels/_kernels.c", "bitnet/models/_forward.c", "bitnet/sampling/_sampler.c",
-    "bitnet/kernels/src/kernels_x86.c", "bitnet/kernels/src/kernels_scalar.c", "bitnet/kernels/src/kernels.h",
+    "bitnet/gguf/_reader.c", "bitnet/backends/cpu/kernels/_kernels.c", "bitnet/backends/cpu/_forward.c", "bitnet/sampling/_sampler.c",
+    "bitnet/backends/cpu/kernels/src/kernels_x86.c", "bitnet/backends/cpu/kernels/src/kernels_scalar.c", "bitnet/backends/cpu/kernels/src/kernels.h",
     "capi/api.c", "capi/build_library.py", "include/bitnet.h", "setup.py", "pyproject.toml",
 )
 
@@ -142,7 +142,7 @@ def check_kernel_variants(wheel: Path, scratch: Path) -> dict:
     """Every x86-64 variant is compiled into the kernels module, and the scalar bodies use only baseline
     registers (a -march=native or -mavx2 build would put ymm/zmm registers into them)."""
     with zipfile.ZipFile(wheel) as archive:
-        (member,) = [n for n in archive.namelist() if re.search(r"bitnet/kernels/_kernels\..*\.so$", n)]
+        (member,) = [n for n in archive.namelist() if re.search(r"bitnet/backends/cpu/kernels/_kernels\..*\.so$", n)]
         module = Path(archive.extract(member, scratch))
     symbols = run(["nm", str(module)])
     found = {variant: sorted(set(re.findall(rf"\b(?:bn_)?{variant}_(\w+_gem[mv])\b", symbols)))

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bitnet.errors import ConversionError
+from bitnet.models import bitnet, bitnet_b158, llama
+from bitnet.models.common import ArchSpec as GraphSpec
 
 # Roles of tensors in the plan.
 TERNARY, EMBEDDING, HEAD, NORM = "ternary", "embedding", "head", "norm"
@@ -17,31 +19,47 @@ TERNARY, EMBEDDING, HEAD, NORM = "ternary", "embedding", "head", "norm"
 
 @dataclass(frozen=True)
 class ArchSpec:
+    """A Hugging Face architecture and the GGUF graph it converts to. The graph's own facts (sub-norms, the FFN
+    activation, the RoPE style, a separate LM head) are the engine's (bitnet.models), read from `graph`; only
+    what the checkpoint side needs is stated here."""
     hf_name: str          # config.json "architectures" entry
-    gguf_arch: str        # general.architecture written by default
-    sub_norms: bool       # BitNet's extra RMSNorms before o_proj and down_proj
-    permute_qk: bool      # llama.cpp's NORM-style rope wants Q/K rows interleaved per head
-    hidden_act: str       # the FFN activation the GGUF graph hard-codes
+    graph: GraphSpec      # the engine's description of the graph this converts to
     default_rope_theta: float
     default_rms_eps: float
     requires_bitnet_quant: bool   # a llama checkpoint is only ternary when its config says so
-    separate_output: bool         # the graph can take its own output.weight (else LM head = embedding)
+
+    @property
+    def gguf_arch(self) -> str:   # general.architecture written by default
+        return self.graph.name
+
+    @property
+    def sub_norms(self) -> bool:  # BitNet's extra RMSNorms before o_proj and down_proj
+        return self.graph.sub_norms
+
+    @property
+    def permute_qk(self) -> bool:  # llama.cpp's NORM-style rope wants Q/K rows interleaved per head
+        return not self.graph.rope_neox
+
+    @property
+    def hidden_act(self) -> str:  # the FFN activation the GGUF graph hard-codes
+        return "silu" if self.graph.ffn_silu else "relu2"
+
+    @property
+    def separate_output(self) -> bool:  # the graph can take its own output.weight (else LM head = embedding)
+        return self.graph.separate_output
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "BitNetForCausalLM": ArchSpec(
-        "BitNetForCausalLM", "bitnet-b1.58", sub_norms=True, permute_qk=False, hidden_act="relu2",
-        default_rope_theta=500000.0, default_rms_eps=1e-5, requires_bitnet_quant=False,
-        separate_output=False),
-    "BitnetForCausalLM": ArchSpec(
-        "BitnetForCausalLM", "bitnet", sub_norms=True, permute_qk=False, hidden_act="silu",
-        default_rope_theta=10000.0, default_rms_eps=1e-5, requires_bitnet_quant=False, separate_output=True),
-    "LlamaForCausalLM": ArchSpec(
-        "LlamaForCausalLM", "llama", sub_norms=False, permute_qk=True, hidden_act="silu",
-        default_rope_theta=10000.0, default_rms_eps=1e-6, requires_bitnet_quant=True, separate_output=True),
+    "BitNetForCausalLM": ArchSpec("BitNetForCausalLM", bitnet_b158.SPEC, default_rope_theta=500000.0,
+                                  default_rms_eps=1e-5, requires_bitnet_quant=False),
+    "BitnetForCausalLM": ArchSpec("BitnetForCausalLM", bitnet.SPEC, default_rope_theta=10000.0,
+                                  default_rms_eps=1e-5, requires_bitnet_quant=False),
+    "LlamaForCausalLM": ArchSpec("LlamaForCausalLM", llama.SPEC, default_rope_theta=10000.0, default_rms_eps=1e-6,
+                                 requires_bitnet_quant=True),
 }
-# Other spellings of the same graph that --arch-name may select (the reference engine writes "bitnet-25").
-ARCH_ALIASES = {"bitnet-b1.58": ("bitnet-b1.58", "bitnet-25")}
+# Other spellings of the same graph that --arch-name may select (the reference engine writes "bitnet-25"): the
+# engine's own aliases.
+ARCH_ALIASES = {module.SPEC.name: module.ALIASES for module in (bitnet_b158, bitnet, llama) if len(module.ALIASES) > 1}
 
 # Hugging Face layer-relative names -> GGUF names. Sub-norm names differ between the transformers BitNet
 # port and 1bitLLM's remote code; both are accepted.

@@ -59,7 +59,7 @@ class BoundMatrix:
     M: int
     data: memoryview   # raw bytes, a zero-copy view of the mapping (or any uint8 buffer)
     wscale: float      # I2_S per-tensor scale (1.0 for other types)
-    lut: bool = False  # I2_S repacked in the LUT form (bitnet.kernels.lut_pack) instead of the file's bytes
+    lut: bool = False  # I2_S repacked in the LUT form (the CPU backend's lut_pack) instead of the file's bytes
 
 
 def _positive_int(md: dict, key: str, required: bool = True, default: int | None = None,

@@ -33,7 +33,7 @@ import ray
 from ray import serve
 
 from bitnet.argtypes import device_from_args
-from bitnet.models.backend import resolve_device
+from bitnet.backends import resolve_device
 from bitnet.server.app import ServerSettings, create_app
 
 log = logging.getLogger("bitnet.server")

@@ -1,7 +1,7 @@
-"""The forward pass on an NVIDIA GPU: the graph of the CPU's (bitnet/models/_forward.pyx), step for step, as
-launches of the kernels in kernels.cu on a CudaDevice (bitnet/cuda/driver.py).
+"""The forward pass on an NVIDIA GPU: the graph of the CPU's (bitnet/backends/cpu/_forward.pyx), step for step, as
+launches of the kernels in kernels.cu on a CudaDevice (bitnet/backends/cuda/driver.py).
 
-`CudaTransformer` has the CPU Transformer's interface (see bitnet.models.backend): contexts, `forward`,
+`CudaTransformer` has the CPU Transformer's interface (see bitnet.backends): contexts, `forward`,
 `forward_batch`, `greedy`. Weights are uploaded once at construction (I2_S repacked to I2G), after checking
 that they, the scratch buffers and the RoPE table fit in the GPU's free memory; each context's K/V cache is
 allocated on the device when the context is made. A decode step (one token, logits of it) is captured once
@@ -149,7 +149,7 @@ class CudaTransformer:
                                      "the CUDA backend runs ternary layers in I2_S (convert the file with "
                                      "`bitnet convert --outtype i2_s`) or use device='cpu'")
         if device is None:
-            from bitnet.cuda.driver import CudaDevice
+            from bitnet.backends.cuda.driver import CudaDevice
 
             device = CudaDevice()
         self.dev = device
@@ -184,7 +184,7 @@ class CudaTransformer:
             rope=4 * self.max_ctx * d["head_dim"])
 
     def _upload(self, tok_embd, output, output_norm, layers: list, tied: bool) -> None:
-        from bitnet.kernels import rope_table
+        from bitnet.backends.cpu.kernels import rope_table
 
         device, d = self.dev, self.d
         self.s = {name: device.alloc(n) for name, n in self._sizes.items()}
@@ -205,7 +205,7 @@ class CudaTransformer:
 
     def _upload_matrix(self, m) -> DeviceMatrix:
         if m.ggml_type == T_I2_S:
-            from bitnet.cuda.layout import i2s_to_i2g
+            from bitnet.backends.cuda.layout import i2s_to_i2g
 
             host = i2s_to_i2g(m.data, m.K, m.M)
         elif m.ggml_type in FLOAT_KERNELS:

@@ -1,7 +1,7 @@
 """The GPU as the CUDA forward pass sees it: memory, copies, kernel launches and CUDA graphs, over `cuda.bindings`
 (the driver API of the `.[cuda]` extra; no PyTorch, no CuPy).
 
-The forward pass (bitnet/cuda/forward.py) talks only to the small interface of `CudaDevice`, so the tests can
+The forward pass (bitnet/backends/cuda/forward.py) talks only to the small interface of `CudaDevice`, so the tests can
 run it against an emulated device whose kernels are the CPU kernels (tests/cuda_emulator.py). Device addresses
 are plain ints; offsets into a buffer are added to them.
 
@@ -89,7 +89,7 @@ class CudaDevice:
         self.activate()
         self._stream = _check(d, d.cuStreamCreate(d.CUstream_flags.CU_STREAM_NON_BLOCKING.value), "cuStreamCreate")
         if ptx is None:
-            from bitnet.cuda.compile import kernels_ptx
+            from bitnet.backends.cuda.compile import kernels_ptx
 
             ptx = kernels_ptx()
         # The driver JIT-compiles the PTX for this GPU; a driver older than the PTX's ISA refuses it here.

@@ -1,6 +1,6 @@
 """The device layout of ternary weights (I2G, described in kernels.cu) and a host model of its dot product.
 
-I2_S is repacked into I2G once at load (in C: bitnet/kernels/src/repack.c): per row K/16 uint32 words,
+I2_S is repacked into I2G once at load (in C: bitnet/backends/cpu/kernels/src/repack.c): per row K/16 uint32 words,
 element 16w + 4j + i of the row in bits 8i + 2j of word w (code = ternary + 1), so that the kernel gets four
 int8 codes for __dp4a with one shift and one mask. `i2g_dots` computes what the kernel computes, word by
 word, on the host: the tests hold it to the CPU kernels' integers, which pins the layout and the kernel's
@@ -25,9 +25,9 @@ def i2s_codes(data, K: int, M: int) -> np.ndarray:
 
 
 def i2s_to_i2g(data, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
-    """I2G words, uint32 [M, K/16], of an I2_S tensor [M, K] (bitnet/kernels/src/repack.c, in parallel: the 2B
-    model's 0.5 GB of ternary weights repack in well under a second)."""
-    from bitnet.kernels import i2g_pack
+    """I2G words, uint32 [M, K/16], of an I2_S tensor [M, K] (bitnet/backends/cpu/kernels/src/repack.c, in
+    parallel: the 2B model's 0.5 GB of ternary weights repack in well under a second)."""
+    from bitnet.backends.cpu.kernels import i2g_pack
 
     if K % 16:
         raise ModelError(f"the CUDA backend needs rows of a multiple of 16 inputs, got K = {K}")

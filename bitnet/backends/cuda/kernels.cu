@@ -1,6 +1,6 @@
 // CUDA kernels of the GPU forward pass (issue 12), compiled to PTX for sm_80 and newer.
 //
-// Numerics follow the CPU kernels (bitnet/kernels/src/kernels.h) so that the two backends can be compared
+// Numerics follow the CPU kernels (bitnet/backends/cpu/kernels/src/kernels.h) so that the two backends can be compared
 // bit for bit where the CPU result is exact: activation quantization, the ternary integer dots and their
 // float finishing steps use the same operations in the same order, with `__f*_rn` intrinsics where nvcc would
 // otherwise contract a multiply and an add into an FMA. Float reductions (RMSNorm, the LM head, attention) sum
@@ -285,7 +285,7 @@ __global__ void rmsnorm(const float *__restrict__ x, const float *__restrict__ w
 
 // ---- RoPE of q and k, and k, v into the f16 cache (round to nearest even, as bn_f32_to_f16), one launch ----
 // q[T, n_head * head_dim] is rotated in place; k[T, kv_dim] is rotated into the cache at row pos[t], v copied
-// there. cs[p * head_dim + 2i, +1] = cos, sin of position p's angles (bitnet.kernels.rope_table, uploaded once).
+// there. cs[p * head_dim + 2i, +1] = cos, sin of position p's angles (bitnet.backends.cpu.kernels.rope_table, uploaded once).
 // Grid (ceil(work / blockDim.x), T) over work = (n_head + n_head_kv) * head_dim / 2 pairs + kv_dim values of v.
 __device__ __forceinline__ void rotate(float *v, int i, int half, int neox, float c, float s, float *o0,
                                        float *o1) {

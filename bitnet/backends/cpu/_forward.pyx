@@ -27,7 +27,7 @@ cdef extern from *:
     """
     int bn_team_size() noexcept nogil     # threads of the enclosing parallel region (1 outside one)
 
-from bitnet.kernels._kernels cimport (
+from bitnet.backends.cpu.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
     bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes,
 )
@@ -67,7 +67,7 @@ cdef struct Mat:
     int64_t M        # outputs (rows)
     float wscale     # I2_S per-tensor scale
     int act_q8       # Q8_0 weights read with Q8-quantized activations (the opt-in int8 LM head)
-    int lut          # I2_S in the LUT form (bitnet.kernels.lut_pack): read with per-token tables
+    int lut          # I2_S in the LUT form (bitnet.backends.cpu.kernels.lut_pack): read with per-token tables
 
 
 cdef struct Layer:
@@ -218,13 +218,13 @@ cdef class Transformer:
         return "cpu"
 
     def ran_kernels(self) -> list:
-        """The CPU kernels that ran since reset_ran, as the kernels recorded them (bitnet.kernels)."""
-        from bitnet.kernels import ran_kernels
+        """The CPU kernels that ran since reset_ran, as the kernels recorded them (bitnet.backends.cpu.kernels)."""
+        from bitnet.backends.cpu.kernels import ran_kernels
 
         return ran_kernels()
 
     def reset_ran(self) -> None:
-        from bitnet.kernels import reset_ran
+        from bitnet.backends.cpu.kernels import reset_ran
 
         reset_ran()
 

@@ -1,4 +1,4 @@
-/* I2_S weights in the CUDA backend's device layout, I2G (described in bitnet/cuda/kernels.cu): per row K/16
+/* I2_S weights in the CUDA backend's device layout, I2G (described in bitnet/backends/cuda/kernels.cu): per row K/16
  * uint32 words, element 16w + 4j + i of a row in bits 8i + 2j of word w, as its code (code 3 read as 1, as the
  * CPU kernels read it). Done once at load, on the host, for the whole tensor.
  *

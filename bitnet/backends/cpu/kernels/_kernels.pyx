@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled side of bitnet.kernels: the active dispatch table and nogil drivers over raw buffers.
+"""Compiled side of bitnet.backends.cpu.kernels: the active dispatch table and nogil drivers over raw buffers.
 
-Argument checking lives in bitnet/kernels/__init__.py; the functions here trust their inputs (shapes,
+Argument checking lives in bitnet/backends/cpu/kernels/__init__.py; the functions here trust their inputs (shapes,
 dtypes, contiguity) and only release the GIL and split output rows across OpenMP threads.
 """
 from cython.parallel cimport parallel, prange
@@ -180,7 +180,7 @@ def lut_pack(const uint8_t[::1] data, int64_t K, int64_t M, uint8_t[::1] out, ob
 
 
 def i2g_pack(const uint8_t[::1] data, uint32_t[::1] out, object n_threads=None) -> None:
-    """The I2G words of an I2_S tensor (bitnet/kernels/src/repack.c): len(out) words, in slices in parallel."""
+    """The I2G words of an I2_S tensor (bitnet/backends/cpu/kernels/src/repack.c): len(out) words, in slices in parallel."""
     cdef int nt = _threads(n_threads)
     cdef int64_t n = out.shape[0], step = 1 << 16, s
     if data.shape[0] < n * 4:

@@ -25,7 +25,8 @@ import os
 import statistics
 import time
 
-from bitnet import kernels, settings
+from bitnet import settings
+from bitnet.backends.cpu import kernels
 from bitnet.settings import available_cpus
 
 # Variants with SIMD LUT kernels; elsewhere the LUT entries are the scalar reference, never the faster path.

@@ -3,9 +3,9 @@
 The variant comes from the environment variable ``BITNET_KERNEL`` (scalar, avx2, avx512, neon, wasm)
 when set, else it is the best one this CPU runs. ``set_variant`` changes it later. ``BITNET_KERNEL`` may also
 name the ternary path, alone or after the variant (``lut``, ``mac``, ``avx2+lut``): the LUT kernels or the
-multiply-add ones, which bitnet.kernels.choice otherwise picks per CPU by measuring them once. The forward pass reaches
-the active table from Cython (``from bitnet.kernels._kernels cimport active_kernels``); the numpy functions
-below wrap the same kernels for tests, benchmarks and tools. Each takes ``variant=`` to run one table.
+multiply-add ones, which `choice` otherwise picks per CPU by measuring them once. The forward pass reaches the
+active table from Cython (``from bitnet.backends.cpu.kernels._kernels cimport active_kernels``); the numpy
+functions below wrap the same kernels for tests, benchmarks and tools. Each takes ``variant=`` to run one table.
 
 Weight shapes are numpy order: a matrix of M output rows of K inputs is ``[M, K]`` (GGUF dims ``[K, M]``).
 """
@@ -17,9 +17,9 @@ except ImportError:   # the browser build has no numpy: the forward pass needs o
     np = None
 
 from bitnet import settings
+from bitnet.backends.cpu.kernels import _kernels as _k
 from bitnet.errors import KernelError
 from bitnet.gguf.constants import BLOCK_LAYOUT, I2S_BLOCK, I2S_SCALE_BYTES, GGMLType, i2s_code_bytes
-from bitnet.kernels import _kernels as _k
 
 __all__ = [
     "KERNEL_NAMES", "VARIANT_FEATURES",
@@ -270,7 +270,7 @@ def lut_pack(data, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
 
 def i2g_pack(data, K: int, M: int, n_threads: int | None = None) -> np.ndarray:
     """The CUDA backend's I2G form of an I2_S weight of numpy shape [M, K]: uint32 [M, K/16] (layout in
-    bitnet/cuda/kernels.cu), repacked on the host in parallel."""
+    bitnet/backends/cuda/kernels.cu), repacked on the host in parallel."""
     buf = _check_matmul(data, GGML_I2_S, K, M, (GGML_I2_S,), "i2g_pack")
     if K % 16:
         raise ValueError(f"the I2G layout needs rows of a multiple of 16 inputs, got K = {K}")

@@ -1,5 +1,5 @@
 # C-level view of the kernel contract (src/kernels.h), shared with other Cython modules:
-#     from bitnet.kernels._kernels cimport active_kernels, bn_kernels, bn_qinfo
+#     from bitnet.backends.cpu.kernels._kernels cimport active_kernels, bn_kernels, bn_qinfo
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
 

@@ -1,5 +1,5 @@
 """CUDA backend (issue 12): the forward pass on an NVIDIA GPU (sm_80 and newer), behind the same interface as the
-CPU's (bitnet.models.backend), selected with bitnet.load(path, device="cuda"), `--device cuda` or
+CPU's (bitnet.backends), selected with bitnet.load(path, device="cuda"), `--device cuda` or
 BITNET_DEVICE=cuda.
 
 - kernels.cu: the device kernels, compiled to PTX at package build time (setup.py, nvcc) or by NVRTC at run

@@ -1,0 +1,114 @@
+"""Where the model graph runs: the backends, siblings behind one small contract, found by name.
+
+Architectures, weight binding and hyperparameters (bitnet.models) are shared and import no backend; the forward
+pass has two implementations of the `Backend` contract below: the CPU's compiled one (bitnet.backends.cpu) and
+the GPU's (bitnet.backends.cuda). Sessions, sampling, the engine, the CLI, the server and the C ABI see only
+this contract, so none of them changes per backend.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bitnet import settings
+
+DEVICES = ("cpu", "cuda")
+
+
+class Backend(Protocol):
+    n_vocab: int
+    head_type: int          # the ggml type the LM head is computed from
+    device_name: str        # "cpu", or the GPU's name
+
+    def new_context(self, n_ctx: int) -> Any:
+        """A sequence's KV cache for n_ctx positions (in host or device memory). Its `threads_used` says how
+        many threads the last `forward` or `greedy` step in it actually ran on (a `forward_batch` records into
+        the workspace it was given instead)."""
+
+    def new_workspace(self) -> Any:
+        """Scratch for forward_batch (None where the backend keeps its own)."""
+
+    def forward(self, ctx: Any, tokens, pos0: int, logits_out, all_logits: bool, n_threads: int) -> None:
+        """Evaluate `tokens` at positions pos0.. into ctx's cache; logits of the last (or, with all_logits,
+        every) position into logits_out, a float32 [rows, vocab] array, unless it is None."""
+
+    def forward_batch(self, ws: Any, contexts: list, tokens, positions, owners, logit_rows, logits_out,
+                      n_threads: int) -> None:
+        """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]],
+        logits of rows `logit_rows` into logits_out; each row's result equals evaluating its sequence alone."""
+
+    def greedy(self, ctx: Any, token: int, pos: int, n_threads: int) -> int:
+        """Evaluate one token and return the first index of its largest logit (on the GPU, computed there).
+        n_threads as for forward: the greedy step is a decode step like any other."""
+
+    def ran_kernels(self) -> list[str]:
+        """Receipt ids ('<kernel>.<variant>') of the kernels that ran since reset_ran (bitnet.receipts)."""
+
+    def reset_ran(self) -> None:
+        """Start a new record of the kernels that ran."""
+
+    def close(self) -> None:
+        """Give back what the backend holds outside the model file's mapping (the GPU's memory)."""
+
+
+def resolve_device(device: str | None) -> str:
+    """`device`, else BITNET_DEVICE, else "cpu"; a name outside DEVICES is a ValueError naming them."""
+    name, source = settings.device(device)
+    name = name.strip().lower()
+    if name not in DEVICES:
+        raise ValueError(f"{source} must be one of {', '.join(DEVICES)}, got {name!r}")
+    return name
+
+
+LM_HEADS = ("exact", "q8_0")
+
+
+def build(reader, device: str = "cpu", lm_head: str = "exact", n_threads: int | None = None,
+          widen_head_below: int = 0, ternary: str | None = None, max_ctx: int | None = None):
+    """Bind the file's weights (bitnet.models) and build the backend named `device` over them: returns
+    (backend, HParams, ArchSpec). The CUDA backend gets its RoPE table sized for contexts of up to max_ctx
+    positions (default: the file's training context); widen_head_below and ternary are the CPU's (see
+    bitnet.backends.cpu.build).
+
+    lm_head "q8_0": the LM head (the tied F16 token embedding, or output.weight) is re-encoded as Q8_0 in memory
+    at load (0.66 GB -> 0.35 GB read per token for the 2B model). The CPU computes it with int8 dot products on
+    Q8-quantized activations (faster, not exact: benchmarks/README.md gives its perplexity cost); the GPU
+    multiplies the same Q8_0 weights with float activations, so the two devices' int8-head logits differ
+    slightly (the exact head gives the same numerics on both)."""
+    from bitnet.models import bind
+
+    if lm_head not in LM_HEADS:
+        raise ValueError(f"lm_head must be one of {', '.join(LM_HEADS)}, got {lm_head!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    weights, hp, spec = bind(reader)
+    head_int8 = lm_head == "q8_0"
+    if head_int8:
+        head = weights["output"]
+        weights["output"] = _int8_head(head, n_threads)
+        if device == "cpu" and weights["output"].data is not head.data:
+            # The float head was read once to re-encode it; only the token embedding's few rows per step are
+            # read from it again (when tied), so its pages need not stay resident (0.66 GB for the 2B model).
+            reader.release_pages(head.name)
+    if device == "cuda":
+        from bitnet.backends.cuda.forward import CudaTransformer
+
+        return CudaTransformer(**weights, head_int8=head_int8, max_ctx=max_ctx or hp.n_ctx_train), hp, spec
+    from bitnet.backends import cpu
+
+    return cpu.build(weights, hp, reader, head_int8, n_threads, widen_head_below, ternary), hp, spec
+
+
+def _int8_head(head, n_threads: int | None):
+    """The LM head as Q8_0 (re-encoded on the host, for either device)."""
+    from bitnet.backends.cpu.kernels import GGML_Q8_0, encode_q80
+    from bitnet.errors import ModelError
+    from bitnet.models.common import BoundMatrix
+
+    if head.K % 32:
+        raise ModelError(f"the int8 LM head needs n_embd to be a multiple of 32, got {head.K}")
+    data = head.data if head.ggml_type == GGML_Q8_0 else encode_q80(head.data, head.ggml_type, head.K, head.M,
+                                                                    n_threads)
+    return BoundMatrix(f"{head.name} (Q8_0, int8 head)", GGML_Q8_0, head.K, head.M, data, 1.0)
+
+
+__all__ = ["DEVICES", "LM_HEADS", "Backend", "build", "resolve_device"]
