@@ -246,7 +246,7 @@ def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos
     except RecursionError:
         raise TokenizerError("chat template cut off: recursion too deep") from None
     except SyntaxError as e:
-        # Jinja accepted the text but produced Python that does not compile (found by tools/fuzz: a Unicode
+        # Jinja accepted the text but produced Python that does not compile (found by tools/hardening/fuzz: a Unicode
         # digit in a number literal, a slice bound like `name:not 'x'`)
         raise TokenizerError(f"chat template cannot be compiled: {e.msg}") from None
     except (TypeError, ValueError, LookupError, ArithmeticError, AttributeError) as e:

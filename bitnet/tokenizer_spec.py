@@ -109,7 +109,7 @@ def _byte_level_bytes(text: str) -> bytes:
 
 def _byte_token_value(text: str) -> int | None:
     """The byte of a SentencePiece byte token "<0xNN>", else None."""
-    # exactly two hex digits: int(..., 16) alone would also take "-1", "+F" or " F" (found by tools/fuzz)
+    # exactly two hex digits: int(..., 16) alone would also take "-1", "+F" or " F" (found by tools/hardening/fuzz)
     digits = text[3:5]
     if len(text) == 6 and text.startswith("<0x") and text.endswith(">") and all(
             c in "0123456789abcdefABCDEF" for c in digits):

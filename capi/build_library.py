@@ -90,7 +90,7 @@ def build_library(out_dir: Path, build_temp: Path, *, force: bool = False, verbo
                   extra_flags: Sequence[str] = ()) -> Path:
     """Compile and link out_dir/libbitnet.so; returns its path. Raises CAPIUnsupported when it cannot be built
     here, and CalledProcessError (after the compiler's own message) when compiling fails. `extra_flags` go to
-    every compile and to the link (tools/sanitize_capi.py builds with -fsanitize=...)."""
+    every compile and to the link (tools/hardening/sanitize_capi.py builds with -fsanitize=...)."""
     check_platform()
     output = out_dir / library_filename()
     config_dir = build_temp / "capi-config"

@@ -149,7 +149,7 @@ class EmulatedDevice:
     def destroy_graph(self, graph) -> None:
         pass
 
-    # -- timing: host time stands in for the device's (benchmarks/gpu_check.py runs on this device in a test)
+    # -- timing: host time stands in for the device's (tools/checks/gpu_check.py runs on this device in a test)
     def timer(self):
         return ([0.0], [0.0])
 

@@ -16,7 +16,7 @@ from bitnet.batching import BatchWorker, Scheduler, make_sequence
 from bitnet.generation import SamplingParams
 from bitnet.gguf import GGMLType
 
-sys.path.insert(0, str(PROJECT_ROOT / "tools" / "fuzz"))
+sys.path.insert(0, str(PROJECT_ROOT / "tools" / "hardening" / "fuzz"))
 import seeds  # noqa: E402  (tiny models in every supported tensor type)
 
 N_CTX = 96

@@ -1,4 +1,4 @@
-"""The C ABI under AddressSanitizer + UndefinedBehaviorSanitizer (tools/sanitize_capi.py): libbitnet and the C
+"""The C ABI under AddressSanitizer + UndefinedBehaviorSanitizer (tools/hardening/sanitize_capi.py): libbitnet and the C
 test programs built with -fsanitize=address,undefined, run on one and on separate models from 4 threads, and
 through every misuse the header says is detected; no program may fail and no sanitizer may report. A planted
 use-after-free, built the same way, must be caught (the sanitizer is really on)."""
@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from conftest import PROJECT_ROOT
 
-SCRIPT = PROJECT_ROOT / "tools" / "sanitize_capi.py"
+SCRIPT = PROJECT_ROOT / "tools" / "hardening" / "sanitize_capi.py"
 
 
 def _sanitizers_work(tmp_path) -> bool:

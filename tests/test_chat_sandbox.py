@@ -35,7 +35,7 @@ HOSTILE = {
 }
 
 
-# Text Jinja's parser accepts but turns into Python that does not compile (found by tools/fuzz).
+# Text Jinja's parser accepts but turns into Python that does not compile (found by tools/hardening/fuzz).
 UNCOMPILABLE = [
     "{{ range(1e\u0805) }}",
     "] }}<|end_header_id|>\n\n{{ m[name:not'cont%et %l{ (message] }} s}{{ range(10) |list| join(',') }} set sjo| "

@@ -2,7 +2,7 @@
 device whose kernels are the CPU kernels, through the real engine, sessions, sampler, batch scheduler and CLI.
 What this pins: the launch sequence, every argument and pointer (the emulator checks types and bounds), the
 decode step's CUDA graph (captured once per context, replayed with new inputs), device greedy, memory checks.
-The kernels themselves on a GPU: tests/test_cuda_gpu.py and benchmarks/gpu_check.py.
+The kernels themselves on a GPU: tests/test_cuda_gpu.py and tools/checks/gpu_check.py.
 
 And what a machine without a GPU does with device="cuda": a clear error, never a crash.
 """
@@ -24,7 +24,7 @@ from bitnet.backends.cuda.forward import CudaMemoryError
 from bitnet.errors import ModelError
 from bitnet.gguf import GGMLType
 
-sys.path.insert(0, str(PROJECT_ROOT / "tools" / "fuzz"))
+sys.path.insert(0, str(PROJECT_ROOT / "tools" / "hardening" / "fuzz"))
 import seeds  # noqa: E402  (tiny models in every supported tensor type)
 
 
@@ -226,9 +226,9 @@ def test_the_device_is_chosen_by_argument_then_environment(emulated, monkeypatch
 
 
 def test_the_gpu_check_script_runs_as_it_is(emulated, capsys):
-    """benchmarks/gpu_check.py, the script a GPU machine runs, end to end on the emulated device (small sizes)."""
+    """tools/checks/gpu_check.py, the script a GPU machine runs, end to end on the emulated device (small sizes)."""
     testdata_path("tinyA", "tinyA-i2s.gguf")
-    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+    sys.path.insert(0, str(PROJECT_ROOT / "tools" / "checks"))
     import gpu_check
 
     assert gpu_check.main(["--model", str(bitnet.default_model_path()), "--tokens", "4", "--prefill", "16"]) == 0

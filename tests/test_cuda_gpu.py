@@ -1,6 +1,6 @@
 """Every CUDA kernel on a real GPU against its CPU reference (tests/cuda_emulator.py runs the CPU kernels with
 the same arguments on the same memory contents), and the whole backend against the CPU backend. Skipped where
-there is no usable GPU (CI, this project's development machines); benchmarks/gpu_check.py is the timing side.
+there is no usable GPU (CI, this project's development machines); tools/checks/gpu_check.py is the timing side.
 """
 from __future__ import annotations
 

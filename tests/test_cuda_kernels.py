@@ -3,7 +3,7 @@ and sm_90 with no register spills, and the I2G weight layout with the kernel's w
 kernels' exact integers (bitnet/backends/cuda/layout.py models the kernel's dp4a loop on the host).
 
 Running the kernels against their CPU references needs a GPU: tests/test_cuda_gpu.py (skipped without one) and
-benchmarks/gpu_check.py; tests/test_cuda_backend.py runs the forward pass around them on an emulated device.
+tools/checks/gpu_check.py; tests/test_cuda_backend.py runs the forward pass around them on an emulated device.
 """
 from __future__ import annotations
 

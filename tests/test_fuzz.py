@@ -1,7 +1,8 @@
-"""Bounded coverage-guided fuzzing (tools/fuzz, atheris) of the GGUF reader and model binder, the tokenizer
+"""Bounded coverage-guided fuzzing (tools/hardening/fuzz, atheris) of the GGUF reader and model binder, the tokenizer
 metadata path and chat templates: every input ends in an answer or one of the engine's own errors. Each target
 runs in its own libFuzzer process, so a crash in compiled code is caught and reported with its input saved.
-The long runs (a million inputs and more) are `python tools/fuzz/run_fuzz.py --runs N`; see benchmarks/README.md."""
+The long runs (a million inputs and more) are `python tools/hardening/fuzz/run_fuzz.py --runs N`; see
+benchmarks/README.md."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 
 pytest.importorskip("atheris", reason="pip install atheris (the fuzz extra; Linux x86-64 wheels)")
 
-RUN_FUZZ = Path(__file__).resolve().parents[1] / "tools" / "fuzz" / "run_fuzz.py"
+RUN_FUZZ = Path(__file__).resolve().parents[1] / "tools" / "hardening" / "fuzz" / "run_fuzz.py"
 CI_INPUTS = 20_000
 
 

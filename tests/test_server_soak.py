@@ -1,4 +1,4 @@
-"""The server under load, faults and slow clients: a shortened benchmarks/soak_server.py run against the real
+"""The server under load, faults and slow clients: a shortened tools/hardening/soak_server.py run against the real
 server process, and a stream whose client stops reading, driven at the ASGI level where the stall can be made
 certain (on loopback the kernel's socket buffers swallow a whole small-model generation)."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ pytest.importorskip("uvicorn")
 
 
 def _soak_module():
-    spec = importlib.util.spec_from_file_location("soak_server", PROJECT_ROOT / "benchmarks" / "soak_server.py")
+    script = PROJECT_ROOT / "tools" / "hardening" / "soak_server.py"
+    spec = importlib.util.spec_from_file_location("soak_server", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

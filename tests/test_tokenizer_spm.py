@@ -123,7 +123,7 @@ def test_sentencepiece_bad_metadata_is_named() -> None:
 @pytest.mark.parametrize("text", ["<0x-1>", "<0x+F>", "<0x F>", "<0x_1>", "<0xG0>"])
 def test_a_malformed_byte_token_decodes_to_nothing(text: str) -> None:
     """Byte tokens are "<0x" + exactly two hex digits + ">"; anything else typed BYTE prints nothing, rather than
-    a negative "byte" raising ValueError (found by tools/fuzz)."""
+    a negative "byte" raising ValueError (found by tools/hardening/fuzz)."""
     tokens = list(HAND_TOKENS)
     tokens[11] = text
     tok = Tokenizer.from_gguf_metadata(_hand_metadata(**{"tokenizer.ggml.tokens": tokens}))

@@ -1,4 +1,5 @@
-"""The tiny-model training script (tools/train_tiny.py, tools/corpus.py) on a toy corpus and a toy config.
+"""The tiny-model training script (tools/training/train_tiny.py, tools/training/corpus.py) on a toy corpus and a
+toy config.
 
 Trains for a handful of steps in a temp dir, then checks that the checkpoint is a transformers-style BitNet
 checkpoint, that an independent numpy W1.58A8 forward pass over the saved master weights reproduces the
@@ -18,7 +19,7 @@ torch = pytest.importorskip("torch", reason="torch is needed to train the tiny m
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = Path(__file__).resolve().parents[1] / "tools" / "training"
 sys.path.insert(0, str(TOOLS))
 import corpus  # noqa: E402  (tools/ is not a package)
 import train_tiny  # noqa: E402
@@ -318,10 +319,10 @@ def test_reevaluate_reproduces_eval_json(toy, tmp_path):
 
 
 def test_shipped_heldout_slice_is_the_regenerated_one():
-    """bitnet/data/heldout.txt is exactly what tools/corpus.py extracts from the installed fortunes package."""
+    """bitnet/data/heldout.txt is exactly what tools/training/corpus.py extracts from the installed fortunes package."""
     if not corpus.FORTUNE_DIR.is_dir():
         pytest.skip(f"{corpus.FORTUNE_DIR} is absent (apt-get install fortunes)")
-    shipped = TOOLS.parent / "bitnet" / "data" / "heldout.txt"
+    shipped = TOOLS.parents[1] / "bitnet" / "data" / "heldout.txt"
     text = shipped.read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= 100_000
     _, heldout = corpus.split_train_heldout(corpus.read_documents())

@@ -178,7 +178,7 @@ class CudaDevice:
         self._graph_kernels.pop(int(graph), None)
         self._d.cuGraphExecDestroy(graph)
 
-    # -- timing (benchmarks/gpu_check.py)
+    # -- timing (tools/checks/gpu_check.py)
     def timer(self):
         """A pair of events; `elapsed_ms(pair)` after recording both with `record(event)`."""
         flags = self._d.CUevent_flags.CU_EVENT_DEFAULT.value

@@ -1,6 +1,6 @@
 """Coverage-guided fuzz targets (atheris, libFuzzer) for what the engine reads from files.
 
-    python tools/fuzz/fuzz_targets.py TARGET [libFuzzer flags] CORPUS_DIR [SEED_DIR ...]
+    python tools/hardening/fuzz/fuzz_targets.py TARGET [libFuzzer flags] CORPUS_DIR [SEED_DIR ...]
 
 TARGET is one of:
 - `model`: the bytes are a GGUF file; it is loaded the way `bitnet.load` does (reader, model binder, tokenizer

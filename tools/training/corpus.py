@@ -9,7 +9,7 @@ The text the model sees is the fortune file format itself: every document follow
 text and ``bitnet/data/heldout.txt`` use the same format, so the held-out perplexity measures exactly the
 distribution the model was trained on.
 
-Run ``python tools/corpus.py`` to print corpus statistics and (re)write ``bitnet/data/heldout.txt``.
+Run ``python tools/training/corpus.py`` to print corpus statistics and (re)write ``bitnet/data/heldout.txt``.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def corpus_stats(root: Path = FORTUNE_DIR) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=FORTUNE_DIR)
-    parser.add_argument("--heldout-out", type=Path, default=Path(__file__).resolve().parents[1]
+    parser.add_argument("--heldout-out", type=Path, default=Path(__file__).resolve().parents[2]
                         / "bitnet" / "data" / "heldout.txt")
     args = parser.parse_args(argv)
     _, heldout = split_train_heldout(read_documents(args.root))

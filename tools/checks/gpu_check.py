@@ -1,7 +1,7 @@
 """The CUDA backend on a machine with an NVIDIA GPU, in one run of a few minutes; prints one JSON object.
 
     pip install -e ".[cuda]"            # (torch too, for the cuBLAS comparison: optional)
-    python benchmarks/gpu_check.py [--model PATH] [--tokens 128] [--json out.json]
+    python tools/checks/gpu_check.py [--model PATH] [--tokens 128] [--json out.json]
 
 (a) parity: logits of the CUDA backend against the CPU backend on tinyA-i2s.gguf (tests/data/reference/tinyA;
     min cosine >= 0.999 and equal greedy tokens) and on the synthetic 2B4T-shape model of bench_engine.py
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "benchmarks"))     # bench_engine's synthetic 2B4T-shape model
 
 from bench_engine import DEFAULT_MODEL, write_synthetic  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The C ABI under AddressSanitizer and UndefinedBehaviorSanitizer.
 
-    python tools/sanitize_capi.py [--workdir DIR] [--model FILE] [--generations N] [--json OUT]
+    python tools/hardening/sanitize_capi.py [--workdir DIR] [--model FILE] [--generations N] [--json OUT]
 
 Builds libbitnet with `-fsanitize=address,undefined` into a copy of the installed `bitnet` package (the library
 finds its package by its own location), compiles the C test programs and examples with the same flags, and runs
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import bitnet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAPI = ROOT / "capi"
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
 SANITIZER_ENV = {

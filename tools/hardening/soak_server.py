@@ -1,6 +1,6 @@
 """Soak `bitnet serve`: many concurrent clients, mixed and hostile requests, dropped streams, slow clients.
 
-    python benchmarks/soak_server.py [--clients 32] [--requests 20] [--parallel 4] [--model FILE] [--json OUT]
+    python tools/hardening/soak_server.py [--clients 32] [--requests 20] [--parallel 4] [--model FILE] [--json OUT]
 
 The server runs as a subprocess on a free loopback port. Each client thread sends its requests back to back:
 text and chat completions, streamed or not (a quarter of the streams are dropped after their first events),
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_server  # noqa: E402  (a sibling script: its Server starts and stops the server process)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_server  # noqa: E402  (benchmarks/bench_server.py: its Server starts and stops the server process)
 
 WORDS = "the cat sat on a mat and then it ran to the sea where a big red boat was waiting".split()
 MALFORMED = {

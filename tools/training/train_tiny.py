@@ -1,7 +1,7 @@
 """Train the tiny BitNet b1.58 model that ships in ``bitnet/data`` (quantization-aware, torch CPU).
 
 The model is the BitNet b1.58 2B4T graph (transformers ``BitNetForCausalLM``, model_type ``bitnet``) at toy
-size, trained on the Debian ``fortunes`` corpus (see ``tools/corpus.py``) exactly the way BitNet b1.58 is
+size, trained on the Debian ``fortunes`` corpus (see ``tools/training/corpus.py``) exactly the way BitNet b1.58 is
 trained: every linear layer of the blocks ternarizes its fp32 master weight per tensor by absmean and quantizes
 its input per token by absmax to int8 in the forward pass, with straight-through gradients.
 
@@ -11,8 +11,8 @@ the way llama.cpp's perplexity tool does it, and samples) to ``--out`` (default 
 
 Reproduce the shipped model with::
 
-    python tools/train_tiny.py    # 600 steps, ~30 min on one idle CPU core; progress is logged to stderr
-    python tools/train_tiny.py --reevaluate    # recompute eval.json (perplexity, samples) of tools/out/tiny-hf
+    python tools/training/train_tiny.py    # 600 steps, ~30 min on one idle CPU core; progress is logged to stderr
+    python tools/training/train_tiny.py --reevaluate    # recompute eval.json (perplexity, samples) of tools/out/tiny-hf
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # tools/ is not a package: imported from its own directory
 
 log = logging.getLogger("train_tiny")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

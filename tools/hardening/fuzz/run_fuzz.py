@@ -1,9 +1,9 @@
 """Run the fuzz targets (fuzz_targets.py) in subprocesses and report what happened, as JSON.
 
-    python tools/fuzz/run_fuzz.py --runs 1000000 --workers 2 --workdir /tmp/bitnet-fuzz [--targets model,...]
+    python tools/hardening/fuzz/run_fuzz.py --runs 1000000 --workers 2 --workdir /tmp/bitnet-fuzz [--targets model,...]
 
 Each worker is a separate libFuzzer process (`-atheris_runs`, `-timeout` seconds per input: longer is a hang),
-seeded with tools/fuzz/seeds.py's corpora and sharing one growing corpus folder per target. A crash (a Python
+seeded with tools/hardening/fuzz/seeds.py's corpora and sharing one growing corpus folder per target. A crash (a Python
 exception other than the engine's own errors, a signal in compiled code), a hang or an out-of-memory stops
 that worker; libFuzzer saves the input under `<workdir>/artifacts/<target>/` and the report lists the files
 and the end of the worker's output. The exit status is 0 only when every worker ran all its inputs.
