@@ -3,8 +3,9 @@
 A receipt names the model file (and its SHA-256), the kernel variants that actually executed -- recorded by the
 compiled kernels themselves (`bitnet.backends.cpu.kernels.ran_kernels()`), not claimed by the caller -- the
 thread count, token counts, timings and throughput, the library version and the CPU's features.
-`verify_receipt` checks one: schema, kernel ids that exist and fit the model's weight types and the CPU, throughput that agrees with the
-recorded timings and is physically plausible, and (given the model file) that the hash matches.
+`verify_receipt` checks one: schema, kernel ids that exist and fit the model's weight types and the CPU,
+throughput that agrees with the recorded timings and is physically plausible, and (given the model file) that the
+hash matches.
 
     from bitnet.receipts import make_receipt, write_receipt, verify_receipt
 """
