@@ -55,7 +55,7 @@ BITNET_API bitnet_params bitnet_params_default(void) {
 }
 
 BITNET_API bitnet_gen_params bitnet_gen_params_default(void) {
-    /* Keep in step with the defaults of Model.generate (bitnet/engine.py); tests/test_capi.py checks it. */
+    /* Keep in step with the defaults of Model.generate (bitnet/engine.py); tests/integration/test_capi.py checks it. */
     bitnet_gen_params p = {128, 0.8f, 40, 0.95f, 0.05f, 1.0f, BITNET_SEED_RANDOM};
     return p;
 }

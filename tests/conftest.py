@@ -1,13 +1,21 @@
-"""Shared test fixtures: where the reference vectors live, and a cache of the suite's own."""
+"""Shared test fixtures: where the reference vectors live, a cache of the suite's own, the rule on skips.
+
+The tests are in folders by tier: unit/ (the library in-process), integration/ (the CLI, HTTP, the C ABI, the
+browser, a Ray cluster, the wheels), hardening/ (fuzzing, sanitizers, the server soak); helpers/ holds what
+several of them share (on sys.path from here). Markers (pyproject.toml): slow, browser, cluster, gpu; the
+README's test command runs everything, `pytest -m "not slow"` is the quick loop.
+"""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 # The reference vectors (from bitnet.cpp) carried by the repository: see tests/data/reference/README.md.
 TESTDATA = PROJECT_ROOT / "tests" / "data" / "reference"
 
@@ -52,6 +60,14 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     """A whole module skipped at import (a module-level importorskip) is held to the same rule."""
     _enforce_allowed_skip((yield).get_result())
+
+
+def pytest_collection_modifyitems(items):
+    """The browser build's tests (everything on the built wasm/dist) are slow: the build takes a while."""
+    for item in items:
+        if "wasm_dist" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
 
 
 def testdata_path(*parts: str) -> Path:

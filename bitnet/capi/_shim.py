@@ -13,7 +13,7 @@ import bitnet
 from bitnet.engine import CompletionStream, Model
 from bitnet.errors import ContextOverflowError, GGUFError, ModelError
 
-# Mirrors the BITNET_ERR_* values of include/bitnet.h (tests/test_capi.py checks that they agree).
+# Mirrors the BITNET_ERR_* values of include/bitnet.h (tests/integration/test_capi.py checks that they agree).
 OK = 0
 ERR_INVALID_ARGUMENT = -1
 ERR_BUFFER_TOO_SMALL = -2

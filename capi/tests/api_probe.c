@@ -1,6 +1,6 @@
 /* Exercises every function of bitnet.h, error paths included, and prints one line per check:
  *     name <TAB> value <TAB> bitnet_last_error_code() <TAB> bitnet_last_error()
- * tests/test_capi.py compiles it, runs it and asserts on the lines.
+ * tests/integration/test_capi.py compiles it, runs it and asserts on the lines.
  *
  * usage: api_probe MODEL.gguf NOT_A_GGUF_FILE
  */

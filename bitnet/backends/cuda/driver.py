@@ -2,7 +2,7 @@
 (the driver API of the `.[cuda]` extra; no PyTorch, no CuPy).
 
 The forward pass (bitnet/backends/cuda/forward.py) talks only to the small interface of `CudaDevice`, so the tests can
-run it against an emulated device whose kernels are the CPU kernels (tests/cuda_emulator.py). Device addresses
+run it against an emulated device whose kernels are the CPU kernels (tests/helpers/cuda_emulator.py). Device addresses
 are plain ints; offsets into a buffer are added to them.
 
 PARAMS declares each kernel's parameters ('p' pointer, 'i' int, 'q' int64, 'f' float), in the order of

@@ -173,7 +173,7 @@ void bn_f16_to_f32(const bn_f16 *x, float *out, int64_t n);
 void bn_bf16_to_f32(const uint16_t *x, float *out, int64_t n);
 float bn_f16_scalar_to_f32(bn_f16 h);
 /* The ggml type ids C code reads (docs/formats.md §2). bitnet.gguf.constants.GGMLType states every id for Python
- * and Cython; tests/test_kernels.py holds these equal to it (C_TYPE_IDS of the compiled module). */
+ * and Cython; tests/unit/test_kernels.py holds these equal to it (C_TYPE_IDS of the compiled module). */
 enum bn_ggml_type { BN_T_F32 = 0, BN_T_F16 = 1, BN_T_Q8_0 = 8, BN_T_BF16 = 30 };
 /* Row `row` of a [rows, K] tensor of ggml type F32, F16, Q8_0 or BF16 as float32.
  * Returns 0, or -1 for another type. Used for the token embedding lookup. */

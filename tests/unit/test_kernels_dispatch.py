@@ -14,7 +14,7 @@ from conftest import HARDWARE
 import bitnet.backends.cpu.kernels as bk
 from bitnet.errors import KernelError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _import_with(env_value: str, code: str = "import bitnet.backends.cpu.kernels as k; print(k.active_variant())"):

@@ -22,7 +22,7 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -83,7 +83,7 @@ def test_greedy_tokens_match_reference(model, variant, mode):
 
 
 # Thread-count independence is checked on a model wide enough to start a thread team (tinyA is not):
-# tests/test_parallel_determinism.py.
+# tests/unit/test_parallel_determinism.py.
 
 
 def test_batch_and_step_evaluation_agree_bit_for_bit(model):

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("atheris", reason="pip install atheris (the fuzz extra; Linux x86-64 wheels)")
 
-RUN_FUZZ = Path(__file__).resolve().parents[1] / "tools" / "hardening" / "fuzz" / "run_fuzz.py"
+RUN_FUZZ = Path(__file__).resolve().parents[2] / "tools" / "hardening" / "fuzz" / "run_fuzz.py"
 CI_INPUTS = 20_000
 
 

@@ -1,8 +1,9 @@
-"""The CUDA backend without a GPU: its forward pass (bitnet/backends/cuda/forward.py) runs on tests/cuda_emulator.py, a
-device whose kernels are the CPU kernels, through the real engine, sessions, sampler, batch scheduler and CLI.
+"""The CUDA backend without a GPU: its forward pass (bitnet/backends/cuda/forward.py) runs on
+tests/helpers/cuda_emulator.py, a device whose kernels are the CPU kernels, through the real engine, sessions,
+sampler, batch scheduler and CLI.
 What this pins: the launch sequence, every argument and pointer (the emulator checks types and bounds), the
 decode step's CUDA graph (captured once per context, replayed with new inputs), device greedy, memory checks.
-The kernels themselves on a GPU: tests/test_cuda_gpu.py and tools/checks/gpu_check.py.
+The kernels themselves on a GPU: tests/integration/test_cuda_gpu.py and tools/checks/gpu_check.py.
 
 And what a machine without a GPU does with device="cuda": a clear error, never a crash.
 """
@@ -16,7 +17,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, skip_for_hardware, testdata_path
-from cuda_emulator import EmulatedDevice
+from cuda_emulator import EmulatedDevice, has_gpu
 
 import bitnet
 import bitnet.backends.cuda.driver as driver
@@ -269,7 +270,7 @@ def test_the_http_server_serves_from_the_cuda_backend(tmp_path):
     import httpx
 
     (tmp_path / "sitecustomize.py").write_text(
-        f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'tests')!r})\n"
+        f"import sys\nsys.path.insert(0, {str(PROJECT_ROOT / 'tests' / 'helpers')!r})\n"
         "import bitnet.backends.cuda.driver\nfrom cuda_emulator import EmulatedDevice\n"
         "bitnet.backends.cuda.driver.CudaDevice = EmulatedDevice\n")
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{PROJECT_ROOT}")
@@ -296,16 +297,8 @@ def test_the_http_server_serves_from_the_cuda_backend(tmp_path):
 
 # ---- a machine without a GPU (this one, CI): a clear error
 
-def _has_gpu() -> bool:
-    try:
-        driver.CudaDevice().close()
-    except driver.CudaUnavailableError:
-        return False
-    return True
-
-
 def test_without_a_gpu_device_cuda_says_why():
-    if _has_gpu():
+    if has_gpu():
         skip_for_hardware("this machine has a usable GPU")
     with pytest.raises(driver.CudaUnavailableError, match="device='cuda' needs"):
         bitnet.load(device="cuda")
@@ -321,7 +314,7 @@ def test_without_the_cuda_extra_device_cuda_names_it(monkeypatch):
 
 @pytest.mark.parametrize("flags", [["--device", "cuda"], ["-ngl", "99"], ["--n-gpu-layers", "1"]])
 def test_the_cli_without_a_gpu_exits_with_the_reason(flags):
-    if _has_gpu():
+    if has_gpu():
         skip_for_hardware("this machine has a usable GPU")
     res = subprocess.run([sys.executable, "-m", "bitnet", "run", "-p", "Hi", "-n", "2", *flags],
                          capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ import platform
 import numpy as np
 import pytest
 from conftest import HARDWARE
-from test_kernels import FLOAT_TYPES, _float_case, pack_i2s, pack_tq1, pack_tq2
+from kernel_cases import FLOAT_TYPES, float_case, pack_i2s, pack_tq1, pack_tq2
 
 import bitnet.backends.cpu.kernels as bk
 
@@ -163,7 +163,7 @@ def test_float_matmul_matches_scalar(variant: str, ggml_type: int, K: int, M: in
             bk.float_matmul(bytes(M * 34 * 4), ggml_type, K, M, np.zeros(K, np.float32), variant=variant)
         return
     rng = np.random.default_rng(K * 7 + M + ggml_type)
-    raw, w = _float_case(ggml_type, M, K, rng)
+    raw, w = float_case(ggml_type, M, K, rng)
     for T in (1, 2, 3, 4, 5, 11):
         x = rng.standard_normal((T, K)).astype(np.float32)
         got = bk.float_matmul(raw, ggml_type, K, M, x, variant=variant)

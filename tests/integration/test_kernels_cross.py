@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import HARDWARE
-from test_kernels import pack_i2s, pack_tq1, pack_tq2
+from kernel_cases import pack_i2s, pack_tq1, pack_tq2
 
 import bitnet.backends.cpu.kernels as bk
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "bitnet" / "backends" / "cpu" / "kernels" / "src"
 CLANG = shutil.which("clang")
 NODE = shutil.which("node")

@@ -17,6 +17,8 @@ from conftest import PROJECT_ROOT
 
 import bitnet
 
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
 pytest.importorskip("ray.serve", reason="the ray extra is not installed (pip install '.[ray]')")
 openai = pytest.importorskip("openai")
 

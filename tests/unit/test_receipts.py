@@ -27,7 +27,7 @@ from bitnet.receipts import (
     write_receipt,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

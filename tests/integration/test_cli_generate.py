@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import child_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "The quick brown fox"
 TIMINGS = re.compile(r"^prompt: \d+ tokens, [\d.]+ tok/s \| generation: (\d+) tokens, [\d.]+ tok/s \| "
                      r"finish: (stop|length)")

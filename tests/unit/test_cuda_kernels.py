@@ -2,8 +2,9 @@
 and sm_90 with no register spills, and the I2G weight layout with the kernel's word decoding gives the CPU
 kernels' exact integers (bitnet/backends/cuda/layout.py models the kernel's dp4a loop on the host).
 
-Running the kernels against their CPU references needs a GPU: tests/test_cuda_gpu.py (skipped without one) and
-tools/checks/gpu_check.py; tests/test_cuda_backend.py runs the forward pass around them on an emulated device.
+Running the kernels against their CPU references needs a GPU: tests/integration/test_cuda_gpu.py (skipped
+without one) and tools/checks/gpu_check.py; tests/unit/test_cuda_backend.py runs the forward pass around them on
+an emulated device.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_kernels import pack_i2s
+from kernel_cases import pack_i2s
 
 import bitnet.backends.cpu.kernels as bk
 from bitnet.backends.cuda.layout import i2g_dots, i2s_codes, i2s_to_i2g
 from bitnet.errors import ModelError
 
-SOURCE = Path(__file__).resolve().parents[1] / "bitnet" / "backends" / "cuda" / "kernels.cu"
+SOURCE = Path(__file__).resolve().parents[2] / "bitnet" / "backends" / "cuda" / "kernels.cu"
 NVCC = shutil.which("nvcc")
 KERNELS = sorted(re.findall(r"__global__ void (\w+)\(", SOURCE.read_text()))
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit) is not installed")

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import skip_for_hardware
-from test_kernels import pack_i2s
+from kernel_cases import pack_i2s
 
 import bitnet
 import bitnet.backends.cpu.kernels as bk
 from bitnet.backends.cpu.kernels import choice
 from bitnet.errors import KernelError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = bk.supported_variants()
 
 

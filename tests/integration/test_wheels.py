@@ -16,11 +16,11 @@ from conftest import HARDWARE
 
 import bitnet
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not sys.platform.startswith("linux") or shutil.which("objdump") is None,
-    reason="auditwheel and the binutils inspection are Linux-only (cibuildwheel covers the other platforms)")
+    reason="auditwheel and the binutils inspection are Linux-only (cibuildwheel covers the other platforms)")]
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ It lets the tests run the CUDA forward pass (bitnet/backends/cuda/forward.py) en
 arguments are checked against driver.PARAMS (count and C type); every pointer must fall inside a live
 allocation with room for what the kernel reads or writes there; a call from a thread where the context was not
 made current fails; CUDA-graph capture records launches (a copy during capture fails, as on a GPU) that
-`replay` runs again with whatever device memory then holds. The same functions give tests/test_cuda_gpu.py the
-expected results of the real kernels.
+`replay` runs again with whatever device memory then holds. The same functions give
+tests/integration/test_cuda_gpu.py the expected results of the real kernels.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ F32_MATMULS = {"f16_matmul": bk.GGML_F16, "bf16_matmul": bk.GGML_BF16, "f32_matm
 
 
 class EmulatedDevice:
-    name = "emulated GPU (tests/cuda_emulator.py)"
+    name = "emulated GPU (tests/helpers/cuda_emulator.py)"
     capability = (9, 0)
 
     def __init__(self, free_bytes: int = 8 << 30):
@@ -300,3 +300,14 @@ KERNELS = {"norm_quant": norm_quant, "i2g_matmul": i2g_matmul, "rmsnorm": rmsnor
            "attention_split": attention_split, "attention_combine": attention_combine, "embed_rows": embed_rows,
            "argmax": argmax, **{name: _float_matmul(name) for name in F32_MATMULS}}
 assert sorted(KERNELS) == sorted(PARAMS), "the emulator covers every kernel the launcher knows"
+
+
+def has_gpu() -> bool:
+    """Whether this machine has a GPU the CUDA backend can use (the real driver, not the emulator)."""
+    from bitnet.backends.cuda import driver
+
+    try:
+        driver.CudaDevice().close()
+    except driver.CudaUnavailableError:
+        return False
+    return True

@@ -15,7 +15,7 @@ import pytest
 
 from bitnet.cli import INTERFACE_VERSION
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, env: dict | None = None, input: str | None = None,

@@ -10,7 +10,7 @@ from conftest import child_env
 
 pexpect = pytest.importorskip("pexpect")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATS = re.compile(r"\[prompt: (\d+) new of (\d+) tokens")
 
 

@@ -13,6 +13,8 @@ from conftest import PROJECT_ROOT
 
 import bitnet
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from test_server import CTX, ServerProcess
+from server_process import CTX, ServerProcess
 
 import bitnet
 

@@ -1,6 +1,6 @@
 """The three architectures against transformers, ternary formats against each other, and metadata validation.
 
-Random checkpoints are made by tests/hf_fixtures.py and converted by the project's converter; transformers runs
+Random checkpoints are made by tests/helpers/hf_fixtures.py and converted by the project's converter; transformers runs
 them in float32 with its BitNet quantizer (online absmean ternary weights, per-token int8 activations), an
 implementation independent of ours.
 """

@@ -1,4 +1,4 @@
-"""Every CUDA kernel on a real GPU against its CPU reference (tests/cuda_emulator.py runs the CPU kernels with
+"""Every CUDA kernel on a real GPU against its CPU reference (tests/helpers/cuda_emulator.py runs the CPU kernels with
 the same arguments on the same memory contents), and the whole backend against the CPU backend. Skipped where
 there is no usable GPU (CI, this project's development machines); tools/checks/gpu_check.py is the timing side.
 """
@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from conftest import skip_for_hardware, testdata_path
 from cuda_emulator import QINFO, EmulatedDevice
-from test_kernels import pack_i2s
+from kernel_cases import pack_i2s
 
 import bitnet
 import bitnet.backends.cpu.kernels as bk
 from bitnet.backends.cuda.layout import i2s_to_i2g
+
+pytestmark = pytest.mark.gpu
 
 
 def _gpu():

@@ -20,7 +20,7 @@ from bitnet.errors import GGUFError
 from bitnet.gguf import GGMLType, GGUFReader, GGUFValueType, GGUFWriter, quants
 
 VT = GGUFValueType
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------- byte builder

@@ -12,6 +12,8 @@ import subprocess
 import pytest
 from conftest import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = PROJECT_ROOT / "tools" / "hardening" / "sanitize_capi.py"
 
 

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch", reason="torch is needed to train the tiny m
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools" / "training"
+TOOLS = Path(__file__).resolve().parents[2] / "tools" / "training"
 sys.path.insert(0, str(TOOLS))
 import corpus  # noqa: E402  (tools/ is not a package)
 import train_tiny  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 
 import bitnet
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import bench_engine  # noqa: E402  (benchmarks/ is not a package)
 
 SHAPE = dict(n_embd=1024, n_layer=2, n_head=8, n_head_kv=2, n_ff=4096, n_vocab=1024, n_ctx=256)
