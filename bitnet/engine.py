@@ -88,7 +88,7 @@ class Session:
     def step_greedy(self, token: int) -> int:
         """Evaluate `token` and return the greedy choice of the next one, computed by the backend (on a GPU
         only the chosen id comes back, not the logits)."""
-        best = self.model._transformer.greedy(self.context, token, len(self.cached), self.model.n_threads)
+        best = self.model._transformer.greedy(self.context, token, len(self.cached))
         self.cached.append(token)
         return best
 
@@ -187,7 +187,6 @@ class Model:
                                       or n_threads < 1):
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
         n_threads = settings.threads(n_threads)
-        self.n_threads = n_threads
         self.device = resolve_device(device)
         self.reader = GGUFReader(path, populate=self.device == "cpu")   # the GPU reads each weight once
         self.metadata = self.reader.metadata
@@ -236,6 +235,16 @@ class Model:
 
     # -- the backend, as the rest of the package sees it
     @property
+    def n_threads(self) -> int:
+        """The threads the backend runs every forward on (settable: `bitnet bench` sweeps it on one model)."""
+        return self._transformer.n_threads
+
+    @n_threads.setter
+    def n_threads(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"n_threads must be a positive integer, got {value!r}")
+        self._transformer.n_threads = value
+    @property
     def device_name(self) -> str:
         """"cpu", or the GPU's name."""
         return self._transformer.device_name
@@ -256,7 +265,7 @@ class Model:
         """One step over several sessions: row r evaluates tokens[r] at positions[r] in sessions[owners[r]]'s
         cache; the logits of rows `logit_rows` go to `logits` (see bitnet.backends.Backend)."""
         self._transformer.forward_batch(workspace, [s.context for s in sessions], tokens, positions, owners,
-                                        logit_rows, logits, self.n_threads)
+                                        logit_rows, logits)
 
     def close(self) -> None:
         self._transformer.close()     # the GPU's memory goes back at once
@@ -363,7 +372,7 @@ class Model:
         Non-finite weights (a NaN in an embedding row, an infinite block scale, an overflow) never become
         finite again on the residual stream, so they reach the logits; a file that lies about its values
         fails here with ModelError instead of sampling plausible-looking tokens."""
-        self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), pos, logits, all_positions, self.n_threads)
+        self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), pos, logits, all_positions)
         if logits is not None and not np.isfinite(logits).all():
             row, col = np.argwhere(~np.isfinite(logits))[0]
             where = pos + row if all_positions else pos + len(ids) - 1

@@ -149,7 +149,7 @@ class Generation:
         return self.decoding.cancel("stopped")
 
     def _forward(self, tokens: list[int], pos: int) -> None:
-        self.model.transformer.forward(self.model.context, tokens, pos, self._logits_2d, False, 1)
+        self.model.transformer.forward(self.model.context, tokens, pos, self._logits_2d, False)
 
     def stats(self) -> dict:
         n_decode = max(len(self.tokens) - 1, 0)   # the first token comes out of the prompt's evaluation

@@ -18,6 +18,7 @@ class Backend(Protocol):
     n_vocab: int
     head_type: int          # the ggml type the LM head is computed from
     device_name: str        # "cpu", or the GPU's name
+    n_threads: int          # host threads every forward runs on: a setting of the backend, built with it
 
     def new_context(self, n_ctx: int) -> Any:
         """A sequence's KV cache for n_ctx positions (in host or device memory). Its `threads_used` says how
@@ -27,18 +28,16 @@ class Backend(Protocol):
     def new_workspace(self) -> Any:
         """Scratch for forward_batch (None where the backend keeps its own)."""
 
-    def forward(self, ctx: Any, tokens, pos0: int, logits_out, all_logits: bool, n_threads: int) -> None:
+    def forward(self, ctx: Any, tokens, pos0: int, logits_out, all_logits: bool) -> None:
         """Evaluate `tokens` at positions pos0.. into ctx's cache; logits of the last (or, with all_logits,
         every) position into logits_out, a float32 [rows, vocab] array, unless it is None."""
 
-    def forward_batch(self, ws: Any, contexts: list, tokens, positions, owners, logit_rows, logits_out,
-                      n_threads: int) -> None:
+    def forward_batch(self, ws: Any, contexts: list, tokens, positions, owners, logit_rows, logits_out) -> None:
         """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]],
         logits of rows `logit_rows` into logits_out; each row's result equals evaluating its sequence alone."""
 
-    def greedy(self, ctx: Any, token: int, pos: int, n_threads: int) -> int:
-        """Evaluate one token and return the first index of its largest logit (on the GPU, computed there).
-        n_threads as for forward: the greedy step is a decode step like any other."""
+    def greedy(self, ctx: Any, token: int, pos: int) -> int:
+        """Evaluate one token and return the first index of its largest logit (on the GPU, computed there)."""
 
     def ran_kernels(self) -> list[str]:
         """Receipt ids ('<kernel>.<variant>') of the kernels that ran since reset_ran (bitnet.receipts)."""

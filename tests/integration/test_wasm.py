@@ -321,7 +321,7 @@ def test_the_head_is_widened_only_below_the_budget_and_scores_the_same() -> None
         assert transformer.head_type == head_type
         out = array("f", bytes(4 * hp.n_vocab))
         transformer.forward(Context(transformer, 16), [hp.n_vocab - 2, 5, 17, 300], 0,
-                            memoryview(out).cast("B").cast("f", (1, hp.n_vocab)), False, 1)
+                            memoryview(out).cast("B").cast("f", (1, hp.n_vocab)), False)
         logits[head_type] = list(out)
     # the same values through another kernel: equal up to the order of float additions
     assert logits[GGMLType.F32] == pytest.approx(logits[GGMLType.F16], rel=1e-5, abs=1e-5)

@@ -82,7 +82,7 @@ def test_forward_batch_rows_equal_sequences_alone(tmp_path_factory, batch):
                     owners.append(len(batch_contexts))
                 batch_contexts.append(contexts[i])
             out = np.empty((len(wanted), model.n_vocab), dtype=np.float32)
-            tr.forward_batch(ws, batch_contexts, tokens, positions, owners, wanted, out, model.n_threads)
+            tr.forward_batch(ws, batch_contexts, tokens, positions, owners, wanted, out)
             for row, (i, pos) in zip(out, where):
                 np.testing.assert_array_equal(row, alone[i][pos], err_msg=f"{name}: sequence {i} position {pos}")
                 checked += 1
@@ -106,12 +106,12 @@ def test_forward_batch_refuses_inconsistent_rows(embedded):
     ]
     for (contexts, tokens, positions, owners, wanted), message in cases:
         with pytest.raises(ValueError, match=message):
-            tr.forward_batch(ws, contexts, tokens, positions, owners, wanted, out, 1)
+            tr.forward_batch(ws, contexts, tokens, positions, owners, wanted, out)
     with pytest.raises(ValueError, match="wrong shape"):
-        tr.forward_batch(ws, [a], [1], [0], [0], [0], np.empty((2, embedded.n_vocab), np.float32), 1)
+        tr.forward_batch(ws, [a], [1], [0], [0], [0], np.empty((2, embedded.n_vocab), np.float32))
     tiny = bitnet.load(testdata_path("tinyA", "tinyA-i2s.gguf"))
     with pytest.raises(ValueError, match="different model"):
-        tr.forward_batch(ws, [Context(tiny._transformer, 8)], [1], [0], [0], [0], out, 1)
+        tr.forward_batch(ws, [Context(tiny._transformer, 8)], [1], [0], [0], [0], out)
 
 
 PROMPTS = ["Once upon a time", "The little dog ran", "Tom and Lily went to the park. They", "She was happy",

@@ -125,7 +125,7 @@ def test_forward_batch_rows_equal_the_cpu_backends(emulated):
         out = np.empty((3, m.n_vocab), dtype=np.float32)
         # context 0 takes a 4-token chunk, context 1 one token, context 2 two (logits of rows 3, 4 and 6)
         tr.forward_batch(tr.new_workspace(), ctxs, [5, 9, 12, 40, 7, 100, 101], [0, 1, 2, 3, 0, 0, 1],
-                         [0, 0, 0, 0, 1, 2, 2], [3, 4, 6], out, 1)
+                         [0, 0, 0, 0, 1, 2, 2], [3, 4, 6], out)
         outs.append(out)
     assert _cosines(*outs).min() > 0.99999
 
@@ -173,11 +173,11 @@ def test_bad_requests_fail_like_the_cpu_backend(emulated):
     tr = gpu._transformer
     ctx = tr.new_context(32)
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        tr.forward(ctx, [gpu.n_vocab], 0, None, False, 1)
+        tr.forward(ctx, [gpu.n_vocab], 0, None, False)
     with pytest.raises(ValueError, match="do not fit in the context of 32 tokens"):
-        tr.forward(ctx, [1, 2, 3], 30, None, False, 1)
+        tr.forward(ctx, [1, 2, 3], 30, None, False)
     with pytest.raises(ValueError, match="different model"):
-        tr.forward(bitnet.load(n_ctx=32).new_session().context, [1], 0, None, False, 1)
+        tr.forward(bitnet.load(n_ctx=32).new_session().context, [1], 0, None, False)
     with pytest.raises(ValueError, match="exceeds the 32 this CUDA model was loaded for"):
         tr.new_context(64)
     with pytest.raises(bitnet.errors.ContextOverflowError):
@@ -212,7 +212,7 @@ def test_non_finite_logits_fail_on_the_device_greedy_path(emulated):
     ctx = tr.new_context(32)
     tr.dev.upload(tr.output_norm, np.full(tr.d["n_embd"], np.nan, dtype=np.float32))
     with pytest.raises(ModelError, match="non-finite logit at position 0"):
-        tr.greedy(ctx, 5, 0, 1)
+        tr.greedy(ctx, 5, 0)
 
 
 def test_the_device_is_chosen_by_argument_then_environment(emulated, monkeypatch):

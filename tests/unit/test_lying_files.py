@@ -67,14 +67,14 @@ def test_the_cpu_backends_greedy_step_checks_its_logits(source, tmp_path):
     model = bitnet.load(EMBEDDED)
     tr = model._transformer
     for token in (3, 200, 1000):
-        assert tr.greedy(tr.new_context(4), token, 0, 1) == int(np.argmax(model.logits([token])[0]))
+        assert tr.greedy(tr.new_context(4), token, 0) == int(np.argmax(model.logits([token])[0]))
     n_embd = source["tensors"]["token_embd.weight"][0][1]
 
     def edit(raw, gtype):
         _set_f16(raw, 7 * n_embd, np.nan)     # the tied head: token 7's logit is NaN whatever the input
     lying = bitnet.load(_with_tensor(source, tmp_path, "token_embd.weight", edit))
     with pytest.raises(ModelError, match="non-finite logit at position 2: the model file's weights hold NaN/Inf"):
-        lying._transformer.greedy(lying._transformer.new_context(4), 3, 2, 1)
+        lying._transformer.greedy(lying._transformer.new_context(4), 3, 2)
 
 
 def test_non_finite_i2s_scale_fails_at_load(source, tmp_path):

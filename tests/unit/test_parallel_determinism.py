@@ -66,3 +66,16 @@ def test_decoding_runs_on_every_thread_the_model_was_given(wide_model, temperatu
     one = bitnet.load(wide_model, n_threads=1, n_ctx=SHAPE["n_ctx"])
     assert one.generate([1, 2, 3, 4], max_tokens=4, temperature=0).tokens == \
         model.generate([1, 2, 3, 4], max_tokens=4, temperature=0).tokens
+
+
+def test_the_thread_count_is_a_setting_of_the_model_that_every_step_follows(wide_model):
+    """The backend is built with its thread count; changing it on the model (what `bitnet bench -t 1,2` does)
+    changes what every later step runs on, the greedy step included."""
+    model = bitnet.load(wide_model, n_threads=1, n_ctx=SHAPE["n_ctx"])
+    session = model.new_session()
+    session.prefill([1, 2, 3])
+    assert session.step_greedy(4) >= 0 and session.threads_used == 1
+    model.n_threads = 2
+    assert session.step_greedy(5) >= 0 and session.threads_used == 2
+    with pytest.raises(ValueError, match="n_threads must be a positive integer"):
+        model.n_threads = 0

@@ -126,21 +126,21 @@ def end_to_end(model, n_decode: int, n_prefill: int) -> dict:
     rng = np.random.default_rng(1)
     prompt = [int(t) for t in rng.integers(0, min(256, model.n_vocab), n_prefill)]
     ctx = tr.new_context(model.n_ctx)
-    tr.forward(ctx, prompt, 0, None, False, 1)                   # warm-up (and the JIT of every kernel)
+    tr.forward(ctx, prompt, 0, None, False)                   # warm-up (and the JIT of every kernel)
     prefill = []
     for _ in range(3):
         t0 = time.perf_counter()
-        tr.forward(ctx, prompt, 0, np.empty((1, model.n_vocab), np.float32), False, 1)
+        tr.forward(ctx, prompt, 0, np.empty((1, model.n_vocab), np.float32), False)
         prefill.append(n_prefill / (time.perf_counter() - t0))
     result = {"prefill_tokens": n_prefill, "prefill_tokens_per_s": round(statistics.median(prefill), 1)}
     logits = np.empty((1, model.n_vocab), np.float32)
 
     def logits_step(ctx, token: int, pos: int) -> int:          # the host chooses from the logits
-        tr.forward(ctx, [token], pos, logits, False, 1)
+        tr.forward(ctx, [token], pos, logits, False)
         return int(logits[0].argmax())
 
     def greedy_step(ctx, token: int, pos: int) -> int:           # the device chooses: 4 bytes come back
-        return tr.greedy(ctx, token, pos, 1)
+        return tr.greedy(ctx, token, pos)
 
     for mode, step in (("greedy", greedy_step), ("logits", logits_step)):
         ctx = tr.new_context(model.n_ctx)

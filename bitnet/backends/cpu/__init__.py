@@ -36,7 +36,7 @@ def build(weights: dict, hp: HParams, reader, head_int8: bool, n_threads: int | 
             raise ValueError(f"ternary must be one of {', '.join(TERNARY_KERNELS)}, got {ternary!r}")
         if ternary == "lut":
             _repack_lut(reader, weights["layers"], n_threads)
-    return Transformer(**weights, head_int8=head_int8)
+    return Transformer(**weights, head_int8=head_int8, n_threads=n_threads or 1)
 
 
 def _matrices(layer: dict) -> list[BoundMatrix]:

@@ -146,15 +146,19 @@ cdef class Transformer:
     cdef Weights w
     cdef bint has_lut          # some matrix is in the LUT form: sessions allocate table scratch
     cdef object _keep          # the buffer views (and through them the mmap) must outlive the pointers
+    cdef int _n_threads
 
     def __cinit__(self):
         self.w.layers = NULL
 
-    def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list, bint head_int8=False):
+    def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list, bint head_int8=False,
+                 int n_threads=1):
         """dims: hyperparameters; tok_embd/output: BoundMatrix; output_norm: float32 array; layers: list of
         dicts name -> BoundMatrix / float32 array (see bitnet.models.common). head_int8: `output` is Q8_0 and
-        is computed with Q8 activations (int8 dot products) instead of float ones."""
+        is computed with Q8 activations (int8 dot products) instead of float ones. n_threads: the threads every
+        forward runs its parallel loops on (a setting of the backend, changed through the attribute)."""
         self._keep = (tok_embd, output, output_norm, layers)
+        self.n_threads = n_threads
         cdef Dims *d = &self.w.d
         d.n_embd = dims["n_embd"]
         d.n_layer = dims["n_layer"]
@@ -205,6 +209,16 @@ cdef class Transformer:
         return self.w.d.n_vocab
 
     @property
+    def n_threads(self) -> int:
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, int value):
+        if value < 1:
+            raise ValueError(f"n_threads must be >= 1, got {value}")
+        self._n_threads = value
+
+    @property
     def head_type(self) -> int:
         """The ggml type the LM head is computed from (F32 when an F16 head was widened at load)."""
         return self.w.output.gtype
@@ -237,14 +251,14 @@ cdef class Transformer:
     def new_workspace(self) -> Workspace:
         return Workspace()
 
-    def greedy(self, Context ctx, int32_t token, int64_t pos, int n_threads) -> int:
+    def greedy(self, Context ctx, int32_t token, int64_t pos) -> int:
         """Evaluate one token at `pos` and return the index of its largest logit (the first on ties, as the
         sampler's greedy choice). ModelError when a logit is not finite."""
         cdef int64_t V = self.w.d.n_vocab, i, best = 0
         cdef bint bad = False
         logits_buf = array("f", bytes(4 * V))
         cdef float[:, ::1] logits = memoryview(logits_buf).cast("B").cast("f", (1, V))
-        self.forward(ctx, array("i", [token]), pos, logits, False, n_threads)
+        self.forward(ctx, array("i", [token]), pos, logits, False)
         with nogil:
             for i in range(V):
                 if not isfinite(logits[0, i]):
@@ -257,7 +271,7 @@ cdef class Transformer:
             raise non_finite_logit(pos)
         return best
 
-    def forward(self, Context ctx, tokens, int64_t pos0, logits_out, bint all_logits, int n_threads):
+    def forward(self, Context ctx, tokens, int64_t pos0, logits_out, bint all_logits):
         """Evaluate `tokens` at positions pos0.. in `ctx` (its KV cache is written there).
 
         logits_out: None (no LM head), a float32 [1, vocab] array (last position) or, with all_logits, a
@@ -276,10 +290,9 @@ cdef class Transformer:
         else:
             wanted = array("q", [n - 1])
         self._run(ctx._workspace(), [ctx], toks, array("q", range(pos0, pos0 + n)), array("q", bytes(8 * n)),
-                  wanted, logits_out, n_threads)
+                  wanted, logits_out, self.n_threads)
 
-    def forward_batch(self, Workspace ws, contexts, tokens, positions, owners, logit_rows, logits_out,
-                      int n_threads):
+    def forward_batch(self, Workspace ws, contexts, tokens, positions, owners, logit_rows, logits_out):
         """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]].
 
         The rows of one context form one contiguous run of consecutive positions (a single decode token, or a
@@ -289,7 +302,7 @@ cdef class Transformer:
         of output for one token the same way whatever the number of tokens beside it.
         """
         self._run(ws, list(contexts), _int32s(tokens, "tokens"), _int64s(positions, "positions"),
-                  _int64s(owners, "owners"), _int64s(logit_rows, "logit_rows"), logits_out, n_threads)
+                  _int64s(owners, "owners"), _int64s(logit_rows, "logit_rows"), logits_out, self.n_threads)
 
     cdef _run(self, Workspace ws, list contexts, const int32_t[::1] toks, const int64_t[::1] pos,
               const int64_t[::1] owner, const int64_t[::1] wanted, logits_out, int n_threads):

@@ -135,6 +135,7 @@ class CudaTransformer:
         d = self.d
         self.max_ctx = int(max_ctx)
         self.head_int8 = bool(head_int8)
+        self.n_threads = 1          # the contract's host threads: the calling thread alone drives the device
         self._lock = threading.Lock()         # one forward at a time: the scratch buffers are shared
         E, HD = d["n_embd"], d["head_dim"]
         self.q_dim, self.kv_dim = d["n_head"] * HD, d["n_head_kv"] * HD
@@ -253,9 +254,9 @@ class CudaTransformer:
     def new_workspace(self):
         return None     # the scratch buffers belong to the model on the GPU
 
-    def forward(self, ctx: CudaContext, tokens, pos0: int, logits_out, all_logits: bool, n_threads: int) -> None:
+    def forward(self, ctx: CudaContext, tokens, pos0: int, logits_out, all_logits: bool) -> None:
         """As the CPU Transformer's: evaluate `tokens` at positions pos0.. into ctx's cache; logits_out None, a
-        float32 [1, vocab] array (last position) or, with all_logits, [len(tokens), vocab]. n_threads is unused."""
+        float32 [1, vocab] array (last position) or, with all_logits, [len(tokens), vocab]."""
         toks = self._token_ids(tokens)
         n = len(toks)
         self._check_context(ctx)
@@ -287,10 +288,9 @@ class CudaTransformer:
                     self._head(T - 1, 1, logits_out)
             self.dev.synchronize()
 
-    def greedy(self, ctx: CudaContext, token: int, pos: int, n_threads: int) -> int:
+    def greedy(self, ctx: CudaContext, token: int, pos: int) -> int:
         """Evaluate one token at `pos` and return the index of its largest logit (the first on ties), computed on
-        the device: 4 bytes come back instead of the logits. ModelError when a logit is not finite. n_threads:
-        the interface's, unused (the calling thread drives the device)."""
+        the device: 4 bytes come back instead of the logits. ModelError when a logit is not finite."""
         (tok,) = self._token_ids([token])
         self._check_context(ctx)
         if not 0 <= pos < ctx.n_ctx:
@@ -303,7 +303,7 @@ class CudaTransformer:
             raise non_finite_logit(pos)
         return best
 
-    def forward_batch(self, ws, contexts, tokens, positions, owners, logit_rows, logits_out, n_threads) -> None:
+    def forward_batch(self, ws, contexts, tokens, positions, owners, logit_rows, logits_out) -> None:
         """As the CPU Transformer's: row r evaluates tokens[r] at positions[r] in contexts[owners[r]]; the rows of
         one context are one run of consecutive positions. Each run is evaluated with `forward` (on the GPU one
         sequence's step is already a wide launch; rows of different sequences would not share a graph)."""
@@ -337,14 +337,14 @@ class CudaTransformer:
             inside = [i for i, w in enumerate(wanted) if r0 <= w < r1]
             ctx, chunk, p0 = contexts[o], toks[r0:r1], int(pos[r0])
             if not inside:
-                self.forward(ctx, chunk, p0, None, False, n_threads)
+                self.forward(ctx, chunk, p0, None, False)
             elif [int(wanted[i]) for i in inside] == [r1 - 1]:
                 out = np.empty((1, self.n_vocab), dtype=np.float32)
-                self.forward(ctx, chunk, p0, out, False, n_threads)
+                self.forward(ctx, chunk, p0, out, False)
                 logits_out[inside[0]] = out[0]
             else:
                 out = np.empty((r1 - r0, self.n_vocab), dtype=np.float32)
-                self.forward(ctx, chunk, p0, out, True, n_threads)
+                self.forward(ctx, chunk, p0, out, True)
                 for i in inside:
                     logits_out[i] = out[int(wanted[i]) - r0]
 
