@@ -85,7 +85,7 @@ def test_greedy_generation_is_the_cpus_and_uses_one_graph_per_context(emulated):
 
 
 def test_long_prompts_replay_a_chunk_graph_and_match_the_cpu(emulated):
-    from bitnet.backends.cuda.forward import UBATCH
+    from bitnet.backends.checks import UBATCH
 
     cpu, gpu = bitnet.load(n_ctx=3 * UBATCH), bitnet.load(n_ctx=3 * UBATCH, device="cuda")
     dev = gpu._transformer.dev
@@ -329,3 +329,31 @@ def test_the_cli_device_flags_resolve_and_conflict():
     bad = subprocess.run([sys.executable, "-m", "bitnet", "run", "-p", "Hi", "--device", "cpu", "-ngl", "4"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--device cpu contradicts --n-gpu-layers 4" in bad.stderr
+
+
+def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(emulated):
+    """Token, position and batch-layout checks are written once (bitnet.backends.checks), above both backends."""
+    messages = {}
+    for device in ("cpu", "cuda"):
+        model = bitnet.load(n_ctx=16, device=device)
+        tr = model._transformer
+        a, b = tr.new_context(8), tr.new_context(8)
+        out = np.empty((1, model.n_vocab), dtype=np.float32)
+        cases = [
+            ([a, b], [1, 2, 3], [0, 0, 1], [0, 1, 0], [2]),      # context 0's rows split
+            ([a], [1, 2], [0, 2], [0, 0], [1]),                  # positions not consecutive
+            ([a], [1], [8], [0], [0]),                           # past the context
+            ([a], [1], [0], [1], [0]),                           # no context 1
+            ([a], [model.n_vocab], [0], [0], [0]),               # outside the vocabulary
+            ([a], [1, 2], [0, 1], [0, 0], [1, 0]),               # logit rows not increasing
+            ([a], [1], [0], [0, 0], [0]),                        # owners of the wrong length
+        ]
+        for contexts, tokens, positions, owners, wanted in cases:
+            with pytest.raises(ValueError) as err:
+                tr.forward_batch(tr.new_workspace(), contexts, tokens, positions, owners, wanted, out)
+            messages.setdefault(device, []).append(str(err.value))
+        with pytest.raises(ValueError) as err:
+            tr.forward(a, [1, 2, 3], 7, None, False)
+        messages[device].append(str(err.value))
+    assert messages["cpu"] == messages["cuda"]
+    assert "not one contiguous run" in messages["cpu"][0] and "do not fit in the context of 8" in messages["cpu"][-1]

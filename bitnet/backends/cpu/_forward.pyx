@@ -32,15 +32,17 @@ from bitnet.backends.cpu.kernels._kernels cimport (
     bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes,
 )
 
+from bitnet.backends.checks import UBATCH as _UBATCH, batch_runs, check_logits_out, check_span, check_tokens
 from bitnet.gguf.constants import GGMLType
+
+# Tokens evaluated per internal step (bitnet.backends.checks: both backends' step size)
+cdef int64_t UBATCH = _UBATCH
 
 # ggml type ids used here, from their one statement (bitnet.gguf.constants; docs/formats.md §2)
 cdef int T_F32 = GGMLType.F32, T_F16 = GGMLType.F16, T_Q8_0 = GGMLType.Q8_0, T_BF16 = GGMLType.BF16
 cdef int T_TQ1_0 = GGMLType.TQ1_0, T_TQ2_0 = GGMLType.TQ2_0, T_I2_S = GGMLType.I2_S
 
 cdef enum:
-    # Tokens evaluated per internal step: bounds scratch memory for long prompts.
-    UBATCH = 256
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
     # it saves, and on a busy machine a descheduled team member stalls the whole op.
     PARALLEL_MIN_WORK = 1 << 22
@@ -279,10 +281,8 @@ cdef class Transformer:
         """
         cdef const int32_t[::1] toks = _int32s(tokens, "tokens")
         cdef int64_t n = toks.shape[0]
-        if n == 0:
-            raise ValueError("forward needs at least one token")
-        if pos0 < 0 or pos0 + n > ctx.n_ctx:
-            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit in the context of {ctx.n_ctx} tokens")
+        check_tokens(toks, self.w.d.n_vocab)
+        check_span(pos0, n, ctx.n_ctx)
         if logits_out is None:
             wanted = array("q")
         elif all_logits:
@@ -308,51 +308,27 @@ cdef class Transformer:
               const int64_t[::1] owner, const int64_t[::1] wanted, logits_out, int n_threads):
         cdef int64_t n = toks.shape[0], r, i, o, n_wanted = wanted.shape[0]
         cdef Context c
-        if n == 0:
-            raise ValueError("forward needs at least one token")
-        if pos.shape[0] != n or owner.shape[0] != n:
-            raise ValueError(f"{n} tokens need {n} positions and {n} owners, got {pos.shape[0]} and {owner.shape[0]}")
-        if n_threads < 1:
-            raise ValueError("n_threads must be >= 1")
-        for i in range(n):
-            if toks[i] < 0 or toks[i] >= self.w.d.n_vocab:
-                raise ValueError(
-                    f"token id {toks[i]} at index {i} is outside the vocabulary (0..{self.w.d.n_vocab - 1})")
+        check_tokens(toks, self.w.d.n_vocab)
+        for i in range(len(contexts)):
+            c = <Context?>contexts[i]
+            if c.n_layer != self.w.d.n_layer or c.kv_dim != self.w.d.kv_dim:
+                raise ValueError(f"context {i} was made for a different model")
+        batch_runs(pos, owner, [(<Context>c).n_ctx for c in contexts], wanted, n)
+        cdef float[:, ::1] out = None
+        if logits_out is not None:
+            out = logits_out
+        check_logits_out(None if out is None else (out.shape[0], out.shape[1]), n_wanted, self.w.d.n_vocab)
         rows_buf = bytearray(n * sizeof(Row))
         cdef Row *rows = <Row *>_ptr(rows_buf)
-        seen = set()
         cdef int64_t max_ctx = 1
-        for r in range(n):
-            o = owner[r]
-            if o < 0 or o >= len(contexts):
-                raise ValueError(f"row {r} belongs to context {o}, but there are {len(contexts)}")
-            c = <Context?>contexts[o]
-            if c.n_layer != self.w.d.n_layer or c.kv_dim != self.w.d.kv_dim:
-                raise ValueError(f"context {o} was made for a different model")
-            if r > 0 and owner[r - 1] == o:
-                if pos[r] != pos[r - 1] + 1:
-                    raise ValueError(f"rows {r - 1} and {r} of context {o} are not consecutive positions")
-            elif o in seen:
-                raise ValueError(f"the rows of context {o} are not one contiguous run")
-            seen.add(o)
-            if pos[r] < 0 or pos[r] >= c.n_ctx:
-                raise ValueError(f"position {pos[r]} does not fit in the context of {c.n_ctx} tokens")
+        for r in range(n):         # the layout is checked: fill the rows
+            c = <Context>contexts[owner[r]]
             rows[r].token = toks[r]
             rows[r].pos = pos[r]
             rows[r].kcache = c.kcache
             rows[r].vcache = c.vcache
             rows[r].n_ctx = c.n_ctx
             max_ctx = max(max_ctx, c.n_ctx)
-        for i in range(n_wanted):
-            if wanted[i] < 0 or wanted[i] >= n or (i > 0 and wanted[i] <= wanted[i - 1]):
-                raise ValueError("logit_rows must be increasing row indices")
-        cdef float[:, ::1] out = None
-        if logits_out is not None:
-            out = logits_out
-            if out.shape[1] != self.w.d.n_vocab or out.shape[0] != n_wanted:
-                raise ValueError(f"logits_out has the wrong shape: expected ({n_wanted}, {self.w.d.n_vocab})")
-        elif n_wanted:
-            raise ValueError("logit_rows given without logits_out")
         ws._ensure(self, n_threads, max_ctx)
         ws.s.team = 1
         cdef const bn_kernels *kt = active_kernels()

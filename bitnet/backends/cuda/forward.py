@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bitnet.backends.checks import UBATCH, batch_runs, check_logits_out, check_span, check_tokens
 from bitnet.errors import BitNetError, ModelError, non_finite_logit
 from bitnet.gguf.constants import GGMLType, i2s_code_bytes
 
@@ -30,7 +31,6 @@ T_F32, T_F16, T_Q8_0, T_BF16, T_TQ1_0, T_TQ2_0, T_I2_S = (int(GGMLType[name]) fo
     "F32", "F16", "Q8_0", "BF16", "TQ1_0", "TQ2_0", "I2_S"))
 FLOAT_KERNELS = {T_F16: "f16_matmul", T_BF16: "bf16_matmul", T_F32: "f32_matmul", T_Q8_0: "q80_matmul"}
 
-UBATCH = 256             # tokens per pass through the layers (bounds the scratch buffers)
 MATMUL_TOKENS = 8        # tokens per matmul launch: the kernels keep one accumulator per token in registers
 MATMUL_ROWS = 8          # output rows (warps) per block of a matmul
 BLOCK = 256              # threads per block of the row-wise and elementwise kernels
@@ -260,8 +260,7 @@ class CudaTransformer:
         toks = self._token_ids(tokens)
         n = len(toks)
         self._check_context(ctx)
-        if pos0 < 0 or pos0 + n > ctx.n_ctx:
-            raise ValueError(f"positions {pos0}..{pos0 + n - 1} do not fit in the context of {ctx.n_ctx} tokens")
+        check_span(pos0, n, ctx.n_ctx)
         rows = n if all_logits else 1
         if logits_out is not None and (logits_out.shape != (rows, self.n_vocab) or logits_out.dtype != np.float32
                                        or not logits_out.flags.c_contiguous):
@@ -308,31 +307,12 @@ class CudaTransformer:
         one context are one run of consecutive positions. Each run is evaluated with `forward` (on the GPU one
         sequence's step is already a wide launch; rows of different sequences would not share a graph)."""
         toks = self._token_ids(tokens)
-        pos, own, wanted = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (positions, owners, logit_rows))
-        n = len(toks)
-        if len(pos) != n or len(own) != n:
-            raise ValueError(f"{n} tokens need {n} positions and {n} owners, got {len(pos)} and {len(own)}")
-        if len(wanted) and (wanted.min() < 0 or wanted.max() >= n or np.any(np.diff(wanted) <= 0)):
-            raise ValueError("logit_rows must be increasing row indices")
-        if logits_out is None and len(wanted):
-            raise ValueError("logit_rows given without logits_out")
-        if logits_out is not None and logits_out.shape != (len(wanted), self.n_vocab):
-            raise ValueError(f"logits_out has the wrong shape: expected ({len(wanted)}, {self.n_vocab})")
-        runs, seen, r = [], set(), 0
-        while r < n:
-            o = int(own[r])
-            if not 0 <= o < len(contexts):
-                raise ValueError(f"row {r} belongs to context {o}, but there are {len(contexts)}")
-            if o in seen:
-                raise ValueError(f"the rows of context {o} are not one contiguous run")
-            seen.add(o)
-            end = r + 1
-            while end < n and own[end] == o:
-                if pos[end] != pos[end - 1] + 1:
-                    raise ValueError(f"rows {end - 1} and {end} of context {o} are not consecutive positions")
-                end += 1
-            runs.append((o, r, end))
-            r = end
+        pos, own, wanted = ([int(v) for v in np.asarray(a, dtype=np.int64).reshape(-1)]
+                            for a in (positions, owners, logit_rows))
+        for ctx in contexts:
+            self._check_context(ctx)
+        runs = batch_runs(pos, own, [ctx.n_ctx for ctx in contexts], wanted, len(toks))
+        check_logits_out(None if logits_out is None else logits_out.shape, len(wanted), self.n_vocab)
         for o, r0, r1 in runs:
             inside = [i for i, w in enumerate(wanted) if r0 <= w < r1]
             ctx, chunk, p0 = contexts[o], toks[r0:r1], int(pos[r0])
@@ -353,12 +333,7 @@ class CudaTransformer:
         toks = np.asarray(tokens)
         if toks.ndim != 1 or (toks.size and not np.issubdtype(toks.dtype, np.integer)):
             raise TypeError("tokens must be a sequence of integers")
-        if toks.size == 0:
-            raise ValueError("forward needs at least one token")
-        bad = np.flatnonzero((toks < 0) | (toks >= self.n_vocab))
-        if bad.size:
-            raise ValueError(f"token id {int(toks[bad[0]])} at index {int(bad[0])} is outside the vocabulary "
-                             f"(0..{self.n_vocab - 1})")
+        check_tokens(toks.tolist(), self.n_vocab)
         return toks.astype(np.int32)
 
     def _check_context(self, ctx) -> None:
