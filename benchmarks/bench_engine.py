@@ -141,7 +141,6 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
     is over the decode steps alone. Peak RSS is this process's high-water mark (VmHWM; not getrusage's
     ru_maxrss, which Linux carries across fork+exec from the model-writing parent) without the probe's buffer."""
     import bitnet
-    from bitnet.backends.cpu.kernels import ran_kernels
 
     t0 = time.perf_counter()
     model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"], lm_head=lm_head)
@@ -183,7 +182,12 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
                 decode_sampled_tps=generated["sampled"].decode_tokens_per_s,
                 decode_fraction=statistics.median(fractions), peak_rss_mb=peak_rss_mb,
                 bytes_per_token=bytes_per_token, kv_cache_mb=session.context.nbytes / 2**20,
-                file_mb=os.path.getsize(model_path) / 2**20, kernels=ran_kernels(), probe=probe_kind)
+                file_mb=os.path.getsize(model_path) / 2**20, kernels=_ran_kernels(model), probe=probe_kind)
+
+
+def _ran_kernels(model) -> list[str]:
+    # compare_trees.py runs this file against older trees too, from before Model.ran_kernels existed
+    return model.ran_kernels() if hasattr(model, "ran_kernels") else model._transformer.ran_kernels()
 
 
 def run_one(model: Path, n_threads: int, n_prompt: int = 128, n_gen: int = 128, env: dict | None = None,
