@@ -18,7 +18,7 @@ import numpy as np
 
 from bitnet import settings
 from bitnet.errors import BitNetError, ContextOverflowError, ModelError, non_finite_logit
-from bitnet.generation import Completion, Decoding, SamplingParams, Timings, shared_prefix
+from bitnet.generation import DEFAULTS, Completion, Decoding, SamplingParams, Timings, shared_prefix
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_tokenizer_covers_head, prompt_token_ids
 from bitnet.paths import default_model_path
@@ -290,33 +290,41 @@ class Model:
         return prompt_token_ids(prompt, self.n_vocab)
 
     # -- generation
-    def stream(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,
-               top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+    def stream(self, prompt: str | Sequence[int], max_tokens: int = DEFAULTS.max_tokens,
+               temperature: float = DEFAULTS.temperature, top_k: int = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
+               min_p: float = DEFAULTS.min_p, repeat_penalty: float = DEFAULTS.repeat_penalty,
                seed: int | None = None, stop: str | Sequence[str] | None = None, *,
-               session: Session | None = None) -> CompletionStream:
+               session: Session | None = None, params: SamplingParams | None = None) -> CompletionStream:
         """Like `generate`, but returns an iterator of text pieces as they decode (see CompletionStream)."""
-        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop)
+        params = _params(params, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop)
         return CompletionStream(session or self._session, self._prompt_ids(prompt), params, self.load_s)
 
-    def generate(self, prompt: str | Sequence[int], max_tokens: int = 128, temperature: float = 0.8,
-                 top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
-                 seed: int | None = None, stop: str | Sequence[str] | None = None, *,
-                 session: Session | None = None) -> Completion:
+    def generate(self, prompt: str | Sequence[int], max_tokens: int = DEFAULTS.max_tokens,
+                 temperature: float = DEFAULTS.temperature, top_k: int = DEFAULTS.top_k,
+                 top_p: float = DEFAULTS.top_p, min_p: float = DEFAULTS.min_p,
+                 repeat_penalty: float = DEFAULTS.repeat_penalty, seed: int | None = None,
+                 stop: str | Sequence[str] | None = None, *, session: Session | None = None,
+                 params: SamplingParams | None = None) -> Completion:
         """Generate a completion of `prompt` (text, no chat template, BOS added when the file says so; or ids).
-        temperature=0 is greedy."""
+        temperature=0 is greedy. The settings come as keywords or, built once, as `params`
+        (SamplingParams.make), not both."""
         return self.stream(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop,
-                           session=session).complete()
+                           session=session, params=params).complete()
 
-    def generate_batch(self, prompts: Sequence[str | Sequence[int]], max_tokens: int = 128,
-                       temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
-                       repeat_penalty: float = 1.0, seed: int | None = None,
-                       stop: str | Sequence[str] | None = None, *, max_batch: int | None = None) -> list[Completion]:
+    def generate_batch(self, prompts: Sequence[str | Sequence[int]], max_tokens: int = DEFAULTS.max_tokens,
+                       temperature: float = DEFAULTS.temperature, top_k: int = DEFAULTS.top_k,
+                       top_p: float = DEFAULTS.top_p, min_p: float = DEFAULTS.min_p,
+                       repeat_penalty: float = DEFAULTS.repeat_penalty, seed: int | None = None,
+                       stop: str | Sequence[str] | None = None, *, max_batch: int | None = None,
+                       params: SamplingParams | None = None) -> list[Completion]:
         """One Completion per prompt, the prompts decoded together (up to `max_batch` at a time, all by
         default): one read of the weights per step serves every sequence. Each result equals what `generate`
         gives for that prompt alone with the same settings (each prompt's sampler gets `seed`)."""
         from bitnet.batching import generate_batch
 
-        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop)
+        params = _params(params, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop)
         return generate_batch(self, list(prompts), params, max_batch=max_batch)
 
     def render_chat(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
@@ -338,16 +346,19 @@ class Model:
         return self.tokenizer.encode(prompt.text, add_bos=prompt.add_bos), prompt
 
     def chat_stream(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
-                    session: Session | None = None, **kwargs) -> CompletionStream:
-        """Stream the assistant's reply to `messages` (chat template rules: bitnet.chat / Model.render_chat)."""
+                    session: Session | None = None, params: SamplingParams | None = None,
+                    **settings) -> CompletionStream:
+        """Stream the assistant's reply to `messages` (chat template rules: bitnet.chat / Model.render_chat);
+        the template's end-of-turn texts join the stop sequences."""
         ids, prompt = self.chat_ids(messages, mode=mode, system_prompt=system_prompt)
-        params = SamplingParams.make(stop=prompt.stops(kwargs.pop("stop", None)), **kwargs)
-        return CompletionStream(session or self._session, ids, params, self.load_s)
+        params = _params(params, **settings)
+        return CompletionStream(session or self._session, ids, params.with_stop(prompt.stops(params.stop)),
+                                self.load_s)
 
     def chat(self, messages: list[dict], *, mode: str = "auto", system_prompt: str | None = None,
-             session: Session | None = None, **kwargs) -> Completion:
-        return self.chat_stream(messages, mode=mode, system_prompt=system_prompt, session=session,
-                                **kwargs).complete()
+             session: Session | None = None, params: SamplingParams | None = None, **settings) -> Completion:
+        return self.chat_stream(messages, mode=mode, system_prompt=system_prompt, session=session, params=params,
+                                **settings).complete()
 
     # -- evaluation
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
@@ -425,6 +436,16 @@ def _check_kv_fits(hp, n_ctx: int) -> None:
     if kv_bytes > memory:
         raise ContextOverflowError(f"a context of {n_ctx} tokens needs a {kv_bytes / 2**30:.1f} GiB KV cache, more "
                                    f"than this machine's {memory / 2**30:.1f} GiB of memory; ask for a smaller n_ctx")
+
+
+def _params(params: SamplingParams | None, **settings) -> SamplingParams:
+    """`params` as given, or the keyword settings made into SamplingParams; both at once is an error."""
+    if params is None:
+        return SamplingParams.make(**settings)
+    given = [k for k, v in settings.items() if v != (getattr(DEFAULTS, k) if k != "stop" else None)]
+    if given:
+        raise ValueError(f"give the sampling settings as params= or as keywords, not both (got {', '.join(given)})")
+    return params
 
 
 def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_ctx: int | None = None,

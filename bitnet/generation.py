@@ -11,13 +11,13 @@ Numpy-free (logits are any float32 buffer; the detokenizer is passed in): the br
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bitnet import settings
 from bitnet.errors import non_finite_logit
 from bitnet.limits import check_max_tokens, generation_budget
 
-__all__ = ["Completion", "Decoding", "SamplingParams", "Timings", "shared_prefix"]
+__all__ = ["DEFAULTS", "Completion", "Decoding", "SamplingParams", "Timings", "shared_prefix"]
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,27 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
     @classmethod
-    def make(cls, max_tokens=128, temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
-             seed=None, stop=None) -> SamplingParams:
+    def make(cls, *, stop: str | Sequence[str] | None = None, seed: int | None = None,
+             **values) -> SamplingParams:
+        """The settings given (by name; the rest are the defaults above), checked: max_tokens, a seed (or
+        BITNET_SEED / BITNET_DETERMINISTIC's), stop as one text or several."""
+        unknown = set(values) - {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty"}
+        if unknown:
+            raise TypeError(f"unknown sampling setting(s): {', '.join(sorted(unknown))}")
+        d = DEFAULTS
         if isinstance(stop, str):
             stop = (stop,)
-        stop = tuple(s for s in (stop or ()) if s)
-        check_max_tokens(max_tokens)
-        return cls(max_tokens, float(temperature), int(top_k), float(top_p), float(min_p), float(repeat_penalty),
-                   settings.seed(seed), stop)
+        return cls(check_max_tokens(values.get("max_tokens", d.max_tokens)),
+                   float(values.get("temperature", d.temperature)), int(values.get("top_k", d.top_k)),
+                   float(values.get("top_p", d.top_p)), float(values.get("min_p", d.min_p)),
+                   float(values.get("repeat_penalty", d.repeat_penalty)), settings.seed(seed),
+                   tuple(s for s in (stop or ()) if s))
+
+    def with_stop(self, stop: Sequence[str]) -> SamplingParams:
+        return replace(self, stop=tuple(s for s in stop if s))
+
+
+DEFAULTS = SamplingParams()     # the one statement of the sampling defaults (API, CLI, server, C ABI, browser)
 
 
 @dataclass

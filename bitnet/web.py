@@ -94,11 +94,10 @@ class WebModel:
                            bos_token=bos, eos_token=eos)
         return {"format": chat.format, "text": chat.text, "add_bos": chat.add_bos, "stops": chat.stop_texts}
 
-    def start(self, prompt_ids, max_tokens: int = 128, temperature: float = 0.8, top_k: int = 40,
-              top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0, seed: int | None = None,
-              stop=()) -> Generation:
-        params = SamplingParams.make(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed,
-                                     list(stop))
+    def start(self, prompt_ids, stop=(), **settings) -> Generation:
+        """Begin generating after `prompt_ids`; settings by name (max_tokens, temperature, top_k, top_p, min_p,
+        repeat_penalty, seed), the rest the engine's defaults (bitnet.generation.DEFAULTS)."""
+        params = SamplingParams.make(stop=list(stop), **settings)
         return Generation(self, prompt_token_ids(prompt_ids, self.n_vocab), params)
 
 

@@ -12,6 +12,7 @@ import sys
 import bitnet
 from bitnet.engine import CompletionStream, Model
 from bitnet.errors import ContextOverflowError, GGUFError, ModelError
+from bitnet.generation import SamplingParams
 
 # Mirrors the BITNET_ERR_* values of include/bitnet.h (tests/integration/test_capi.py checks that they agree).
 OK = 0
@@ -39,19 +40,20 @@ def load(path: bytes | None, n_threads: int | None, n_ctx: int | None) -> Model:
 
 
 def _sampling(max_tokens: int, temperature: float, top_k: int, top_p: float, min_p: float,
-              repeat_penalty: float, seed: int | None) -> dict:
-    return {"max_tokens": max_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "min_p": min_p, "repeat_penalty": repeat_penalty, "seed": seed}
+              repeat_penalty: float, seed: int | None) -> SamplingParams:
+    """bitnet_gen_params (include/bitnet.h), field for field, as the engine's SamplingParams."""
+    return SamplingParams.make(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                               min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
 
 
 def generate(model: Model, prompt: bytes, *params) -> bytes:
-    completion = model.generate(_text(prompt, "prompt"), **_sampling(*params))
+    completion = model.generate(_text(prompt, "prompt"), params=_sampling(*params))
     return completion.text.encode("utf-8", "replace")
 
 
 def stream(model: Model, prompt: bytes, *params) -> CompletionStream:
     """The C side iterates this and calls piece.encode() itself; it closes the stream when the callback stops."""
-    return model.stream(_text(prompt, "prompt"), **_sampling(*params))
+    return model.stream(_text(prompt, "prompt"), params=_sampling(*params))
 
 
 def tokenize(model: Model, text: bytes) -> bytes:

@@ -11,9 +11,8 @@ from typing import IO, Any
 
 from bitnet.argtypes import add_device_option, device_from_args, int_at_least
 from bitnet.errors import BitNetError
-from bitnet.generation import SamplingParams
+from bitnet.generation import DEFAULTS, SamplingParams
 
-DEFAULTS = SamplingParams()   # sampling defaults come from the engine: `--help` and the Python API agree
 HASH_CHUNK = 16 << 20
 PREFETCH_MIN_BYTES = 256 << 20   # below this a cold load is too quick to be worth a progress bar
 
@@ -138,10 +137,12 @@ def resolve_seed(seed: int | None) -> int | None:
         raise CLIError(str(e)) from None
 
 
-def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"max_tokens": args.max_tokens, "temperature": 0.0 if args.greedy else args.temperature,
-            "top_k": args.top_k, "top_p": args.top_p, "min_p": args.min_p, "repeat_penalty": args.repeat_penalty,
-            "seed": resolve_seed(args.seed), "stop": list(args.stop)}
+def sampling_params(args: argparse.Namespace) -> SamplingParams:
+    """The command line's sampling options, as the engine takes them (built once per command)."""
+    return SamplingParams.make(max_tokens=args.max_tokens, temperature=0.0 if args.greedy else args.temperature,
+                               top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                               repeat_penalty=args.repeat_penalty, seed=resolve_seed(args.seed),
+                               stop=list(args.stop))
 
 
 # -- model files -----------------------------------------------------------------------------------------------

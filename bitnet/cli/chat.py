@@ -55,7 +55,7 @@ class Conversation:
         self.messages: list[dict[str, str]] = []
         self.mode = args.prompt_template
         self.system_prompt = args.system_prompt
-        self.kwargs = _common.sampling_kwargs(args)
+        self.params = _common.sampling_params(args)
         self._seen_text: str | None = None    # the conversation text the model has processed so far...
         self._seen_ids: list[int] = []        # ...and its token ids
 
@@ -81,9 +81,8 @@ class Conversation:
         out = out or sys.stdout
         self.messages.append({"role": "user", "content": text})
         ids, prompt = self.prompt_ids()
-        kwargs = dict(self.kwargs)
-        kwargs["stop"] = prompt.stops(kwargs["stop"])
-        stream = self.model.stream(ids, session=self.session, **kwargs)
+        stream = self.model.stream(ids, session=self.session,
+                                   params=self.params.with_stop(prompt.stops(self.params.stop)))
         try:
             interrupted = _common.write_stream(stream, out)
         except ContextOverflowError as e:

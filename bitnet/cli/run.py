@@ -51,16 +51,16 @@ def resolve_template(mode: str, chat_template: str | None) -> str:
     return detect_format(chat_template)
 
 
-def start_stream(model, prompt: str, mode: str, system_prompt: str | None, kwargs: dict):
+def start_stream(model, prompt: str, mode: str, system_prompt: str | None, params):
     """Start the generation for `prompt` under template `mode` (resolved or 'auto')."""
     fmt = resolve_template(mode, model.chat_template)
     if fmt == "raw":
         if system_prompt is not None:
             _refuse_system_prompt("this model has no chat template" if mode == "auto" else "--prompt-template is raw")
-        return model.stream(prompt, **kwargs)
+        return model.stream(prompt, params=params)
     # 'auto' stays 'auto' so the engine applies the same template rules as Model.chat.
     return model.chat_stream([{"role": "user", "content": prompt}], mode=mode, system_prompt=system_prompt,
-                             **kwargs)
+                             params=params)
 
 
 def _refuse_system_prompt(why: str) -> None:
@@ -83,14 +83,14 @@ def run(args: argparse.Namespace) -> int:
     prompt = _common.read_prompt(args.prompt, args.prompt_file)
     if not prompt:
         raise CLIError("the prompt is empty")
-    kwargs = _common.sampling_kwargs(args)
+    params = _common.sampling_params(args)
     if args.prompt_template == "raw" and args.system_prompt is not None:
         _refuse_system_prompt("--prompt-template is raw")   # before the (possibly slow) load
     path = _common.model_path(args.model)
     sha256 = _common.sha256_file(path, quiet=args.quiet) if args.receipt else None
     model = _common.load_model(args, quiet=args.quiet)
     model.reset_ran()
-    stream = start_stream(model, prompt, args.prompt_template, args.system_prompt, kwargs)
+    stream = start_stream(model, prompt, args.prompt_template, args.system_prompt, params)
     out = sys.stdout
     interrupted = _common.write_stream(stream, out)
     ran = model.ran_kernels()
@@ -107,5 +107,5 @@ def run(args: argparse.Namespace) -> int:
             command="run", model=model, sha256=sha256, kernels=ran, threads=model.n_threads,
             tokens_in=stream.prompt_tokens, tokens_out=len(stream.tokens), prefill_tokens=t.prefill_tokens,
             prefill_s=t.prefill_s, decode_tokens=t.decode_tokens, decode_s=t.decode_s,
-            extra={"finish_reason": stream.finish_reason, "seed": kwargs["seed"]}))
+            extra={"finish_reason": stream.finish_reason, "seed": params.seed}))
     return 130 if interrupted else 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from bitnet._version import __version__
 from bitnet.batching import DEFAULT_PREFILL_CHUNK
 from bitnet.engine import Model
 from bitnet.errors import BitNetError
-from bitnet.generation import SamplingParams
+from bitnet.generation import DEFAULTS, SamplingParams
 from bitnet.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bitnet.server.metrics import Metrics
 from bitnet.server.schemas import (
@@ -95,11 +94,10 @@ class ServerState:
 
 # ------------------------------------------------------------------------------------------- engine mapping
 def _engine_defaults() -> dict[str, Any]:
-    """The sampling defaults of `Model.generate`/`Model.chat`: a field a request leaves out gets these, so the
-    server answers exactly what the Python API and the CLI give for the same settings."""
-    params = inspect.signature(Model.generate).parameters
+    """The engine's sampling defaults (bitnet.generation.DEFAULTS): a field a request leaves out gets these, so
+    the server answers exactly what the Python API and the CLI give for the same settings."""
     names = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty")
-    return {name: params[name].default for name in names}
+    return {name: getattr(DEFAULTS, name) for name in names}
 
 
 ENGINE_DEFAULTS = _engine_defaults()

@@ -104,3 +104,15 @@ def test_the_house_has_no_import_circle_between_engine_and_batching():
     code = "import sys; sys.modules['numpy'] = None; import bitnet.generation, bitnet.settings; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "ok"                      # the core is numpy-free (the browser build drives it)
+
+
+def test_sampling_settings_come_built_once_as_params_or_as_keywords_not_both():
+    model = bitnet.load(n_ctx=64)
+    params = SamplingParams.make(max_tokens=6, temperature=0)
+    assert model.generate("The", params=params).tokens == model.generate("The", max_tokens=6, temperature=0).tokens
+    chat = [{"role": "user", "content": "Hi"}]
+    assert model.chat(chat, params=params).text == model.chat(chat, max_tokens=6, temperature=0).text
+    with pytest.raises(ValueError, match="not both"):
+        model.generate("The", max_tokens=5, params=params)
+    with pytest.raises(TypeError, match="unknown sampling setting"):
+        SamplingParams.make(temprature=0.5)

@@ -19,10 +19,11 @@ async function readBytes(url) {
   return new Uint8Array(await response.arrayBuffer());
 }
 
-// Defaults of the native `bitnet run` (bitnet.engine.SamplingParams), so both give the same text.
-export const DEFAULTS = Object.freeze({
-  maxTokens: 128, temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, repeatPenalty: 1.0, seed: undefined,
-  template: "auto",
+// Sampling options by their Python names: an option left out gets the engine's own default
+// (bitnet.generation.DEFAULTS), so the page and `bitnet run` give the same text.
+const SETTING_NAMES = Object.freeze({
+  maxTokens: "max_tokens", temperature: "temperature", topK: "top_k", topP: "top_p", minP: "min_p",
+  repeatPenalty: "repeat_penalty", seed: "seed",
 });
 
 export class Engine {
@@ -110,11 +111,13 @@ export class Model {
   // Sampling, stop sequences, held-back text and detokenization are the engine's (bitnet.generation, in
   // Python): this side only shows the text. Resolves to {text, tokens, promptTokens, finishReason, stats}.
   async generate(text, options = {}, onText = () => {}, shouldStop = () => false) {
-    const o = { ...DEFAULTS, ...options };
-    const { ids, stops } = this.promptIds(text, o.template);
+    const { ids, stops } = this.promptIds(text, options.template ?? "auto");
     const toPy = (v) => this.engine.pyodide.toPy(v);
-    const gen = this.engine.callPython(() => this.py.start(toPy(ids), o.maxTokens, o.temperature, o.topK, o.topP,
-      o.minP, o.repeatPenalty, o.seed ?? undefined, toPy(stops)));
+    const settings = { stop: toPy(stops) };
+    for (const [name, pyName] of Object.entries(SETTING_NAMES)) {
+      if (options[name] !== undefined && options[name] !== null) settings[pyName] = options[name];
+    }
+    const gen = this.engine.callPython(() => this.py.start.callKwargs(toPy(ids), settings));
     let out = "";
     const show = (piece) => { if (piece) { out += piece; onText(piece); } };
     const t0 = performance.now();
