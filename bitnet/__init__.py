@@ -28,7 +28,7 @@ from bitnet.paths import default_model_path  # noqa: E402
 
 # The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
 # and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
-_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "Session", "Timings", "load")
+_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "SamplingParams", "Session", "Timings", "load")
 
 
 def __getattr__(name: str):
@@ -57,6 +57,6 @@ def load_tokenizer(path):
 
 __all__ = [
     "BitNetError", "Completion", "ContextOverflowError", "ConversionError", "GGUFError", "KernelError", "Model",
-    "ModelError", "Perplexity", "Session", "Timings", "TokenizerError", "__version__", "cpu_info",
+    "ModelError", "Perplexity", "SamplingParams", "Session", "Timings", "TokenizerError", "__version__", "cpu_info",
     "default_model_path", "load", "load_tokenizer",
 ]
