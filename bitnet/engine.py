@@ -243,7 +243,7 @@ class Model:
     def n_threads(self, value: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"n_threads must be a positive integer, got {value!r}")
-        self._transformer.n_threads = value
+        self._transformer.n_threads = settings.threads(value)     # BITNET_DETERMINISTIC keeps it at 1
     @property
     def device_name(self) -> str:
         """"cpu", or the GPU's name."""

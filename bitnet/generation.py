@@ -10,6 +10,7 @@ Numpy-free (logits are any float32 buffer; the detokenizer is passed in): the br
 """
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -102,7 +103,8 @@ class Decoding:
         self.eog_ids = frozenset(eog_ids)
         self.decoder = decoder
         self.generated = generated if generated is not None else []
-        self.history = list(prompt_ids)
+        # a typed buffer: the sampler reads it without numpy (the browser build has none)
+        self.history = array("q", prompt_ids)
         self.stop = params.stop
         self.hold = max((len(s) for s in self.stop), default=1) - 1   # might still become a stop sequence
         self.pending = ""

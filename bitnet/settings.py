@@ -7,11 +7,13 @@ CLI, server, C ABI, browser build).
 - BITNET_DEVICE: "cpu" (default) or "cuda", when a call names no device.
 - BITNET_KERNEL: force a kernel variant and/or ternary path (parsed by bitnet.backends.cpu.kernels).
 - BITNET_CACHE_DIR: where measured choices are kept (default: the user cache directory).
+- BITNET_API_KEY: the key `bitnet serve` requires when --api-key is not given.
 
 Numpy-free: the browser build imports it.
 """
 from __future__ import annotations
 
+import operator
 import os
 
 SEED_LIMIT = 2**64
@@ -22,13 +24,20 @@ def deterministic() -> bool:
 
 
 def check_seed(value: object, source: str = "seed") -> int:
-    """`value` as a seed, or a ValueError naming `source` and the accepted range."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"{source} must be an integer, got {value!r}")
-    try:
-        seed = int(value)
-    except ValueError:
-        raise ValueError(f"{source} must be an integer, got {value!r}") from None
+    """`value` (an integer, numpy's included; text only from the environment) as a seed: a TypeError for a
+    non-integer, a ValueError naming `source` for text that is no integer or a value outside [0, 2**64)."""
+    if isinstance(value, str):
+        try:
+            seed = int(value.strip())
+        except ValueError:
+            raise ValueError(f"{source} must be an integer, got {value!r}") from None
+    elif isinstance(value, bool):
+        raise TypeError(f"{source} must be an integer or None, got a bool")
+    else:
+        try:
+            seed = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{source} must be an integer or None, got {type(value).__name__}") from None
     if not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"{source} must be between 0 and 2**64-1, got {seed}")
     return seed
@@ -38,6 +47,8 @@ def seed(explicit: int | None) -> int | None:
     """The seed a generation uses: the call's, else BITNET_SEED, else 0 in deterministic mode, else None
     (a fresh random seed)."""
     if explicit is not None:
+        if isinstance(explicit, str):
+            raise TypeError("seed must be an integer or None, got str")
         return check_seed(explicit)
     env = os.environ.get("BITNET_SEED", "").strip()
     if env:
@@ -71,6 +82,10 @@ def kernel() -> str:
     return os.environ.get("BITNET_KERNEL", "")
 
 
+def api_key() -> str | None:
+    return os.environ.get("BITNET_API_KEY") or None
+
+
 def cache_dir() -> str:
     base = os.environ.get("BITNET_CACHE_DIR")
     if not base:
@@ -80,5 +95,5 @@ def cache_dir() -> str:
     return base
 
 
-__all__ = ["SEED_LIMIT", "available_cpus", "cache_dir", "check_seed", "deterministic", "device", "kernel", "seed",
-           "threads"]
+__all__ = ["SEED_LIMIT", "api_key", "available_cpus", "cache_dir", "check_seed", "deterministic", "device", "kernel",
+           "seed", "threads"]

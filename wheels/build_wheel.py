@@ -47,8 +47,9 @@ REQUIRED_IN_WHEEL = (
     re.compile(r"bitnet/sampling/_sampler\..*\.so$"),
 )
 REQUIRED_IN_SDIST = (
-    "bitnet/gguf/_reader.c", "bitnet/backends/cpu/kernels/_kernels.c", "bitnet/backends/cpu/_forward.c", "bitnet/sampling/_sampler.c",
-    "bitnet/backends/cpu/kernels/src/kernels_x86.c", "bitnet/backends/cpu/kernels/src/kernels_scalar.c", "bitnet/backends/cpu/kernels/src/kernels.h",
+    "bitnet/gguf/_reader.c", "bitnet/backends/cpu/kernels/_kernels.c", "bitnet/backends/cpu/_forward.c",
+    "bitnet/sampling/_sampler.c", "bitnet/backends/cpu/kernels/src/kernels_x86.c",
+    "bitnet/backends/cpu/kernels/src/kernels_scalar.c", "bitnet/backends/cpu/kernels/src/kernels.h",
     "capi/api.c", "capi/build_library.py", "include/bitnet.h", "setup.py", "pyproject.toml",
 )
 

@@ -59,13 +59,12 @@ def int_list(low: int) -> Callable[[str], list[int]]:
 
 
 def seed_value(text: str) -> int:
+    from bitnet.settings import check_seed
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"the seed must be between 0 and 2**64-1, got {value}")
-    return value
+        return check_seed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 # -- option groups ---------------------------------------------------------------------------------------------

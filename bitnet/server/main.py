@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bitnet.argtypes import add_device_option, device_from_args, int_at_least
+from bitnet.settings import api_key as env_api_key
 
 log = logging.getLogger("bitnet.server")
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from bitnet.server.graceful import GracefulServer
 
     _setup_logging(args.log_level)
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    api_key = args.api_key if args.api_key is not None else env_api_key()
     if getattr(args, "ray", False):
         try:
             from bitnet.server import ray_serve

@@ -1,4 +1,4 @@
-/* A short run of every libbitnet entry point, for valgrind (tests/test_capi_valgrind.py): load, generate,
+/* A short run of every libbitnet entry point, for valgrind (tests/integration/test_capi.py): load, generate,
  * stream (stopped early), tokenize, a few error paths, free.
  *
  * usage: valgrind_smoke MODEL

@@ -34,7 +34,7 @@ import bitnet.web as web
 model = web.WebModel(sys.argv[1] or None)
 out, texts = {}, {}
 for ids in json.loads(sys.argv[2]):
-    gen = model.start(ids, max_tokens=32, temperature=0, stop=json.loads(sys.argv[3]))
+    gen = model.start(ids, max_tokens=32, temperature=0, repeat_penalty=1.1, stop=json.loads(sys.argv[3]))
     text = ""
     while not gen.finished:
         text += gen.next_text()
@@ -59,7 +59,7 @@ def test_inference_path_runs_without_numpy_and_matches_the_engine(which: str, ke
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     for ids in prompts:
-        native = model.generate(ids, max_tokens=32, temperature=0, stop=stops)
+        native = model.generate(ids, max_tokens=32, temperature=0, repeat_penalty=1.1, stop=stops)
         assert (result["tokens"][str(ids)], result["texts"][str(ids)]) == (native.tokens, native.text)
     # both files' F16 heads are small enough to be widened to F32 once at load, and decode the same tokens
     assert result["info"]["lm_head_type"] == "F32"

@@ -352,8 +352,14 @@ def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(emulated):
             with pytest.raises(ValueError) as err:
                 tr.forward_batch(tr.new_workspace(), contexts, tokens, positions, owners, wanted, out)
             messages.setdefault(device, []).append(str(err.value))
-        with pytest.raises(ValueError) as err:
-            tr.forward(a, [1, 2, 3], 7, None, False)
-        messages[device].append(str(err.value))
+        for call in (lambda: tr.forward(a, [1, 2, 3], 7, None, False),       # past the context's end
+                     lambda: tr.forward(a, [1], -1, None, False),             # a negative position
+                     lambda: tr.greedy(a, 1, 8),                               # the greedy step too
+                     lambda: tr.greedy(a, model.n_vocab, 0),
+                     lambda: tr.forward_batch(tr.new_workspace(), [a], [1], [0], [0], [0],
+                                              np.empty((2, model.n_vocab), np.float32))):   # logits_out shape
+            with pytest.raises(ValueError) as err:
+                call()
+            messages[device].append(str(err.value))
     assert messages["cpu"] == messages["cuda"]
-    assert "not one contiguous run" in messages["cpu"][0] and "do not fit in the context of 8" in messages["cpu"][-1]
+    assert "not one contiguous run" in messages["cpu"][0] and "wrong shape" in messages["cpu"][-1]

@@ -281,8 +281,7 @@ cdef class Transformer:
         """
         cdef const int32_t[::1] toks = _int32s(tokens, "tokens")
         cdef int64_t n = toks.shape[0]
-        check_tokens(toks, self.w.d.n_vocab)
-        check_span(pos0, n, ctx.n_ctx)
+        check_span(pos0, n, ctx.n_ctx)       # the tokens are checked in _run
         if logits_out is None:
             wanted = array("q")
         elif all_logits:

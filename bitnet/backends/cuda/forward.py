@@ -292,8 +292,7 @@ class CudaTransformer:
         the device: 4 bytes come back instead of the logits. ModelError when a logit is not finite."""
         (tok,) = self._token_ids([token])
         self._check_context(ctx)
-        if not 0 <= pos < ctx.n_ctx:
-            raise ValueError(f"position {pos} does not fit in the context of {ctx.n_ctx} tokens")
+        check_span(pos, 1, ctx.n_ctx)
         with self._lock:
             self.dev.activate()
             self._step(ctx, int(tok), pos, None)
