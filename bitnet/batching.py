@@ -17,15 +17,40 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from bitnet.errors import ModelError
 from bitnet.generation import Completion, Decoding, SamplingParams, Timings, shared_prefix
 
-if TYPE_CHECKING:                 # the engine imports this module; this one needs its classes for types only
-    from bitnet.engine import Model, Session
+
+# What the scheduler uses of a model and of its sessions (bitnet.engine.Model and Session): the engine imports
+# this module for Model.generate_batch, so this one names what it needs instead of importing the engine.
+class Session(Protocol):
+    model: Model
+    cached: list[int]
+
+    def reset(self) -> None: ...
+
+    def truncate(self, n: int) -> None: ...
+
+    def record(self, tokens: list[int]) -> None: ...
+
+
+class Model(Protocol):
+    n_vocab: int
+
+    def new_session(self) -> Session: ...
+
+    def new_workspace(self) -> Any: ...
+
+    def decoding(self, prompt_ids: list[int], params: SamplingParams) -> Decoding: ...
+
+    def forward_batch(self, workspace: Any, sessions: list[Session], tokens: list[int], positions: list[int],
+                      owners: list[int], logit_rows: list[int], logits: np.ndarray) -> None: ...
+
+    def _prompt_ids(self, prompt) -> list[int]: ...
 
 # Prompt tokens evaluated per step while other sequences decode: larger chunks prefill faster, smaller ones
 # delay the running sequences' next token less (at 200 tok/s of prefill, 32 tokens cost ~0.16 s).
