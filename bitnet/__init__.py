@@ -29,11 +29,13 @@ from bitnet.paths import default_model_path  # noqa: E402
 # The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
 # and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
 _ENGINE_NAMES = ("Completion", "Model", "Perplexity", "SamplingParams", "Session", "Timings", "load")
+# Other names of engine classes: BitNetModel is the Model class under the name the product description uses.
+_ALIASES = {"BitNetModel": "Model"}
 
 
 def __getattr__(name: str):
-    if name in _ENGINE_NAMES:
-        value = getattr(_importlib.import_module("bitnet.engine"), name)
+    if name in _ENGINE_NAMES or name in _ALIASES:
+        value = getattr(_importlib.import_module("bitnet.engine"), _ALIASES.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module 'bitnet' has no attribute {name!r}")
@@ -56,7 +58,8 @@ def load_tokenizer(path):
 
 
 __all__ = [
-    "BitNetError", "Completion", "ContextOverflowError", "ConversionError", "GGUFError", "KernelError", "Model",
+    "BitNetError", "BitNetModel", "Completion", "ContextOverflowError", "ConversionError", "GGUFError", "KernelError",
+    "Model",
     "ModelError", "Perplexity", "SamplingParams", "Session", "Timings", "TokenizerError", "__version__", "cpu_info",
     "default_model_path", "load", "load_tokenizer",
 ]

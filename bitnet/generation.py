@@ -83,6 +83,9 @@ class Completion:
     prompt_tokens: int
     timings: Timings = field(default_factory=Timings)
 
+    def __str__(self) -> str:     # print(model.generate(...)) prints the generated text
+        return self.text
+
 
 class Decoding:
     """One sequence after its prompt. `push(logits, pos)` (or `push_token` for a token the backend chose) returns

@@ -352,14 +352,15 @@ def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(emulated):
             with pytest.raises(ValueError) as err:
                 tr.forward_batch(tr.new_workspace(), contexts, tokens, positions, owners, wanted, out)
             messages.setdefault(device, []).append(str(err.value))
-        for call in (lambda: tr.forward(a, [1, 2, 3], 7, None, False),       # past the context's end
-                     lambda: tr.forward(a, [1], -1, None, False),             # a negative position
-                     lambda: tr.greedy(a, 1, 8),                               # the greedy step too
-                     lambda: tr.greedy(a, model.n_vocab, 0),
-                     lambda: tr.forward_batch(tr.new_workspace(), [a], [1], [0], [0], [0],
-                                              np.empty((2, model.n_vocab), np.float32))):   # logits_out shape
+        calls = [(tr.forward, (a, [1, 2, 3], 7, None, False)),       # past the context's end
+                 (tr.forward, (a, [1], -1, None, False)),            # a negative position
+                 (tr.greedy, (a, 1, 8)),                              # the greedy step too
+                 (tr.greedy, (a, model.n_vocab, 0)),
+                 (tr.forward_batch, (tr.new_workspace(), [a], [1], [0], [0], [0],
+                                     np.empty((2, model.n_vocab), np.float32)))]   # logits_out shape
+        for call, args in calls:
             with pytest.raises(ValueError) as err:
-                call()
+                call(*args)
             messages[device].append(str(err.value))
     assert messages["cpu"] == messages["cuda"]
     assert "not one contiguous run" in messages["cpu"][0] and "wrong shape" in messages["cpu"][-1]

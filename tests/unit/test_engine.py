@@ -152,3 +152,12 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
     (tmp_path / "text.gguf").write_text("this is not a gguf file at all, just some words")
     with pytest.raises(bitnet.GGUFError):
         bitnet.load(tmp_path / "text.gguf")
+
+
+def test_the_described_python_snippet_prints_generated_text(capsys):
+    """`model = bitnet.BitNetModel("model.gguf"); response = model.generate("Hello, world!"); print(response)`."""
+    model = bitnet.BitNetModel(str(bitnet.default_model_path()))
+    response = model.generate("Hello, world!", max_tokens=16, seed=1)
+    print(response)
+    assert bitnet.BitNetModel is bitnet.Model and isinstance(model, bitnet.Model)
+    assert capsys.readouterr().out == response.text + "\n" and response.text.strip()
