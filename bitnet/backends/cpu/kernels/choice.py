@@ -2,11 +2,11 @@
 
 Which one is faster depends on the core (the LUT kernels trade multiplies for table lookups: meant for CPUs
 without VNNI), so it is measured rather than guessed, once per CPU model, kernel variant, thread count and
-engine version. A path decides both what a decode step and what a prompt costs, so both are measured: a decode
-token through a matrix of the 2B4T FFN width (55296 x 2560, 35 MB: past the last-level cache, so it streams from
-memory as a decode step does) and a 32-token prefill through one FFN matrix (6912 x 2560). "lut" is chosen only
-when it decodes faster by MARGIN and prefills no slower than that margin allows; otherwise the multiply-add
-path, which needs no repacking at load, stays.
+engine version. A path decides both what a decode step and what a prompt costs, so both are measured, through
+the production forward pass (the compiled Transformer with its row split over the thread team): one token and
+an 8-token prompt through two layers of the 2B4T shape (33 MB of ternary weights: past the last-level cache,
+streamed from memory as in a decode step). "lut" is chosen only when it decodes faster by MARGIN and prefills no
+slower than that margin allows; otherwise the multiply-add path, which needs no repacking at load, stays.
 
 A machine that is busy while it measures must not decide for good (a first load on a busy machine once kept
 the slower path forever). So the measurement is TRIALS trials of interleaved rounds, and a verdict is cached only
@@ -38,9 +38,10 @@ MARGIN = 0.10
 NOISE = 0.10
 TRIALS = 3
 ROUNDS = 9          # interleaved rounds per trial and path
-DECODE_SHAPE = (8 * 6912, 2560)     # rows M, inputs K: one token
-PREFILL_SHAPE = (6912, 2560)
-PREFILL_TOKENS = 32
+# Two layers of the 2B4T shape (33 MB of ternary weights: past the last-level cache, streamed as in decode) and
+# a tiny vocabulary, so that the layers' matmuls are what is timed.
+SHAPE = dict(n_embd=2560, n_layer=2, n_head=20, n_head_kv=5, head_dim=128, n_ff=6912, n_vocab=256)
+PREFILL_TOKENS = 8
 DEFAULT = "mac"
 
 
@@ -92,21 +93,64 @@ def _write_cache(key: str, entry: dict) -> None:
         pass
 
 
-def _runs(shape: tuple[int, int], n_tokens: int, n_threads: int, seed: int) -> dict:
-    """Both paths over one random I2_S matrix of `shape` for `n_tokens` tokens, as zero-argument calls."""
-    import numpy as np
+class _NoPages:
+    """The LUT repack releases the file's pages of each matrix it replaces: an in-memory model has none."""
 
-    M, K = shape
-    rng = np.random.default_rng(seed)
-    data = np.concatenate([rng.integers(0, 256, M * K // 4, dtype=np.uint8),
-                           np.frombuffer(np.float32(0.5).tobytes(), np.uint8)])
-    lut = kernels.lut_pack(data, K, M, n_threads)
-    q, scale, qsum = kernels.quantize_act(rng.standard_normal((n_tokens, K)).astype(np.float32))
-    return {
-        "mac": lambda: kernels.ternary_matmul_q(data, kernels.GGML_I2_S, K, M, q, scale, qsum,
-                                                n_threads=n_threads),
-        "lut": lambda: kernels.lut_matmul(lut, K, M, q, scale, qsum, 0.5, n_threads=n_threads),
-    }
+    def release_pages(self, name: str) -> None:
+        pass
+
+
+def _forward_passes(n_threads: int) -> dict:
+    """The production forward pass (the compiled Transformer, its row split over the team, its kernels) over an
+    in-memory model of SHAPE with random ternary codes, once with the multiply-add form and once repacked in the
+    LUT form: {"mac": model, "lut": model}. Timing does not depend on the values (integer dot products)."""
+    import os
+    import struct
+
+    from bitnet.backends import cpu
+    from bitnet.backends.cpu._forward import Transformer
+    from bitnet.gguf.constants import GGMLType, i2s_code_bytes
+    from bitnet.models.common import BoundMatrix
+
+    d = SHAPE
+    E, F, kv = d["n_embd"], d["n_ff"], d["n_head_kv"] * d["head_dim"]
+
+    def ternary(name: str, K: int, M: int) -> BoundMatrix:
+        data = bytearray(os.urandom(i2s_code_bytes(K * M))) + struct.pack("<f", 0.02) + bytes(28)
+        return BoundMatrix(name, int(GGMLType.I2_S), K, M, memoryview(data), 0.02)
+
+    def floats(name: str, K: int, M: int) -> BoundMatrix:
+        return BoundMatrix(name, int(GGMLType.F32), K, M, memoryview(bytearray(4 * K * M)), 1.0)
+
+    def ones(n: int) -> memoryview:
+        return memoryview(bytearray(struct.pack(f"<{n}f", *([1.0] * n))))
+
+    models = {}
+    for path in ("mac", "lut"):
+        layers = [{"attn_q": ternary("q", E, E), "attn_k": ternary("k", E, kv), "attn_v": ternary("v", E, kv),
+                   "attn_output": ternary("o", E, E), "ffn_gate": ternary("gate", E, F),
+                   "ffn_up": ternary("up", E, F), "ffn_down": ternary("down", F, E), "attn_norm": ones(E),
+                   "ffn_norm": ones(E), "attn_sub_norm": ones(E), "ffn_sub_norm": ones(F)}
+                  for _ in range(d["n_layer"])]
+        if path == "lut":
+            cpu._repack_lut(_NoPages(), layers, n_threads)
+        models[path] = Transformer(dict(d, rope_dim=d["head_dim"], rope_base=500000.0, eps=1e-5, rope_neox=True,
+                                        ffn_silu=False), floats("embd", E, d["n_vocab"]),
+                                   floats("head", E, d["n_vocab"]), ones(E), layers, n_threads=n_threads)
+    return models
+
+
+def _runs(models: dict, n_tokens: int) -> dict:
+    """One forward of n_tokens tokens from position 0 through each model, as zero-argument calls."""
+    from array import array
+
+    runs = {}
+    for path, model in models.items():
+        ctx = model.new_context(n_tokens)
+        logits = memoryview(bytearray(4 * model.n_vocab)).cast("f", (1, model.n_vocab))
+        tokens = array("i", [1] * n_tokens)
+        runs[path] = (lambda m=model, c=ctx, t=tokens, out=logits: m.forward(c, t, 0, out, False))
+    return runs
 
 
 def _trial(runs: dict, rounds: int) -> dict:
@@ -132,8 +176,8 @@ def _spread(ts: list[float]) -> float:
 
 def measure(n_threads: int = 1, trials: int = TRIALS, rounds: int = ROUNDS) -> dict:
     """Trials of both paths at decode and at prefill: {"decode": [trial, ...], "prefill": [trial, ...]}."""
-    decode = _runs(DECODE_SHAPE, 1, n_threads, seed=0)
-    prefill = _runs(PREFILL_SHAPE, PREFILL_TOKENS, n_threads, seed=1)
+    models = _forward_passes(n_threads)
+    decode, prefill = _runs(models, 1), _runs(models, PREFILL_TOKENS)
     for run in (*decode.values(), *prefill.values()):     # page in and warm up before timing anything
         run()
     result: dict[str, list[dict]] = {"decode": [], "prefill": []}
@@ -168,7 +212,7 @@ def ternary_path(n_threads: int = 1) -> str:
     if forced:
         return forced
     variant = kernels.active_variant()
-    if variant not in LUT_VARIANTS or kernels.np is None:    # no numpy to measure with: the browser build
+    if variant not in LUT_VARIANTS:
         return DEFAULT
     n_threads = min(max(1, n_threads), available_cpus())
     key = _key(variant, n_threads)
