@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 
 I2S_SHAPES = [(2560, 6912), (6912, 2560)]  # (K, M): ffn_gate/up and ffn_down
 LM_HEAD = (2560, 128256)                   # (K, vocab): the F16 token embedding used as output layer

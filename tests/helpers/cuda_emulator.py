@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.backends.cuda.driver import PARAMS
 from bitnet.backends.cuda.layout import i2g_dots
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 
 
 def pack_i2s(codes: np.ndarray, scale: float, rng: np.random.Generator | None = None) -> np.ndarray:

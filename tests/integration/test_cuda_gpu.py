@@ -11,7 +11,7 @@ from cuda_emulator import QINFO, EmulatedDevice
 from kernel_cases import pack_i2s
 
 import bitnet
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.backends.cuda.layout import i2s_to_i2g
 
 pytestmark = pytest.mark.gpu

@@ -16,7 +16,7 @@ import pytest
 from conftest import HARDWARE
 from kernel_cases import pack_i2s, pack_tq1, pack_tq2
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_pxd_exposes_the_active_table_to_other_cython_modules(tmp_path: Path) ->
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     check = textwrap.dedent("""
-        import numpy as np, bitnet.backends.cpu.kernels as bk, scratch_cimport
+        import numpy as np, bitnet.backends.cpu.kernels.testing as bk, scratch_cimport
         x = np.linspace(-2, 1, 50).astype(np.float32); q = np.empty(50, np.int8)
         variant, scale, total = scratch_cimport.run(x, q)
         wq, ws, wsum = bk.quantize_act(x)

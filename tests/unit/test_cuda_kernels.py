@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from kernel_cases import pack_i2s
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.backends.cuda.layout import i2g_dots, i2s_codes, i2s_to_i2g
 from bitnet.errors import ModelError
 

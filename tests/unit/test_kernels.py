@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from kernel_cases import FLOAT_TYPES, float_case, pack_i2s, pack_tq1, pack_tq2
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.errors import KernelError
 
 

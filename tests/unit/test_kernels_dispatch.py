@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import HARDWARE
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.errors import KernelError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from conftest import skip_for_hardware
 from kernel_cases import pack_i2s
 
 import bitnet
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.backends.cpu.kernels import choice
 from bitnet.errors import KernelError
 

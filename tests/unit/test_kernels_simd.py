@@ -13,7 +13,7 @@ import pytest
 from conftest import HARDWARE
 from kernel_cases import FLOAT_TYPES, float_case, pack_i2s, pack_tq1, pack_tq2
 
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 
 SIMD = [v for v in bk.VARIANTS if v != "scalar"]
 _WHY = {"avx2": "needs AVX2+FMA+F16C", "avx512": "needs AVX-512 F/BW/VL/VNNI",

@@ -13,7 +13,7 @@ import pytest
 from conftest import PROJECT_ROOT, testdata_path
 
 import bitnet
-import bitnet.backends.cpu.kernels as bk
+import bitnet.backends.cpu.kernels.testing as bk
 from bitnet.gguf import GGMLType, quants
 
 VARIANTS = [v for v in bk.supported_variants()]

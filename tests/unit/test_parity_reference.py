@@ -13,7 +13,7 @@ import pytest
 from conftest import testdata_path
 
 import bitnet
-from bitnet.backends.cpu import kernels
+from bitnet.backends.cpu.kernels import testing as kernels
 
 VARIANTS = kernels.supported_variants()
 
