@@ -195,6 +195,20 @@ def test_choice_is_measured_once_and_cached(monkeypatch, tmp_path: Path) -> None
     assert choice.ternary_path() == flipped
 
 
+def test_an_entry_from_the_old_single_phase_measurement_is_measured_again(monkeypatch, tmp_path: Path) -> None:
+    """A cache written before decode and prefill were both measured (one noisy GEMV timing once chose LUT for
+    good) is not trusted."""
+    if bk.active_variant() not in choice.LUT_VARIANTS:
+        skip_for_hardware(f"the {bk.active_variant()} variant has no SIMD LUT kernels: the choice is always 'mac'")
+    monkeypatch.setenv("BITNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("BITNET_KERNEL", raising=False)
+    key = choice._key(bk.active_variant(), 1)
+    Path(choice.cache_path()).write_text(json.dumps({key: {"choice": "lut", "mac_us": 11.79, "lut_us": 10.75}}))
+    monkeypatch.setattr(choice, "measure", lambda n_threads: _measured([1.4, 1.4, 1.4], [2.0, 2.0, 2.0]))
+    assert choice.ternary_path(1) == "mac"
+    assert json.loads(Path(choice.cache_path()).read_text())[key]["choice"] == "mac"
+
+
 def test_a_noisy_measurement_is_not_cached(monkeypatch, tmp_path: Path) -> None:
     if bk.active_variant() not in choice.LUT_VARIANTS:
         skip_for_hardware(f"the {bk.active_variant()} variant has no SIMD LUT kernels: the choice is always 'mac'")
