@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -43,11 +43,9 @@ class Model(Protocol):
 
     def new_session(self) -> Session: ...
 
-    def new_workspace(self) -> Any: ...
-
     def decoding(self, prompt_ids: list[int], params: SamplingParams) -> Decoding: ...
 
-    def forward_batch(self, workspace: Any, sessions: list[Session], tokens: list[int], positions: list[int],
+    def forward_batch(self, sessions: list[Session], tokens: list[int], positions: list[int],
                       owners: list[int], logit_rows: list[int], logits: np.ndarray) -> None: ...
 
     def _prompt_ids(self, prompt) -> list[int]: ...
@@ -108,7 +106,6 @@ class Scheduler:
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
         self.active: list[Sequence] = []
-        self.workspace = model.new_workspace()
         self.steps = 0               # forward steps run, and the sum of their sequence counts (for metrics)
         self.sequence_steps = 0
 
@@ -171,7 +168,7 @@ class Scheduler:
         logits = np.empty((len(wanted), self.model.n_vocab), dtype=np.float32)
         t0 = time.perf_counter()
         try:
-            self.model.forward_batch(self.workspace, [s.session for s, _ in spans], tokens, positions, owners,
+            self.model.forward_batch([s.session for s, _ in spans], tokens, positions, owners,
                                      wanted, logits)
         except Exception as exc:  # noqa: BLE001 - every sequence of the step fails with it
             for seq, _ in spans:

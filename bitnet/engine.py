@@ -72,7 +72,8 @@ class Session:
         self.cached = list(tokens)
 
     def prefill(self, tokens: list[int]) -> tuple[np.ndarray, int]:
-        """Bring the cache to `tokens`, reusing the longest common prefix; returns (last logits, tokens evaluated)."""
+        """Bring the cache to `tokens`, reusing the longest common prefix; returns (last logits, tokens evaluated).
+        The logits are the backend's as they came (Decoding.push fails on a non-finite one)."""
         # the last token is always evaluated: its logits are needed
         common = min(shared_prefix(self.cached, tokens), len(tokens) - 1)
         logits = np.empty((1, self.model.n_vocab), dtype=np.float32)
@@ -80,6 +81,7 @@ class Session:
         return logits[0], len(tokens) - common
 
     def step(self, token: int) -> np.ndarray:
+        """Evaluate `token` at the next position; its logits as the backend gave them (see prefill)."""
         logits = np.empty((1, self.model.n_vocab), dtype=np.float32)
         self.model._forward(self.context, [token], len(self.cached), logits, all_positions=False)
         self.cached.append(token)
@@ -256,15 +258,11 @@ class Model:
     def reset_ran(self) -> None:
         self._transformer.reset_ran()
 
-    def new_workspace(self):
-        """Scratch for forward_batch: one per batch scheduler."""
-        return self._transformer.new_workspace()
-
-    def forward_batch(self, workspace, sessions: Sequence[Session], tokens: list[int], positions: list[int],
+    def forward_batch(self, sessions: Sequence[Session], tokens: list[int], positions: list[int],
                       owners: list[int], logit_rows: list[int], logits: np.ndarray) -> None:
         """One step over several sessions: row r evaluates tokens[r] at positions[r] in sessions[owners[r]]'s
         cache; the logits of rows `logit_rows` go to `logits` (see bitnet.backends.Backend)."""
-        self._transformer.forward_batch(workspace, [s.context for s in sessions], tokens, positions, owners,
+        self._transformer.forward_batch([s.context for s in sessions], tokens, positions, owners,
                                         logit_rows, logits)
 
     def close(self) -> None:
@@ -372,22 +370,22 @@ class Model:
         return self._all_logits(ids, self._transformer.new_context(len(ids)))
 
     def _all_logits(self, ids: list[int], ctx) -> np.ndarray:
-        """Logits at every position of `ids`, evaluated from position 0 in `ctx` (a scratch Context)."""
-        out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
-        self._forward(ctx, ids, 0, out, all_positions=True)
-        return out
-
-    def _forward(self, ctx, ids: Sequence[int], pos: int, logits: np.ndarray | None, all_positions: bool) -> None:
-        """The compiled forward pass, and the one check that its output is numbers.
+        """Logits at every position of `ids`, evaluated from position 0 in `ctx` (a scratch Context), checked
+        to be numbers (generation checks the logits it samples from in Decoding.push instead).
 
         Non-finite weights (a NaN in an embedding row, an infinite block scale, an overflow) never become
         finite again on the residual stream, so they reach the logits; a file that lies about its values
-        fails here with ModelError instead of sampling plausible-looking tokens."""
+        fails with ModelError instead of scoring or sampling plausible-looking tokens."""
+        out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
+        self._forward(ctx, ids, 0, out, all_positions=True)
+        if not np.isfinite(out).all():
+            row, col = np.argwhere(~np.isfinite(out))[0]
+            raise non_finite_logit(int(row), f" ({out[row, col]}, token {int(col)})")
+        return out
+
+    def _forward(self, ctx, ids: Sequence[int], pos: int, logits: np.ndarray | None, all_positions: bool) -> None:
+        """The backend's forward pass (its logits unchecked: see _all_logits)."""
         self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), pos, logits, all_positions)
-        if logits is not None and not np.isfinite(logits).all():
-            row, col = np.argwhere(~np.isfinite(logits))[0]
-            where = pos + row if all_positions else pos + len(ids) - 1
-            raise non_finite_logit(int(where), f" ({logits[row, col]}, token {int(col)})")
 
     def perplexity(self, text: str, n_ctx: int = 512) -> Perplexity:
         """Perplexity as llama.cpp's tool computes it: non-overlapping chunks of n_ctx tokens, each from a fresh

@@ -22,19 +22,16 @@ class Backend(Protocol):
 
     def new_context(self, n_ctx: int) -> Any:
         """A sequence's KV cache for n_ctx positions (in host or device memory). Its `threads_used` says how
-        many threads the last `forward` or `greedy` step in it actually ran on (a `forward_batch` records into
-        the workspace it was given instead)."""
-
-    def new_workspace(self) -> Any:
-        """Scratch for forward_batch (None where the backend keeps its own)."""
+        many threads the last `forward` or `greedy` step in it actually ran on."""
 
     def forward(self, ctx: Any, tokens, pos0: int, logits_out, all_logits: bool) -> None:
         """Evaluate `tokens` at positions pos0.. into ctx's cache; logits of the last (or, with all_logits,
         every) position into logits_out, a float32 [rows, vocab] array, unless it is None."""
 
-    def forward_batch(self, ws: Any, contexts: list, tokens, positions, owners, logit_rows, logits_out) -> None:
+    def forward_batch(self, contexts: list, tokens, positions, owners, logit_rows, logits_out) -> None:
         """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]],
-        logits of rows `logit_rows` into logits_out; each row's result equals evaluating its sequence alone."""
+        logits of rows `logit_rows` into logits_out; each row's result equals evaluating its sequence alone. The
+        step's scratch is the backend's own (steps from several threads take turns)."""
 
     def greedy(self, ctx: Any, token: int, pos: int) -> int:
         """Evaluate one token and return the first index of its largest logit (on the GPU, computed there)."""

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 import pytest
-from bitnet.backends.cpu._forward import Context, Workspace
+from bitnet.backends.cpu._forward import Context
 from conftest import PROJECT_ROOT, testdata_path
 
 import bitnet
@@ -67,7 +67,6 @@ def test_forward_batch_rows_equal_sequences_alone(tmp_path_factory, batch):
         prompts = [[int(t) for t in rng.integers(0, model.n_vocab, size=n)] for n in lengths]
         alone = [model.logits(p) for p in prompts]
         contexts = [Context(tr, N_CTX) for _ in prompts]
-        ws = Workspace()
         checked = 0
         for plan in _schedule(lengths, seed=batch):
             tokens, positions, owners, wanted, where = [], [], [], [], []
@@ -82,7 +81,7 @@ def test_forward_batch_rows_equal_sequences_alone(tmp_path_factory, batch):
                     owners.append(len(batch_contexts))
                 batch_contexts.append(contexts[i])
             out = np.empty((len(wanted), model.n_vocab), dtype=np.float32)
-            tr.forward_batch(ws, batch_contexts, tokens, positions, owners, wanted, out)
+            tr.forward_batch(batch_contexts, tokens, positions, owners, wanted, out)
             for row, (i, pos) in zip(out, where):
                 np.testing.assert_array_equal(row, alone[i][pos], err_msg=f"{name}: sequence {i} position {pos}")
                 checked += 1
@@ -93,7 +92,6 @@ def test_forward_batch_rows_equal_sequences_alone(tmp_path_factory, batch):
 def test_forward_batch_refuses_inconsistent_rows(embedded):
     tr = embedded._transformer
     a, b = Context(tr, 8), Context(tr, 8)
-    ws = Workspace()
     out = np.empty((1, embedded.n_vocab), dtype=np.float32)
     cases = [
         (([a, b], [1, 2, 3], [0, 0, 1], [0, 1, 0], [2]), "not one contiguous run"),
@@ -106,12 +104,12 @@ def test_forward_batch_refuses_inconsistent_rows(embedded):
     ]
     for (contexts, tokens, positions, owners, wanted), message in cases:
         with pytest.raises(ValueError, match=message):
-            tr.forward_batch(ws, contexts, tokens, positions, owners, wanted, out)
+            tr.forward_batch(contexts, tokens, positions, owners, wanted, out)
     with pytest.raises(ValueError, match="wrong shape"):
-        tr.forward_batch(ws, [a], [1], [0], [0], [0], np.empty((2, embedded.n_vocab), np.float32))
+        tr.forward_batch([a], [1], [0], [0], [0], np.empty((2, embedded.n_vocab), np.float32))
     tiny = bitnet.load(testdata_path("tinyA", "tinyA-i2s.gguf"))
     with pytest.raises(ValueError, match="different model"):
-        tr.forward_batch(ws, [Context(tiny._transformer, 8)], [1], [0], [0], [0], out)
+        tr.forward_batch([Context(tiny._transformer, 8)], [1], [0], [0], [0], out)
 
 
 PROMPTS = ["Once upon a time", "The little dog ran", "Tom and Lily went to the park. They", "She was happy",

@@ -9,6 +9,7 @@ And what a machine without a GPU does with device="cuda": a clear error, never a
 """
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -35,6 +36,28 @@ def emulated(monkeypatch):
     monkeypatch.setattr(driver, "CudaDevice", EmulatedDevice)
 
 
+@functools.cache
+def _real_gpu() -> bool:
+    return has_gpu()
+
+
+@pytest.fixture(params=["emulated", pytest.param("gpu", marks=pytest.mark.gpu)])
+def cuda(request, monkeypatch):
+    """The device a contract test runs the CUDA backend on: the emulated one always, and the real GPU where one
+    is lent (its name is returned; graph and launch counters exist on the emulated device only)."""
+    if request.param == "emulated":
+        monkeypatch.setattr(driver, "CudaDevice", EmulatedDevice)
+    elif not _real_gpu():
+        skip_for_hardware("no GPU: the CPU-versus-CUDA contract tests ran on the emulated device")
+    return request.param
+
+
+def _min_cosine(device: str) -> float:
+    """How close the GPU's logits must be to the CPU's: the emulator runs the CPU's kernels, so nearly exact; a
+    real GPU sums in another order (the issue's bar for it: min cosine >= 0.999)."""
+    return 0.99999 if device == "emulated" else 0.999
+
+
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
@@ -48,56 +71,58 @@ def _models(tmp_path):
         yield f"{arch}-f16", seeds.write_model(tmp_path / f"{arch}-f16.gguf", arch, GGMLType.F16, GGMLType.F16)
 
 
-def test_tinya_logits_match_the_cpu_backend(emulated):
+def test_tinya_logits_match_the_cpu_backend(cuda):
     path = testdata_path("tinyA", "tinyA-i2s.gguf")
     cpu, gpu = bitnet.load(path, n_ctx=128), bitnet.load(path, n_ctx=128, device="cuda")
-    assert gpu.device == "cuda" and gpu._transformer.device_name == EmulatedDevice.name
+    assert gpu.device == "cuda" and (gpu._transformer.device_name == EmulatedDevice.name) == (cuda == "emulated")
     ids = [int(t) for t in np.random.default_rng(0).integers(0, cpu.n_vocab, 70)]
     a, b = cpu.logits(ids), gpu.logits(ids)
-    assert _cosines(a, b).min() > 0.99999
-    np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max())
+    assert _cosines(a, b).min() > _min_cosine(cuda)
+    if cuda == "emulated":
+        np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max())
     assert (a.argmax(1) == b.argmax(1)).all()
 
 
-def test_every_architecture_and_embedding_type_matches_the_cpu(emulated, tmp_path):
+def test_every_architecture_and_embedding_type_matches_the_cpu(cuda, tmp_path):
     for name, path in _models(tmp_path):
         cpu, gpu = bitnet.load(path, n_ctx=64), bitnet.load(path, n_ctx=64, device="cuda")
         ids = [int(t) for t in np.random.default_rng(1).integers(0, cpu.n_vocab, 40)]
         a, b = cpu.logits(ids), gpu.logits(ids)
-        assert _cosines(a, b).min() > 0.99999, name
+        assert _cosines(a, b).min() > _min_cosine(cuda), name
 
 
-def test_greedy_generation_is_the_cpus_and_uses_one_graph_per_context(emulated):
+def test_greedy_generation_is_the_cpus_and_uses_one_graph_per_context(cuda):
     cpu, gpu = bitnet.load(n_ctx=256), bitnet.load(n_ctx=256, device="cuda")
     dev = gpu._transformer.dev
     want = cpu.generate("The meaning of life", max_tokens=24, temperature=0)
     got = gpu.generate("The meaning of life", max_tokens=24, temperature=0)
     assert got.tokens == want.tokens and got.text == want.text
     # the decode steps after the prompt: one capture (the greedy graph), a replay per token, argmax on device
-    assert dev.captures == 1 and dev.replays == len(got.tokens) - 1
-    assert dev.launches["argmax"] == dev.replays
+    if cuda == "emulated":
+        assert dev.captures == 1 and dev.replays == len(got.tokens) - 1
+        assert dev.launches["argmax"] == dev.replays
     # A second prompt extending the first: the cache is reused, and whatever it adds or decodes replays the
     # context's two graphs (greedy, and the logits one a one-token prefill uses): never a third capture.
     for prompt in ("The meaning of life is", "The meaning of life is not"):
         again = gpu.generate(prompt, max_tokens=8, temperature=0)
         assert again.tokens == cpu.generate(prompt, max_tokens=8, temperature=0).tokens
-    assert dev.captures <= 2
+    assert cuda != "emulated" or dev.captures <= 2
 
 
-def test_long_prompts_replay_a_chunk_graph_and_match_the_cpu(emulated):
+def test_long_prompts_replay_a_chunk_graph_and_match_the_cpu(cuda):
     from bitnet.backends.checks import UBATCH
 
     cpu, gpu = bitnet.load(n_ctx=3 * UBATCH), bitnet.load(n_ctx=3 * UBATCH, device="cuda")
     dev = gpu._transformer.dev
     ids = [int(t) for t in np.random.default_rng(4).integers(0, cpu.n_vocab, 2 * UBATCH + 37)]
     a, b = cpu.logits(ids), gpu.logits(ids)          # two full chunks (one capture, two replays) and a tail
-    assert _cosines(a, b).min() > 0.99999
-    assert dev.captures == 1 and dev.replays == 2
+    assert _cosines(a, b).min() > _min_cosine(cuda)
+    assert cuda != "emulated" or (dev.captures == 1 and dev.replays == 2)
     want = cpu.generate(ids, max_tokens=5, temperature=0).tokens
     assert gpu.generate(ids, max_tokens=5, temperature=0).tokens == want
 
 
-def test_sampled_generation_is_the_cpus_with_logits_from_the_graph(emulated):
+def test_sampled_generation_is_the_cpus_with_logits_from_the_graph(cuda):
     cpu, gpu = bitnet.load(n_ctx=256), bitnet.load(n_ctx=256, device="cuda")
     for kwargs in (dict(temperature=0.9, seed=5), dict(temperature=0, repeat_penalty=1.3),
                    dict(temperature=0.7, top_k=5, top_p=0.8, seed=11, stop=["\n\n"])):
@@ -105,10 +130,11 @@ def test_sampled_generation_is_the_cpus_with_logits_from_the_graph(emulated):
         got = gpu.generate("Once upon a time", max_tokens=20, **kwargs)
         assert got.tokens == want.tokens, kwargs
     dev = gpu._transformer.dev
-    assert dev.captures == 1 and "argmax" not in dev.launches   # the logits graph: the host sampler chose
+    if cuda == "emulated":
+        assert dev.captures == 1 and "argmax" not in dev.launches   # the logits graph: the host sampler chose
 
 
-def test_batched_generation_gives_each_prompt_its_own_result(emulated):
+def test_batched_generation_gives_each_prompt_its_own_result(cuda):
     gpu = bitnet.load(n_ctx=128, device="cuda")
     prompts = ["A fool", "The best way", "Never"]
     alone = [gpu.generate(p, max_tokens=10, temperature=0.8, seed=2).tokens for p in prompts]
@@ -116,7 +142,7 @@ def test_batched_generation_gives_each_prompt_its_own_result(emulated):
     assert [c.tokens for c in together] == alone
 
 
-def test_forward_batch_rows_equal_the_cpu_backends(emulated):
+def test_forward_batch_rows_equal_the_cpu_backends(cuda):
     cpu, gpu = bitnet.load(n_ctx=64), bitnet.load(n_ctx=64, device="cuda")
     outs = []
     for m in (cpu, gpu):
@@ -124,13 +150,13 @@ def test_forward_batch_rows_equal_the_cpu_backends(emulated):
         ctxs = [tr.new_context(64) for _ in range(3)]
         out = np.empty((3, m.n_vocab), dtype=np.float32)
         # context 0 takes a 4-token chunk, context 1 one token, context 2 two (logits of rows 3, 4 and 6)
-        tr.forward_batch(tr.new_workspace(), ctxs, [5, 9, 12, 40, 7, 100, 101], [0, 1, 2, 3, 0, 0, 1],
+        tr.forward_batch(ctxs, [5, 9, 12, 40, 7, 100, 101], [0, 1, 2, 3, 0, 0, 1],
                          [0, 0, 0, 0, 1, 2, 2], [3, 4, 6], out)
         outs.append(out)
-    assert _cosines(*outs).min() > 0.99999
+    assert _cosines(*outs).min() > _min_cosine(cuda)
 
 
-def test_sessions_on_other_threads_make_the_context_current(emulated):
+def test_sessions_on_other_threads_make_the_context_current(cuda):
     """A server decodes on worker threads: every entry point makes the GPU's context current there (the
     emulator, like the driver, refuses a call from a thread where it is not)."""
     gpu = bitnet.load(n_ctx=64, device="cuda")
@@ -154,13 +180,13 @@ def test_sessions_on_other_threads_make_the_context_current(emulated):
     assert not errors and results == [want, want]
 
 
-def test_perplexity_matches_the_cpu(emulated):
+def test_perplexity_matches_the_cpu(cuda):
     text = (PROJECT_ROOT / "bitnet" / "data" / "heldout.txt").read_text()[:4000]
     cpu, gpu = bitnet.load(n_ctx=128), bitnet.load(n_ctx=128, device="cuda")
     assert gpu.perplexity(text, n_ctx=64).value == pytest.approx(cpu.perplexity(text, n_ctx=64).value, rel=1e-4)
 
 
-def test_int8_head_on_the_gpu_reads_q8_0_weights(emulated):
+def test_int8_head_on_the_gpu_reads_q8_0_weights(cuda):
     exact = bitnet.load(n_ctx=64, device="cuda")
     q8 = bitnet.load(n_ctx=64, device="cuda", lm_head="q8_0")
     assert q8._transformer.head_type == GGMLType.Q8_0 and exact._transformer.head_type == GGMLType.F16
@@ -168,7 +194,7 @@ def test_int8_head_on_the_gpu_reads_q8_0_weights(emulated):
     assert _cosines(exact.logits(ids), q8.logits(ids)).min() > 0.999
 
 
-def test_bad_requests_fail_like_the_cpu_backend(emulated):
+def test_bad_requests_fail_like_the_cpu_backend(cuda):
     gpu = bitnet.load(n_ctx=32, device="cuda")
     tr = gpu._transformer
     ctx = tr.new_context(32)
@@ -206,7 +232,7 @@ def test_ternary_types_without_a_gpu_layout_are_refused_by_name(emulated, tmp_pa
         bitnet.load(path, device="cuda")
 
 
-def test_non_finite_logits_fail_on_the_device_greedy_path(emulated):
+def test_non_finite_logits_fail_on_the_device_greedy_path(cuda):
     gpu = bitnet.load(n_ctx=32, device="cuda")
     tr = gpu._transformer
     ctx = tr.new_context(32)
@@ -331,7 +357,7 @@ def test_the_cli_device_flags_resolve_and_conflict():
     assert bad.returncode != 0 and "--device cpu contradicts --n-gpu-layers 4" in bad.stderr
 
 
-def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(emulated):
+def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(cuda):
     """Token, position and batch-layout checks are written once (bitnet.backends.checks), above both backends."""
     messages = {}
     for device in ("cpu", "cuda"):
@@ -350,14 +376,14 @@ def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(emulated):
         ]
         for contexts, tokens, positions, owners, wanted in cases:
             with pytest.raises(ValueError) as err:
-                tr.forward_batch(tr.new_workspace(), contexts, tokens, positions, owners, wanted, out)
+                tr.forward_batch(contexts, tokens, positions, owners, wanted, out)
             messages.setdefault(device, []).append(str(err.value))
         calls = [(tr.forward, (a, [1, 2, 3], 7, None, False)),       # past the context's end
                  (tr.forward, (a, [1], -1, None, False)),            # a negative position
                  (tr.greedy, (a, 1, 8)),                              # the greedy step too
                  (tr.greedy, (a, model.n_vocab, 0)),
-                 (tr.forward_batch, (tr.new_workspace(), [a], [1], [0], [0], [0],
-                                     np.empty((2, model.n_vocab), np.float32)))]   # logits_out shape
+                 (tr.forward_batch, ([a], [1], [0], [0], [0],
+                         np.empty((2, model.n_vocab), np.float32)))]   # logits_out shape
         for call, args in calls:
             with pytest.raises(ValueError) as err:
                 call(*args)

@@ -14,6 +14,7 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
 from cython.parallel cimport parallel, prange, threadid
 
+import threading
 from array import array
 
 cdef extern from *:
@@ -149,6 +150,8 @@ cdef class Transformer:
     cdef bint has_lut          # some matrix is in the LUT form: sessions allocate table scratch
     cdef object _keep          # the buffer views (and through them the mmap) must outlive the pointers
     cdef int _n_threads
+    cdef object _batch_ws      # the Workspace of forward_batch, and the lock that gives it to one step at a time
+    cdef object _batch_lock
 
     def __cinit__(self):
         self.w.layers = NULL
@@ -161,6 +164,8 @@ cdef class Transformer:
         forward runs its parallel loops on (a setting of the backend, changed through the attribute)."""
         self._keep = (tok_embd, output, output_norm, layers)
         self.n_threads = n_threads
+        self._batch_ws = Workspace()
+        self._batch_lock = threading.Lock()
         cdef Dims *d = &self.w.d
         d.n_embd = dims["n_embd"]
         d.n_layer = dims["n_layer"]
@@ -250,9 +255,6 @@ cdef class Transformer:
     def new_context(self, int64_t n_ctx) -> Context:
         return Context(self, n_ctx)
 
-    def new_workspace(self) -> Workspace:
-        return Workspace()
-
     def greedy(self, Context ctx, int32_t token, int64_t pos) -> int:
         """Evaluate one token at `pos` and return the index of its largest logit (the first on ties, as the
         sampler's greedy choice). ModelError when a logit is not finite."""
@@ -291,17 +293,19 @@ cdef class Transformer:
         self._run(ctx._workspace(), [ctx], toks, array("q", range(pos0, pos0 + n)), array("q", bytes(8 * n)),
                   wanted, logits_out, self.n_threads)
 
-    def forward_batch(self, Workspace ws, contexts, tokens, positions, owners, logit_rows, logits_out):
+    def forward_batch(self, contexts, tokens, positions, owners, logit_rows, logits_out):
         """One step over several sequences: row r evaluates tokens[r] at positions[r] in contexts[owners[r]].
 
         The rows of one context form one contiguous run of consecutive positions (a single decode token, or a
         chunk of a prompt); each row attends to its own sequence only. The weights are read once for all rows.
         logits_out: float32 [len(logit_rows), vocab] receiving the logits of rows `logit_rows` (increasing), or
         None. Each row's result is bit-identical to evaluating its sequence alone: every kernel computes a row
-        of output for one token the same way whatever the number of tokens beside it.
+        of output for one token the same way whatever the number of tokens beside it. The scratch is the
+        backend's own (one batch step at a time; each sequence's Context keeps its own for `forward`).
         """
-        self._run(ws, list(contexts), _int32s(tokens, "tokens"), _int64s(positions, "positions"),
-                  _int64s(owners, "owners"), _int64s(logit_rows, "logit_rows"), logits_out, self.n_threads)
+        with self._batch_lock:
+            self._run(self._batch_ws, list(contexts), _int32s(tokens, "tokens"), _int64s(positions, "positions"),
+                      _int64s(owners, "owners"), _int64s(logit_rows, "logit_rows"), logits_out, self.n_threads)
 
     cdef _run(self, Workspace ws, list contexts, const int32_t[::1] toks, const int64_t[::1] pos,
               const int64_t[::1] owner, const int64_t[::1] wanted, logits_out, int n_threads):
@@ -432,8 +436,8 @@ cdef class Context:
 
 cdef class Workspace:
     """The scratch buffers of a forward step (activations of up to UBATCH tokens, attention scores per
-    thread), sized on first use. One per thread of evaluation: a single sequence's Context keeps its own, a
-    batch scheduler keeps one for all its sequences."""
+    thread), sized on first use. One per thread of evaluation: a single sequence's Context keeps its own, the
+    Transformer keeps one for its batch steps."""
     cdef Scratch s
     cdef int64_t s_dim, s_threads
 

@@ -251,9 +251,6 @@ class CudaTransformer:
     def new_context(self, n_ctx: int) -> CudaContext:
         return CudaContext(self, n_ctx)
 
-    def new_workspace(self):
-        return None     # the scratch buffers belong to the model on the GPU
-
     def forward(self, ctx: CudaContext, tokens, pos0: int, logits_out, all_logits: bool) -> None:
         """As the CPU Transformer's: evaluate `tokens` at positions pos0.. into ctx's cache; logits_out None, a
         float32 [1, vocab] array (last position) or, with all_logits, [len(tokens), vocab]."""
@@ -301,7 +298,7 @@ class CudaTransformer:
             raise non_finite_logit(pos)
         return best
 
-    def forward_batch(self, ws, contexts, tokens, positions, owners, logit_rows, logits_out) -> None:
+    def forward_batch(self, contexts, tokens, positions, owners, logit_rows, logits_out) -> None:
         """As the CPU Transformer's: row r evaluates tokens[r] at positions[r] in contexts[owners[r]]; the rows of
         one context are one run of consecutive positions. Each run is evaluated with `forward` (on the GPU one
         sequence's step is already a wide launch; rows of different sequences would not share a graph)."""
