@@ -67,6 +67,12 @@ def _explain(exc: Exception, repo_id: str, filename: str | None, revision: str |
 
     what = f"{filename} from {repo_id}" if filename else repo_id
     rev = f" at revision {revision!r}" if revision else ""
+    if isinstance(exc, _unreachable_errors()):
+        from huggingface_hub import constants
+
+        return DownloadError(f"cannot reach the Hugging Face Hub ({constants.ENDPOINT}: {exc}) and {what}{rev} is "
+                             "not in the cache; to run a model file you already have: bitnet run --model "
+                             "FILE.gguf (or set BITNET_GGUF=FILE.gguf)")
     if isinstance(exc, hf.HFValidationError):
         return DownloadError(f"invalid repository id {repo_id!r}: {str(exc).splitlines()[0]}")
     if isinstance(exc, hf.GatedRepoError):
@@ -91,9 +97,28 @@ def _explain(exc: Exception, repo_id: str, filename: str | None, revision: str |
     return DownloadError(f"download of {what}{rev} failed: {type(exc).__name__}: {exc}")
 
 
-def _list_files(repo_id: str, revision: str | None, token: str | None, local_dir: Path | None) -> list[str]:
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
+    """What a client library raises when the hub cannot be reached at all (no network, DNS, refused, timeout)."""
+    errors: list[type[BaseException]] = [ConnectionError]
+    try:
+        import httpx        # huggingface_hub >= 1.0
+
+        errors.append(httpx.TransportError)
+    except ImportError:
+        pass
+    try:
+        import requests     # huggingface_hub < 1.0
+
+        errors += [requests.ConnectionError, requests.Timeout]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _list_files(repo_id: str, revision: str | None, token: str | None, local_dir: Path | None,
+                cache_only: bool) -> list[str]:
     hub = _hub()
-    if not _offline():
+    if not cache_only:
         return hub.HfApi().list_repo_files(repo_id, revision=revision, token=token)
     # Offline: what the cache (or --dir) already holds of this repository.
     folder = Path(hub.snapshot_download(repo_id, revision=revision, local_dir=local_dir, local_files_only=True,
@@ -117,12 +142,22 @@ def download(repo_id: str, filename: str | None = None, *, local_dir: str | os.P
     was_disabled = hf.are_progress_bars_disabled()
     if not progress and not was_disabled:
         hf.disable_progress_bars()
+    cache_only = _offline()
+    unreachable = None
     try:
         listing = None
+        if not cache_only:
+            # One request without retries says whether the hub answers at all: the file downloads below retry
+            # a dead connection for ~25 s, printing warnings as they go.
+            try:
+                listing = _list_files(repo_id, revision, token, local, cache_only)
+            except _unreachable_errors() as e:
+                unreachable, cache_only = e, True
         if filename is None:
-            listing = _list_files(repo_id, revision, token, local)
+            listing = listing if listing is not None else _list_files(repo_id, revision, token, local, cache_only)
             filename = choose_gguf(listing, repo_id)
-        path = Path(hub.hf_hub_download(repo_id, filename, revision=revision, local_dir=local, token=token))
+        path = Path(hub.hf_hub_download(repo_id, filename, revision=revision, local_dir=local, token=token,
+                                        local_files_only=cache_only))
         extras = []
         if tokenizer:
             folder = PurePosixPath(filename).parent
@@ -132,7 +167,7 @@ def download(repo_id: str, filename: str | None = None, *, local_dir: str | os.P
                     continue
                 try:
                     extras.append(Path(hub.hf_hub_download(repo_id, wanted, revision=revision, local_dir=local,
-                                                           token=token)))
+                                                           token=token, local_files_only=cache_only)))
                 except hf.EntryNotFoundError:   # also LocalEntryNotFoundError: optional files
                     continue
                 except hf.HfHubHTTPError as e:    # a mirror that answers a bare 404
@@ -141,8 +176,8 @@ def download(repo_id: str, filename: str | None = None, *, local_dir: str | os.P
     except DownloadError:
         raise
     except (hf.HfHubHTTPError, hf.EntryNotFoundError, hf.HFValidationError, hf.OfflineModeIsEnabled,
-            ConnectionError, OSError) as e:
-        raise _explain(e, repo_id, filename, revision) from e
+            OSError, *_unreachable_errors()) as e:
+        raise _explain(unreachable or e, repo_id, filename, revision) from e
     finally:
         if not progress and not was_disabled:
             hf.enable_progress_bars()

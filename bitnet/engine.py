@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from bitnet import settings
-from bitnet.errors import BitNetError, ContextOverflowError, ModelError, non_finite_logit
+from bitnet.errors import BitNetError, ContextOverflowError, ModelError, fallback, non_finite_logit
 from bitnet.generation import DEFAULTS, Completion, Decoding, SamplingParams, Timings, shared_prefix
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_tokenizer_covers_head, prompt_token_ids
-from bitnet.paths import default_model_path
+from bitnet.paths import default_model_path, model_path
 
 MAX_DEFAULT_CTX = 4096
 
@@ -171,20 +171,13 @@ class Model:
 
     def __init__(self, path: str | os.PathLike | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact",
-                 device: str | None = None):
+                 device: str | None = None, tokenizer_pre: str | None = None):
         from bitnet.backends import build, resolve_device
         from bitnet.models import arch_spec, read_hparams
-        from bitnet.tokenizer import Tokenizer, load_tokenizer
+        from bitnet.tokenizer import find_tokenizer
 
         t0 = time.perf_counter()
-        if path is None:
-            path = default_model_path()
-            if not path.exists():
-                raise ModelError(f"the embedded default model is missing from this installation ({path})")
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
-        self.path = path
+        self.path = path = model_path(path)
         if n_threads is not None and (not isinstance(n_threads, int) or isinstance(n_threads, bool)
                                       or n_threads < 1):
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
@@ -197,6 +190,9 @@ class Model:
             n_ctx = min(hparams.n_ctx_train, MAX_DEFAULT_CTX)
         if not isinstance(n_ctx, int) or n_ctx < 2:
             raise ValueError(f"n_ctx must be an integer >= 2, got {n_ctx!r}")
+        if n_ctx > hparams.n_ctx_train:
+            fallback(f"a context of {n_ctx} tokens exceeds the {hparams.n_ctx_train} the model was trained on: "
+                     "positions beyond them are extrapolated and its output degrades")
         if self.device == "cpu":
             _check_kv_fits(hparams, n_ctx)     # on a GPU the backend checks the device's memory
         self._transformer, self.hparams, self.spec = build(self.reader, self.device, lm_head, n_threads,
@@ -204,8 +200,7 @@ class Model:
         self.lm_head = lm_head
         self.arch = self.hparams.arch
         self.n_vocab = self.hparams.n_vocab
-        self.tokenizer = (load_tokenizer(tokenizer_path) if tokenizer_path is not None
-                          else Tokenizer.from_gguf_metadata(self.metadata))
+        self.tokenizer = find_tokenizer(path, self.metadata, tokenizer_path, tokenizer_pre)
         check_tokenizer_covers_head(self.tokenizer.vocab_size, self.n_vocab)
         self.n_ctx = n_ctx
         self._session = Session(self)
@@ -447,8 +442,15 @@ def _params(params: SamplingParams | None, **settings) -> SamplingParams:
 
 
 def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_ctx: int | None = None,
-         tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact", device: str | None = None) -> Model:
-    """Load a GGUF model (the embedded default model when `path` is None).
+         tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact", device: str | None = None,
+         tokenizer_pre: str | None = None) -> Model:
+    """Load a GGUF model: `path`, else $BITNET_GGUF, else the embedded default model.
+
+    n_threads: None reads OMP_NUM_THREADS, else every CPU this process may use. tokenizer_path: a tokenizer.json
+    or GGUF to take the tokenizer from (without it: the file's own, else a tokenizer.json beside it or in the
+    folder above). tokenizer_pre: the byte-level pre-tokenizer to use instead of the file's
+    `tokenizer.ggml.pre` (e.g. "default": llama.cpp's behaviour for a file without the key; without the key and
+    this argument, the LLaMA-3 vocabulary gets "llama-bpe", with a warning).
 
     device: "cpu" or "cuda" (an NVIDIA GPU, sm_80 or newer, with `pip install 'bitnet-engine[cuda]'`); None
     reads BITNET_DEVICE, else "cpu". Without a usable GPU, "cuda" raises CudaUnavailableError saying why.
@@ -457,7 +459,7 @@ def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_
     decoding (the head is half the bytes read per token of the 2B model), at a small perplexity cost; the
     default "exact" computes it from the file's weights in float."""
     return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path, lm_head=lm_head,
-                 device=device)
+                 device=device, tokenizer_pre=tokenizer_pre)
 
 
 __all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Session", "Timings",

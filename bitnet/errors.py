@@ -1,4 +1,8 @@
-"""One exception hierarchy for the whole engine."""
+"""One exception hierarchy for the whole engine, and the one way it reports a fallback (a warning, or an error
+under BITNET_STRICT_MODE=1)."""
+import warnings
+
+from bitnet import settings
 
 
 class BitNetError(Exception):
@@ -27,6 +31,23 @@ class ContextOverflowError(BitNetError, ValueError):
 
 class ConversionError(BitNetError, ValueError):
     """A Hugging Face checkpoint cannot be converted (missing file, bad shape, NaN, ...)."""
+
+
+class StrictModeError(BitNetError, ValueError):
+    """BITNET_STRICT_MODE=1 refused a fallback the engine would otherwise take with a warning."""
+
+
+class FallbackWarning(UserWarning):
+    """The engine took a fallback: it guessed or searched where the input did not say (BITNET_STRICT_MODE=1 makes
+    each of these an error)."""
+
+
+def fallback(message: str) -> None:
+    """Report a fallback the engine is about to take: a FallbackWarning (shown once per place, as warnings are),
+    or, under BITNET_STRICT_MODE=1, a StrictModeError instead of taking it."""
+    if settings.strict_mode():
+        raise StrictModeError(f"BITNET_STRICT_MODE=1 refuses a fallback: {message}")
+    warnings.warn(message, FallbackWarning, stacklevel=3)
 
 
 def non_finite_logit(pos: int, detail: str = "") -> ModelError:

@@ -8,6 +8,9 @@ CLI, server, C ABI, browser build).
 - BITNET_KERNEL: force a kernel variant and/or ternary path (parsed by bitnet.backends.cpu.kernels).
 - BITNET_CACHE_DIR: where measured choices are kept (default: the user cache directory).
 - BITNET_API_KEY: the key `bitnet serve` requires when --api-key is not given.
+- BITNET_GGUF: the model file used when none is given (instead of the embedded model); a missing file is an error.
+- BITNET_STRICT_MODE=1: every fallback the engine would take with a warning is an error (bitnet.errors.fallback).
+- OMP_NUM_THREADS: the thread count when none is given (before "every CPU this process may use").
 
 Numpy-free: the browser build imports it.
 """
@@ -63,12 +66,29 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def strict_mode() -> bool:
+    return os.environ.get("BITNET_STRICT_MODE") == "1"
+
+
 def threads(explicit: int | None) -> int:
     """The threads a model runs on: 1 in deterministic mode (what it promises, over an explicit count), else the
-    call's, else every CPU this process may use."""
+    call's, else OMP_NUM_THREADS (its first level: "4,2" means 4), else every CPU this process may use."""
     if deterministic():
         return 1
-    return available_cpus() if explicit is None else explicit
+    if explicit is not None:
+        return explicit
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp:
+        first = omp.split(",")[0].strip()
+        if not first.isdigit() or int(first) < 1:
+            raise ValueError(f"OMP_NUM_THREADS must be a positive integer, got {omp!r}")
+        return int(first)
+    return available_cpus()
+
+
+def model_file() -> str | None:
+    """BITNET_GGUF: the model file to use where a call gives none (None when unset)."""
+    return os.environ.get("BITNET_GGUF", "").strip() or None
 
 
 def device(explicit: str | None) -> tuple[str, str]:
@@ -96,4 +116,4 @@ def cache_dir() -> str:
 
 
 __all__ = ["SEED_LIMIT", "api_key", "available_cpus", "cache_dir", "check_seed", "deterministic", "device", "kernel",
-           "seed", "threads"]
+           "model_file", "seed", "strict_mode", "threads"]

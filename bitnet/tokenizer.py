@@ -46,7 +46,7 @@ from bitnet.tokenizer_spec import (  # noqa: F401 - the token types and byte-lev
     spec_from_gguf_metadata,
 )
 
-__all__ = ["StreamDecoder", "Tokenizer", "load_tokenizer"]
+__all__ = ["StreamDecoder", "Tokenizer", "find_tokenizer", "load_tokenizer"]
 
 class Tokenizer:
     """Text <-> token ids for one model, with the special-token facts the engine needs.
@@ -82,9 +82,10 @@ class Tokenizer:
 
     # --- construction ----------------------------------------------------------------------------------------
     @classmethod
-    def from_gguf_metadata(cls, metadata: Mapping[str, Any]) -> Tokenizer:
-        """Rebuild the tokenizer from a GGUF metadata dict (`tokenizer.ggml.*` keys, docs/formats.md §8)."""
-        return cls.from_spec(spec_from_gguf_metadata(metadata))
+    def from_gguf_metadata(cls, metadata: Mapping[str, Any], pre: str | None = None) -> Tokenizer:
+        """Rebuild the tokenizer from a GGUF metadata dict (`tokenizer.ggml.*` keys, docs/formats.md §8); `pre`
+        names a byte-level BPE's pre-tokenizer instead of the file's (bitnet.tokenizer_spec)."""
+        return cls.from_spec(spec_from_gguf_metadata(metadata, pre))
 
     @classmethod
     def from_spec(cls, spec: TokenizerSpec) -> Tokenizer:
@@ -248,9 +249,32 @@ class Tokenizer:
                 f"eos_id={self.eos_id}, add_bos={self.add_bos})")
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """The tokenizer of a model file: a .gguf (only its metadata is read) or a tokenizer.json (or a folder
-    holding one)."""
+def find_tokenizer(model_path: Path, metadata: Mapping[str, Any], explicit: str | Path | None = None,
+                   pre: str | None = None) -> Tokenizer:
+    """The tokenizer of the model file at model_path: `explicit` (--tokenizer) when given, else the GGUF's own,
+    else a tokenizer.json beside the file, else one in the folder above it (both a fallback: the file did not
+    say); the error names every place tried."""
+    if explicit is not None:
+        return load_tokenizer(explicit, pre)
+    if "tokenizer.ggml.model" in metadata:
+        return Tokenizer.from_gguf_metadata(metadata, pre)
+    tried = [f"{model_path.name}'s own metadata (no tokenizer.ggml.* keys)"]
+    for folder in (model_path.parent, model_path.parent.parent):
+        candidate = folder / "tokenizer.json"
+        if candidate.is_file():
+            from bitnet.errors import fallback
+
+            fallback(f"{model_path.name} carries no tokenizer: using {candidate} (--tokenizer / tokenizer_path= "
+                     "names one)")
+            return Tokenizer.from_file(candidate)
+        tried.append(str(candidate))
+    raise TokenizerError(f"no tokenizer for {model_path}: tried {', '.join(tried)}; give one with --tokenizer "
+                         "(tokenizer_path= in Python): a tokenizer.json or a GGUF that carries one")
+
+
+def load_tokenizer(path: str | Path, pre: str | None = None) -> Tokenizer:
+    """The tokenizer of a model file: a .gguf (only its metadata is read; `pre` as in from_gguf_metadata) or a
+    tokenizer.json (or a folder holding one)."""
     path = Path(path)
     if path.is_dir():
         if not (path / "tokenizer.json").is_file():
@@ -263,7 +287,7 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
         with GGUFReader(path) as reader:
             metadata = reader.metadata
-        return Tokenizer.from_gguf_metadata(metadata)
+        return Tokenizer.from_gguf_metadata(metadata, pre)
     raise TokenizerError(f"cannot load a tokenizer from {path}: expected a .gguf file, a tokenizer.json or a "
                          "folder holding one")
 

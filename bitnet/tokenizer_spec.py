@@ -7,12 +7,13 @@ from the JSON that `bitnet.web` exports): one source of truth for both.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bitnet.errors import TokenizerError
+from bitnet.errors import TokenizerError, fallback
 
 __all__ = ["EOG_TEXTS", "PRE_TOKENIZERS", "Pieces", "StreamDecoder", "TokenizerSpec", "byte_level_tokens",
            "spec_from_gguf_metadata"]
@@ -335,8 +336,10 @@ class TokenizerSpec:
                 "vocab_size": len(self.tokens)}
 
 
-def spec_from_gguf_metadata(metadata: Mapping[str, Any]) -> TokenizerSpec:
-    """Read the `tokenizer.ggml.*` keys (docs/formats.md §8); a missing or malformed key raises TokenizerError."""
+def spec_from_gguf_metadata(metadata: Mapping[str, Any], pre: str | None = None) -> TokenizerSpec:
+    """Read the `tokenizer.ggml.*` keys (docs/formats.md §8); a missing or malformed key raises TokenizerError.
+    pre: a byte-level BPE's pre-tokenizer (a PRE_TOKENIZERS name) instead of the file's `tokenizer.ggml.pre`, or of
+    the one chosen when the file has none (see `_pre_name`)."""
     model = metadata.get("tokenizer.ggml.model")
     if model is None:
         raise TokenizerError("GGUF metadata has no tokenizer.ggml.model key: the file carries no tokenizer")
@@ -349,25 +352,56 @@ def spec_from_gguf_metadata(metadata: Mapping[str, Any]) -> TokenizerSpec:
     types = (_as_int_list(metadata["tokenizer.ggml.token_type"], "tokenizer.ggml.token_type", n)
              if "tokenizer.ggml.token_type" in metadata else [NORMAL] * n)
     if model == "gpt2":
-        return _bpe_spec(metadata, tokens, types)
+        return _bpe_spec(metadata, tokens, types, pre)
     if model == "llama":
         return _spm_spec(metadata, tokens, types)
     raise TokenizerError(f"tokenizer.ggml.model {model!r} is not supported (supported: 'gpt2' byte-level "
                          "BPE, 'llama' SentencePiece)")
 
 
-def _bpe_spec(md: Mapping[str, Any], tokens: list[str], types: list[int]) -> TokenizerSpec:
-    pre_name = md.get("tokenizer.ggml.pre")
-    if pre_name is None:
-        pre = _PRE_DEFAULT
-    elif pre_name in PRE_TOKENIZERS:
-        pre = PRE_TOKENIZERS[pre_name]
-    else:
-        raise TokenizerError(f"unknown pre-tokenizer tokenizer.ggml.pre = {pre_name!r}; known: "
-                             f"{', '.join(sorted(PRE_TOKENIZERS))} (or no key for llama.cpp's default)")
+# The LLaMA-3 vocabulary (every LLaMA-3.x release, and BitNet b1.58 2B4T): its 128,000 regular tokens and its
+# merges, as sha256 of the tokens joined by "\n", a NUL, and the merges ("a b") joined by "\n".
+LLAMA3_BASE_TOKENS = 128000
+LLAMA3_VOCAB_SHA256 = "9af1c14eac08dc88850a0d50678ac1b1e8d07b972ea77dea280593b4700919ae"
+
+
+def is_llama3_vocabulary(tokens: list[str], merges: list[str]) -> bool:
+    if len(tokens) < LLAMA3_BASE_TOKENS:
+        return False
+    digest = hashlib.sha256("\n".join(tokens[:LLAMA3_BASE_TOKENS]).encode() + b"\0" + "\n".join(merges).encode())
+    return digest.hexdigest() == LLAMA3_VOCAB_SHA256
+
+
+def _pre_name(md: Mapping[str, Any], tokens: list[str], merges: list[str], override: str | None) -> str:
+    """The pre-tokenizer a byte-level BPE vocabulary is split with: `override`, else the file's
+    `tokenizer.ggml.pre`, else (a fallback) llama-bpe for the LLaMA-3 vocabulary and llama.cpp's "default" for any
+    other. Files without the key exist: the official BitNet b1.58 2B4T GGUF is one, and llama.cpp's default
+    regexes split 7 of its own 46 llama-bpe test strings differently from the tokenizer the model was trained
+    with."""
+    name = override if override is not None else md.get("tokenizer.ggml.pre")
+    if name is not None:
+        if name not in PRE_TOKENIZERS:
+            source = "tokenizer_pre" if override is not None else "tokenizer.ggml.pre"
+            raise TokenizerError(f"unknown pre-tokenizer {source} = {name!r}; known: "
+                                 f"{', '.join(sorted(PRE_TOKENIZERS))}")
+        return name
+    if is_llama3_vocabulary(tokens, merges):
+        fallback("the GGUF has no tokenizer.ggml.pre and its vocabulary is LLaMA-3's: using the llama-bpe "
+                 "pre-tokenizer it was trained with (--tokenizer-pre default / tokenizer_pre='default' keeps "
+                 "llama.cpp's default regexes)")
+        return "llama-bpe"
+    fallback("the GGUF has no tokenizer.ggml.pre: using llama.cpp's default pre-tokenizer regexes, as llama.cpp "
+             "does (--tokenizer-pre NAME / tokenizer_pre= names the right one)")
+    return "default"
+
+
+def _bpe_spec(md: Mapping[str, Any], tokens: list[str], types: list[int], pre_override: str | None
+              ) -> TokenizerSpec:
     if "tokenizer.ggml.merges" not in md:
         raise TokenizerError("GGUF metadata has no tokenizer.ggml.merges key (required for 'gpt2' BPE)")
-    merges = _split_merges(_string_list(md["tokenizer.ggml.merges"], "tokenizer.ggml.merges"))
+    merge_texts = _string_list(md["tokenizer.ggml.merges"], "tokenizer.ggml.merges")
+    pre = PRE_TOKENIZERS[_pre_name(md, tokens, merge_texts, pre_override)]
+    merges = _split_merges(merge_texts)
     vocab = _vocab_dict(tokens)
     for i, (left, right) in enumerate(merges):
         for part in (left, right, left + right):

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from bitnet._version import __version__
@@ -47,6 +48,20 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())   # errors are one line, whatever the message holds
 
 
+def _one_line_warnings(category: type[Warning]) -> None:
+    """Show the engine's fallback warnings as `bitnet: warning: ...` lines (Python's default shows the source
+    line that raised them, which says nothing to a user of the command)."""
+    default = warnings.showwarning
+
+    def show(message, cat, filename, lineno, file=None, line=None):
+        if issubclass(cat, category):
+            print(f"{PROG}: warning: {_one_line(message if isinstance(message, Warning) else Warning(message))}",
+                  file=sys.stderr)
+        else:
+            default(message, cat, filename, lineno, file, line)
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bitnet` console script and of `python -m bitnet`; returns the exit status."""
     parser = build_parser()
@@ -54,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr,
                         format="%(name)s: %(levelname)s: %(message)s")
-    from bitnet.errors import BitNetError
+    from bitnet.errors import BitNetError, FallbackWarning
+
+    if not debug:
+        _one_line_warnings(FallbackWarning)
 
     try:
         return int(args.func(args) or 0)

@@ -12,6 +12,8 @@ from typing import IO, Any
 from bitnet.argtypes import add_device_option, device_from_args, int_at_least
 from bitnet.errors import BitNetError
 from bitnet.generation import DEFAULTS, SamplingParams
+from bitnet.paths import model_path  # noqa: F401  (the subcommands take the model file from here)
+from bitnet.tokenizer_spec import PRE_TOKENIZERS
 
 HASH_CHUNK = 16 << 20
 PREFETCH_MIN_BYTES = 256 << 20   # below this a cold load is too quick to be worth a progress bar
@@ -78,16 +80,23 @@ def add_model_options(parser: argparse.ArgumentParser, *, ctx: bool = True, toke
                       threads: bool = True) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("-m", "--model", type=Path, default=None, metavar="M.gguf",
-                       help="GGUF model file (default: the embedded model shipped with the package)")
+                       help="GGUF model file (default: $BITNET_GGUF, else the embedded model shipped with the "
+                            "package)")
     if threads:
         group.add_argument("-t", "--threads", type=int_at_least(1), default=None, metavar="N",
-                           help="CPU threads (default: all available; 1 when BITNET_DETERMINISTIC=1)")
+                           help="CPU threads (default: $OMP_NUM_THREADS, else all available; 1 when "
+                                "BITNET_DETERMINISTIC=1)")
     if ctx:
         group.add_argument("-c", "--ctx-size", type=int_at_least(2), default=None, metavar="N",
                            help="context size in tokens (default: the model's, at most 4096)")
     if tokenizer:
         group.add_argument("--tokenizer", type=Path, default=None, metavar="tokenizer.json",
-                           help="use this tokenizer instead of the one stored in the GGUF file")
+                           help="use this tokenizer instead of the one stored in the GGUF file (without one: "
+                                "the file's, else a tokenizer.json beside it or in the folder above)")
+        group.add_argument("--tokenizer-pre", choices=sorted(PRE_TOKENIZERS), default=None, metavar="NAME",
+                           help="byte-level pre-tokenizer instead of the file's tokenizer.ggml.pre (e.g. default: "
+                                "llama.cpp's regexes for a file without the key; without the key, a LLaMA-3 "
+                                "vocabulary gets llama-bpe)")
     add_lm_head_option(group)
     add_device_option(group)
 
@@ -145,20 +154,6 @@ def sampling_params(args: argparse.Namespace) -> SamplingParams:
 
 
 # -- model files -----------------------------------------------------------------------------------------------
-def model_path(path: Path | None) -> Path:
-    """The model file to use, checked to exist (the embedded model when none is given)."""
-    if path is None:
-        from bitnet.paths import default_model_path
-
-        path = default_model_path()
-        if not path.is_file():
-            raise CLIError(f"no --model given and the embedded default model is missing ({path})")
-        return path
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
-    if path.is_dir():
-        raise CLIError(f"{path} is a directory, not a GGUF file (to convert a checkpoint: bitnet convert)")
-    return path
 
 
 def stderr_is_tty() -> bool:
@@ -230,7 +225,7 @@ def load_model(args: argparse.Namespace, *, n_ctx: int | None = None, quiet: boo
     return bitnet.load(path, n_threads=getattr(args, "threads", None),
                        n_ctx=n_ctx if n_ctx is not None else getattr(args, "ctx_size", None),
                        tokenizer_path=tokenizer, lm_head=getattr(args, "lm_head", "exact"),
-                       device=device_from_args(args))
+                       device=device_from_args(args), tokenizer_pre=getattr(args, "tokenizer_pre", None))
 
 
 def read_prompt(prompt: str | None, prompt_file: Path | None, stdin: IO[str] | None = None) -> str:

@@ -125,12 +125,13 @@ class FakeHub:
             h.wfile.write(data)
 
 
-def download(hub: FakeHub | None, home: Path, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+def download(hub: FakeHub | None, home: Path, *args, env: dict | None = None, timeout: float = 120
+             ) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     full_env.update({"PYTHONPATH": str(ROOT), "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
                      "HF_ENDPOINT": hub.url if hub else "http://127.0.0.1:9", **(env or {})})
     return subprocess.run([sys.executable, "-m", "bitnet", "download", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=120, cwd=ROOT, check=False)
+                          text=True, env=full_env, timeout=timeout, cwd=ROOT, check=False)
 
 
 def one_line_error(proc, *fragments):
@@ -178,6 +179,20 @@ def test_download_picks_the_gguf_fetches_tokenizer_and_reuses_the_cache(tmp_path
 def test_offline_without_cache_is_a_clear_error(tmp_path):
     proc = download(None, tmp_path / "hf", "org/tiny", "--file", "m.gguf", env={"HF_HUB_OFFLINE": "1"})
     one_line_error(proc, "offline", "not in the cache")
+
+
+def test_an_unreachable_hub_is_one_line_at_once_and_the_cache_still_answers(tmp_path, model_bytes):
+    """No network (here: a port nobody listens on): one request finds that out, so no retries and no warnings;
+    the error says how to use a local file. What the cache already holds is still served."""
+    for args in (["--file", "m.gguf"], []):
+        proc = download(None, tmp_path / "empty", "org/tiny", *args, timeout=20)
+        one_line_error(proc, "cannot reach the Hugging Face Hub", "not in the cache", "bitnet run --model FILE.gguf")
+    home = tmp_path / "hf"
+    with FakeHub({"org/tiny": {"m.gguf": model_bytes}}) as hub:
+        fetched = Path(download(hub, home, "org/tiny").stdout.strip())
+    for args in (["--file", "m.gguf"], []):     # the hub is gone now
+        again = download(None, home, "org/tiny", *args, timeout=20)
+        assert again.returncode == 0 and Path(again.stdout.strip()) == fetched, again.stderr
 
 
 def test_download_into_a_directory(tmp_path, model_bytes):
