@@ -77,8 +77,8 @@ static PyObject *optional_int(int32_t value) {
     return value == 0 ? Py_NewRef(Py_None) : PyLong_FromLong(value);
 }
 
-BITNET_API bitnet_model *bitnet_model_load(const char *path, const bitnet_params *params) {
-    static const char func[] = "bitnet_model_load";
+/* `func`: the API function the caller called, for error messages. */
+static bitnet_model *load_model(const char *func, const char *path, const bitnet_params *params) {
     bn_clear_error();
     bitnet_params prm = params ? *params : bitnet_params_default();
     bitnet_model *m = malloc(sizeof *m);
@@ -105,6 +105,14 @@ BITNET_API bitnet_model *bitnet_model_load(const char *path, const bitnet_params
     }
     bn_leave(&call);
     return m;
+}
+
+BITNET_API bitnet_model *bitnet_model_load(const char *path) {
+    return load_model("bitnet_model_load", path, NULL);
+}
+
+BITNET_API bitnet_model *bitnet_model_load_ex(const char *path, const bitnet_params *params) {
+    return load_model("bitnet_model_load_ex", path, params);
 }
 
 BITNET_API void bitnet_model_free(bitnet_model *m) {
@@ -162,8 +170,7 @@ static PyObject *call_generation(const char *method, bitnet_model *m, const char
                                float_as_written(g.min_p), float_as_written(g.repeat_penalty), seed);
 }
 
-BITNET_API char *bitnet_generate(bitnet_model *m, const char *prompt, const bitnet_gen_params *p) {
-    static const char func[] = "bitnet_generate";
+static char *generate_text(const char *func, bitnet_model *m, const char *prompt, const bitnet_gen_params *p) {
     bn_clear_error();
     if (check_model_call(func, m, prompt, "prompt", 1) != BITNET_OK)
         return NULL;
@@ -189,6 +196,14 @@ BITNET_API char *bitnet_generate(bitnet_model *m, const char *prompt, const bitn
     }
     bn_leave(&call);
     return out;
+}
+
+BITNET_API char *bitnet_generate(bitnet_model *m, const char *prompt) {
+    return generate_text("bitnet_generate", m, prompt, NULL);
+}
+
+BITNET_API char *bitnet_generate_ex(bitnet_model *m, const char *prompt, const bitnet_gen_params *p) {
+    return generate_text("bitnet_generate_ex", m, prompt, p);
 }
 
 /* Hand one piece to the caller with the GIL released, so a slow callback holds up no other thread's Python. */

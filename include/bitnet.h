@@ -1,12 +1,20 @@
 /*
  * bitnet.h: the C ABI of the bitnet inference engine (libbitnet).
  *
- *     bitnet_model *m = bitnet_model_load(NULL, NULL);          // the embedded default model
+ *     BitNetModel* model = bitnet_model_load("model.gguf");     // NULL: the model embedded in the package
+ *     char* response = bitnet_generate(model, "Hello, world!");  // the default generation settings
+ *     if (response) puts(response); else fprintf(stderr, "%s\n", bitnet_last_error());
+ *     bitnet_string_free(response);
+ *     bitnet_model_free(model);
+ *
+ * Options go to the _ex forms (as with sqlite3_open / sqlite3_open_v2):
+ *
+ *     bitnet_params lp = bitnet_params_default();
+ *     lp.n_threads = 4;
+ *     BitNetModel *m = bitnet_model_load_ex("model.gguf", &lp);
  *     bitnet_gen_params p = bitnet_gen_params_default();
  *     p.seed = 42;
- *     char *text = bitnet_generate(m, "Once upon a time", &p);
- *     if (text) { puts(text); bitnet_string_free(text); } else fprintf(stderr, "%s\n", bitnet_last_error());
- *     bitnet_model_free(m);
+ *     char *text = bitnet_generate_ex(m, "Once upon a time", &p);
  *
  * Build: cc app.c $(python -m bitnet.capi --cflags --libs)   (or pkg-config, see capi/README.md)
  *
@@ -20,8 +28,16 @@
  *  - Threads: any thread may call any function. Different models run concurrently. Calls on one shared model
  *    are serialised (each model has one generation state, guarded by a lock): they are safe, not parallel.
  *    Load one model per thread for parallel generation.
- *  - A bitnet_model must not be freed while another thread still uses it, nor from inside its own
- *    on_token callback (that call is refused).
+ *  - A model must not be freed while another thread still uses it, nor from inside its own on_token callback
+ *    (that call is refused).
+ *
+ * ABI versions (BITNET_ABI_VERSION, bitnet_abi_version())
+ *  2: the model type is also named BitNetModel; bitnet_model_load(path) and bitnet_generate(m, prompt) take no
+ *     options (the defaults), and their option-taking forms of version 1 are now bitnet_model_load_ex and
+ *     bitnet_generate_ex, unchanged. bitnet_generate_stream is unchanged: it keeps its single form, with
+ *     options (NULL = the defaults), because a streaming caller writes a callback anyway and a second form
+ *     would only save one NULL.
+ *  1: the first version.
  */
 #ifndef BITNET_H
 #define BITNET_H
@@ -33,7 +49,7 @@
 extern "C" {
 #endif
 
-#define BITNET_ABI_VERSION 1
+#define BITNET_ABI_VERSION 2
 
 /* Only the functions below are exported from libbitnet; everything else in it is hidden. */
 #if defined(_WIN32)
@@ -63,7 +79,10 @@ extern "C" {
    variable, when set, is used as the seed (as in the Python API). */
 #define BITNET_SEED_RANDOM UINT64_MAX
 
-typedef struct bitnet_model bitnet_model;   /* opaque */
+/* A loaded model (opaque). BitNetModel is the name of the product description; bitnet_model, the name of ABI
+   version 1, stays as the same type. */
+typedef struct bitnet_model BitNetModel;
+typedef struct bitnet_model bitnet_model;
 
 /* 0 = default: n_threads = the CPUs this process may use, n_ctx = min(the model's training context, 4096). */
 typedef struct {
@@ -89,27 +108,34 @@ typedef int (*bitnet_token_callback)(const char *piece, void *user);
 BITNET_API bitnet_params bitnet_params_default(void);
 BITNET_API bitnet_gen_params bitnet_gen_params_default(void);   /* the Python API's defaults */
 
-/* Load a GGUF model; path NULL = the model embedded in the installed package. Returns NULL on failure
-   (missing or invalid file: BITNET_ERR_MODEL; bad params: BITNET_ERR_INVALID_ARGUMENT). */
-BITNET_API bitnet_model *bitnet_model_load(const char *path, const bitnet_params *params);
+/* Load a GGUF model with the default params; path NULL = the model embedded in the installed package.
+   Returns NULL on failure (missing or invalid file: BITNET_ERR_MODEL). */
+BITNET_API BitNetModel *bitnet_model_load(const char *path);
 
-/* The completion of `prompt` (raw text, no chat template; BOS added when the model file says so), exactly as
-   the Python Model.generate returns it. malloc'ed; free with bitnet_string_free. NULL on error. */
-BITNET_API char *bitnet_generate(bitnet_model *m, const char *prompt, const bitnet_gen_params *p);
+/* bitnet_model_load with params (NULL = the defaults); bad params fail with BITNET_ERR_INVALID_ARGUMENT. */
+BITNET_API BitNetModel *bitnet_model_load_ex(const char *path, const bitnet_params *params);
 
-/* Like bitnet_generate, but calls on_token for each decoded piece as it is produced (the pieces concatenate
-   to bitnet_generate's text). A non-zero return from on_token stops the generation early; that is not an
-   error. Returns BITNET_OK, or a negative error code. */
-BITNET_API int bitnet_generate_stream(bitnet_model *m, const char *prompt, const bitnet_gen_params *p,
+/* The completion of `prompt` with the default generation settings (bitnet_gen_params_default: sampled with a
+   random seed, or BITNET_SEED's), as raw text (no chat template; BOS added when the model file says so),
+   exactly as the Python Model.generate returns it. malloc'ed; free with bitnet_string_free. NULL on error. */
+BITNET_API char *bitnet_generate(BitNetModel *m, const char *prompt);
+
+/* bitnet_generate with generation settings (NULL = the defaults). */
+BITNET_API char *bitnet_generate_ex(BitNetModel *m, const char *prompt, const bitnet_gen_params *p);
+
+/* Like bitnet_generate_ex, but calls on_token for each decoded piece as it is produced (the pieces concatenate
+   to bitnet_generate_ex's text). A non-zero return from on_token stops the generation early; that is not an
+   error. Returns BITNET_OK, or a negative error code. Only this form exists (see ABI versions above). */
+BITNET_API int bitnet_generate_stream(BitNetModel *m, const char *prompt, const bitnet_gen_params *p,
                                       int (*on_token)(const char *piece, void *user), void *user);
 
 /* Token ids of `text` (BOS added when the model file says so) written to out[0..n). Returns n, or a negative
    error code; BITNET_ERR_BUFFER_TOO_SMALL when max_out < n, with n in the message. out NULL with max_out 0
    only counts: it returns n. */
-BITNET_API int bitnet_tokenize(bitnet_model *m, const char *text, int32_t *out, int32_t max_out);
+BITNET_API int bitnet_tokenize(BitNetModel *m, const char *text, int32_t *out, int32_t max_out);
 
 BITNET_API void bitnet_string_free(char *s);                    /* NULL is a no-op */
-BITNET_API void bitnet_model_free(bitnet_model *m);             /* NULL is a no-op */
+BITNET_API void bitnet_model_free(BitNetModel *m);              /* NULL is a no-op */
 
 /* The message of the last failed call on this thread; "" when none. Valid until the next call on this
    thread. */

@@ -42,12 +42,12 @@ int main(int argc, char **argv) {
     if (!prompt)
         return usage(argv[0]);
 
-    bitnet_model *model = bitnet_model_load(model_path, NULL);
+    BitNetModel *model = bitnet_model_load(model_path);
     if (!model) {
         fprintf(stderr, "error: %s\n", bitnet_last_error());
         return 1;
     }
-    char *text = bitnet_generate(model, prompt, &gen);
+    char *text = bitnet_generate_ex(model, prompt, &gen);
     if (!text) {
         fprintf(stderr, "error: %s\n", bitnet_last_error());
         bitnet_model_free(model);

@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
     if (!prompt)
         return usage(argv[0]);
 
-    bitnet_model *model = bitnet_model_load(model_path, NULL);
+    BitNetModel *model = bitnet_model_load(model_path);
     if (!model) {
         fprintf(stderr, "error: %s\n", bitnet_last_error());
         return 1;

@@ -20,7 +20,7 @@ static void report_text(const char *name, const char *text) {
 }
 
 struct callback_state {
-    bitnet_model *self, *other;
+    BitNetModel *self, *other;
     int calls;
 };
 
@@ -29,7 +29,7 @@ static int probing_callback(const char *piece, void *user) {
     struct callback_state *st = user;
     (void)piece;
     if (st->calls++ == 0) {
-        char *same = bitnet_generate(st->self, "a", NULL);
+        char *same = bitnet_generate(st->self, "a");
         report("callback_generate_same_model", same != NULL);
         bitnet_string_free(same);
         bitnet_model_free(st->self);
@@ -37,7 +37,7 @@ static int probing_callback(const char *piece, void *user) {
         bitnet_gen_params greedy = bitnet_gen_params_default();
         greedy.max_tokens = 2;
         greedy.temperature = 0.0f;
-        char *other = bitnet_generate(st->other, "a", &greedy);
+        char *other = bitnet_generate_ex(st->other, "a", &greedy);
         report("callback_generate_other_model", other != NULL);
         bitnet_string_free(other);
         int32_t ids[64];
@@ -68,40 +68,50 @@ int main(int argc, char **argv) {
     printf("params_defaults\t%d %d\t0\t\n", dp.n_threads, dp.n_ctx);
 
     /* loading */
-    report("load_missing", bitnet_model_load("/nonexistent/model.gguf", NULL) != NULL);
-    report("load_not_gguf", bitnet_model_load(not_gguf, NULL) != NULL);
+    report("load_missing", bitnet_model_load("/nonexistent/model.gguf") != NULL);
+    report("load_ex_missing", bitnet_model_load_ex("/nonexistent/model.gguf", NULL) != NULL);
+    report("load_not_gguf", bitnet_model_load(not_gguf) != NULL);
     bitnet_params bad = {-1, 0};
-    report("load_negative_threads", bitnet_model_load(model_path, &bad) != NULL);
+    report("load_negative_threads", bitnet_model_load_ex(model_path, &bad) != NULL);
+    BitNetModel *embedded = bitnet_model_load(NULL);
+    report("load_embedded", embedded != NULL);
+    bitnet_model_free(embedded);
     bitnet_params one = {1, 0};
-    bitnet_model *m = bitnet_model_load(model_path, &one);
+    BitNetModel *m = bitnet_model_load_ex(model_path, &one);
     report("load_ok", m != NULL);
     if (!m)
         return 1;
-    bitnet_model *other = bitnet_model_load(model_path, &one);
+    BitNetModel *other = bitnet_model_load_ex(model_path, &one);
     bitnet_params tiny_ctx = {1, 4};
-    bitnet_model *small = bitnet_model_load(model_path, &tiny_ctx);
+    BitNetModel *small = bitnet_model_load_ex(model_path, &tiny_ctx);
     report("load_small_ctx", small != NULL);
 
     /* generate */
     bitnet_gen_params greedy = bitnet_gen_params_default();
     greedy.max_tokens = 4;
     greedy.temperature = 0.0f;
-    report("generate_null_model", bitnet_generate(NULL, "Hello", &greedy) != NULL);
-    report("generate_null_prompt", bitnet_generate(m, NULL, &greedy) != NULL);
-    report("generate_invalid_utf8", bitnet_generate(m, "Hello \xff\xfe world", &greedy) != NULL);
+    report("generate_null_model", bitnet_generate(NULL, "Hello") != NULL);
+    report("generate_null_prompt", bitnet_generate(m, NULL) != NULL);
+    report("generate_invalid_utf8", bitnet_generate(m, "Hello \xff\xfe world") != NULL);
+    report("generate_ex_null_model", bitnet_generate_ex(NULL, "Hello", &greedy) != NULL);
+    report("generate_ex_null_prompt", bitnet_generate_ex(m, NULL, &greedy) != NULL);
+    report("generate_ex_invalid_utf8", bitnet_generate_ex(m, "Hello \xff\xfe world", &greedy) != NULL);
     bitnet_gen_params negative = greedy;
     negative.max_tokens = -1;
-    report("generate_negative_max_tokens", bitnet_generate(m, "Hello", &negative) != NULL);
+    report("generate_negative_max_tokens", bitnet_generate_ex(m, "Hello", &negative) != NULL);
     bitnet_gen_params nan_temp = greedy;
     nan_temp.temperature = NAN;
-    report("generate_nan_temperature", bitnet_generate(m, "Hello", &nan_temp) != NULL);
+    report("generate_nan_temperature", bitnet_generate_ex(m, "Hello", &nan_temp) != NULL);
     report("generate_context_overflow",
-           bitnet_generate(small, "one two three four five six seven eight nine ten", &greedy) != NULL);
-    char *text = bitnet_generate(m, "Hello", &greedy);
+           bitnet_generate_ex(small, "one two three four five six seven eight nine ten", &greedy) != NULL);
+    char *text = bitnet_generate_ex(m, "Hello", &greedy);
     report("generate_ok", text != NULL);
     bitnet_string_free(text);
-    text = bitnet_generate(m, "Hello", NULL);   /* NULL params: the defaults (random seed) */
+    text = bitnet_generate_ex(m, "Hello", NULL);   /* NULL params: the defaults (random seed) */
     report("generate_default_params", text != NULL);
+    bitnet_string_free(text);
+    text = bitnet_generate(m, "Hello");
+    report("generate_defaults", text != NULL);
     bitnet_string_free(text);
 
     /* stream */
@@ -115,7 +125,7 @@ int main(int argc, char **argv) {
     report("stream_stopped_by_callback", bitnet_generate_stream(m, "Hello", &greedy, probing_callback, &st));
     report("stream_callback_calls", st.calls);
     /* the stopped stream released the model: it generates again */
-    text = bitnet_generate(m, "Hello", &greedy);
+    text = bitnet_generate_ex(m, "Hello", &greedy);
     report("generate_after_stop", text != NULL);
     bitnet_string_free(text);
 
@@ -137,7 +147,7 @@ int main(int argc, char **argv) {
     printf("\t%d\t%s\n", bitnet_last_error_code(), bitnet_last_error());
 
     /* an error, then a success on the same thread: the success clears it */
-    (void)bitnet_generate(NULL, "x", NULL);
+    (void)bitnet_generate(NULL, "x");
     report("error_set", bitnet_last_error_code());
     report("tokenize_clears_error", bitnet_tokenize(m, "Hello", ids, 256) > 0);
 

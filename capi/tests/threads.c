@@ -16,7 +16,7 @@
 static const char *g_model_path, *g_prompt, *g_greedy, *g_sampled;
 static int g_generations, g_max_tokens;
 static unsigned long long g_seed;
-static bitnet_model *g_shared;
+static BitNetModel *g_shared;
 static atomic_int g_done, g_failures;
 
 struct buffer {
@@ -43,7 +43,7 @@ static void fail(int thread, int i, const char *what, const char *got, const cha
 static void *worker(void *arg) {
     int id = (int)(size_t)arg;
     bitnet_params params = {1, 0};
-    bitnet_model *m = g_shared ? g_shared : bitnet_model_load(g_model_path, &params);
+    BitNetModel *m = g_shared ? g_shared : bitnet_model_load_ex(g_model_path, &params);
     if (!m) {
         fail(id, -1, "load", NULL, "a model");
         return NULL;
@@ -55,7 +55,7 @@ static void *worker(void *arg) {
     for (int i = 0; i < g_generations; i++) {
         if (i % 3 == 0 || i % 3 == 1) {
             int is_greedy = i % 3 == 0;
-            char *text = bitnet_generate(m, g_prompt, is_greedy ? &greedy : &sampled);
+            char *text = bitnet_generate_ex(m, g_prompt, is_greedy ? &greedy : &sampled);
             const char *want = is_greedy ? g_greedy : g_sampled;
             if (!text || strcmp(text, want) != 0)
                 fail(id, i, is_greedy ? "greedy" : "sampled", text, want);
@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
         return 2;
     if (shared) {
         bitnet_params params = {1, 0};
-        if (!(g_shared = bitnet_model_load(g_model_path, &params))) {
+        if (!(g_shared = bitnet_model_load_ex(g_model_path, &params))) {
             fprintf(stderr, "load: %s\n", bitnet_last_error());
             return 1;
         }

@@ -1,5 +1,5 @@
 /* A short run of every libbitnet entry point, for valgrind (tests/integration/test_capi.py): load, generate,
- * stream (stopped early), tokenize, a few error paths, free.
+ * stream (stopped early), tokenize, a few error paths (through both forms of load and generate), free.
  *
  * usage: valgrind_smoke MODEL
  */
@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
     if (argc != 2)
         return 2;
     bitnet_params params = {1, 64};
-    bitnet_model *m = bitnet_model_load(argv[1], &params);
+    BitNetModel *m = bitnet_model_load_ex(argv[1], &params);
     if (!m) {
         fprintf(stderr, "load: %s\n", bitnet_last_error());
         return 1;
@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     bitnet_gen_params gen = bitnet_gen_params_default();
     gen.max_tokens = 3;
     gen.seed = 1;
-    char *text = bitnet_generate(m, "Hello", &gen);
+    char *text = bitnet_generate_ex(m, "Hello", &gen);
     if (!text) {
         fprintf(stderr, "generate: %s\n", bitnet_last_error());
         return 1;
@@ -35,12 +35,14 @@ int main(int argc, char **argv) {
     int32_t ids[32];
     int n = bitnet_tokenize(m, "Hello world", ids, 32);
     int too_small = bitnet_tokenize(m, "Hello world", ids, 1);
-    char *bad = bitnet_generate(m, "\xff", &gen);
+    char *bad = bitnet_generate_ex(m, "\xff", &gen);
     int bad_code = bitnet_last_error_code();
-    char *null_prompt = bitnet_generate(m, NULL, &gen);
-    printf("text=%zu streamed=%zu rc=%d ids=%d too_small=%d bad=%d/%d null=%d\n", strlen(text), streamed, rc, n,
-           too_small, bad != NULL, bad_code, null_prompt != NULL);
+    char *null_prompt = bitnet_generate(m, NULL);
+    BitNetModel *missing = bitnet_model_load("/nonexistent/model.gguf");
+    printf("text=%zu streamed=%zu rc=%d ids=%d too_small=%d bad=%d/%d null=%d missing=%d\n", strlen(text), streamed,
+           rc, n, too_small, bad != NULL, bad_code, null_prompt != NULL, missing != NULL);
     bitnet_string_free(text);
     bitnet_model_free(m);
-    return rc == BITNET_OK && n > 0 && too_small == BITNET_ERR_BUFFER_TOO_SMALL && !bad && !null_prompt ? 0 : 1;
+    return rc == BITNET_OK && n > 0 && too_small == BITNET_ERR_BUFFER_TOO_SMALL && !bad && !null_prompt && !missing
+        ? 0 : 1;
 }

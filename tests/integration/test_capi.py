@@ -122,7 +122,8 @@ def test_library_exports_exactly_the_header_functions(libbitnet):
                          check=True).stdout
     exported = {line.split()[-1] for line in out.splitlines() if line.split()[1:2] in (["T"], ["W"])}
     functions = header_functions()
-    assert {"bitnet_model_load", "bitnet_generate", "bitnet_generate_stream", "bitnet_tokenize"} <= functions
+    assert {"bitnet_model_load", "bitnet_model_load_ex", "bitnet_generate", "bitnet_generate_ex",
+            "bitnet_generate_stream", "bitnet_tokenize"} <= functions
     assert exported == functions
 
 
@@ -153,6 +154,33 @@ def test_cli_explains_a_missing_library(tmp_path, monkeypatch, capsys):
 
 
 # --------------------------------------------------------------------------------------------- examples
+# The C example of the product description, line for line.
+DESCRIBED_C_LINES = ['BitNetModel* model = bitnet_model_load("model.gguf");',
+                     'char* response = bitnet_generate(model, "Hello, world!");']
+
+
+def test_the_described_c_snippet_prints_what_model_generate_returns(programs, model, small_model_path, tmp_path,
+                                                                     monkeypatch):
+    """capi/examples/hello.c holds the description's two lines as written; run in a folder with a model.gguf it
+    prints Model.generate's completion with the default settings (sampled: BITNET_SEED fixes the seed of both),
+    and without one it fails with a message instead of crashing."""
+    source = CAPI / "examples" / "hello.c"
+    lines = [line.strip() for line in source.read_text().splitlines()]
+    assert any(lines[i:i + 2] == DESCRIBED_C_LINES for i in range(len(lines))), "the description's lines changed"
+    exe = programs.build(source)
+    (tmp_path / "model.gguf").symlink_to(small_model_path)
+    result = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, env=clean_env(BITNET_SEED="11"),
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    monkeypatch.setenv("BITNET_SEED", "11")
+    expected = model.generate("Hello, world!").text
+    assert expected.strip() and result.stdout.decode("utf-8") == expected + "\n"
+
+    missing = programs.run(exe)   # the build folder has no model.gguf
+    assert missing.returncode == 1
+    assert missing.stderr.decode() == "error: bitnet_generate: model is NULL\n"
+
+
 GREEDY = {"args": ["-t", "0"], "kwargs": {"temperature": 0.0}}
 SAMPLED = {"args": ["-s", "1234"], "kwargs": {"seed": 1234}}
 SAMPLED_TUNED = {"args": ["-s", "7", "-t", "1.1", "-k", "20", "-p", "0.9"],
@@ -204,7 +232,8 @@ def test_header_compiles_as_cpp(programs, small_model_path):
     source.write_text('#include <bitnet.h>\n#include <cstdio>\n'
                       'int main() {\n'
                       '    bitnet_gen_params p = bitnet_gen_params_default();\n'
-                      '    char *text = bitnet_generate(nullptr, "x", &p);\n'
+                      '    bitnet_model *m = nullptr;\n'   # the ABI 1 name: the same type as BitNetModel
+                      '    char *text = bitnet_generate_ex(m, "x", &p);\n'
                       '    std::printf("%s %d %d\\n", bitnet_version(), text == nullptr, bitnet_last_error_code());\n'
                       '    return 0;\n}\n')
     exe = programs.build(source, "-pedantic", compiler="c++")
@@ -241,15 +270,16 @@ def test_works_inside_a_host_that_already_runs_python(libbitnet, model, small_mo
         "lib = ctypes.CDLL(sys.argv[1])\n"
         "lib.bitnet_model_load.restype = ctypes.c_void_p\n"
         "lib.bitnet_generate.restype = ctypes.c_void_p\n"
-        "lib.bitnet_generate.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]\n"
+        "lib.bitnet_model_load.argtypes = [ctypes.c_char_p]\n"
+        "lib.bitnet_generate.argtypes = [ctypes.c_void_p, ctypes.c_char_p]\n"
         "lib.bitnet_string_free.argtypes = [ctypes.c_void_p]\n"
         "lib.bitnet_model_free.argtypes = [ctypes.c_void_p]\n"
-        "m = lib.bitnet_model_load(sys.argv[2].encode(), None)\n"
-        "text = lib.bitnet_generate(m, 'Hello'.encode(), None) if m else None\n"
+        "m = lib.bitnet_model_load(sys.argv[2].encode())\n"
+        "text = lib.bitnet_generate(m, 'Hello'.encode()) if m else None\n"
         "print(ctypes.string_at(text).decode() if text else 'error', end='')\n"
         "lib.bitnet_string_free(text)\n"
         "lib.bitnet_model_free(m)\n")
-    # NULL gen params: defaults, random seed; BITNET_SEED (read by the Python API) makes it reproducible.
+    # The default settings: a random seed; BITNET_SEED (read by the Python API) makes it reproducible.
     result = subprocess.run([sys.executable, "-c", script, str(libbitnet), str(small_model_path)], cwd=workdir,
                             capture_output=True, env=clean_env(BITNET_SEED="3"), timeout=120, check=False)
     assert result.returncode == 0, result.stderr.decode()
@@ -274,7 +304,7 @@ def probe(programs, small_model_path) -> dict[str, tuple[str, int, str]]:
 
 def test_version_and_defaults_match_the_python_api(probe):
     assert probe["version"][0] == bitnet.__version__
-    assert probe["abi_version"][0] == "1"
+    assert probe["abi_version"][0] == "2"
     max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed = probe["defaults"][0].split()
     import inspect
 
@@ -288,13 +318,16 @@ def test_version_and_defaults_match_the_python_api(probe):
 
 
 def test_load_failures_return_null_with_a_useful_error(probe):
-    assert probe["load_missing"][:2] == ("0", -4)
-    assert "model file not found: /nonexistent/model.gguf" in probe["load_missing"][2]
+    for name, func in [("load_missing", "bitnet_model_load"), ("load_ex_missing", "bitnet_model_load_ex")]:
+        assert probe[name][:2] == ("0", -4)
+        assert probe[name][2].startswith(f"{func}: ")   # the message names the function called
+        assert "/nonexistent/model.gguf" in probe[name][2] and "model file not found" in probe[name][2]
     assert probe["load_not_gguf"][:2] == ("0", -4)
     assert "not a GGUF file" in probe["load_not_gguf"][2]
     assert probe["load_negative_threads"][:2] == ("0", -1)
     assert "n_threads" in probe["load_negative_threads"][2]
     assert probe["load_ok"] == ("1", 0, "")
+    assert probe["load_embedded"] == ("1", 0, "")   # NULL path: the model embedded in the package
 
 
 def test_generate_rejects_bad_arguments_cleanly(probe):
@@ -302,6 +335,9 @@ def test_generate_rejects_bad_arguments_cleanly(probe):
         "generate_null_model": (-1, "bitnet_generate: model is NULL"),
         "generate_null_prompt": (-1, "bitnet_generate: prompt is NULL"),
         "generate_invalid_utf8": (-1, "prompt is not valid UTF-8"),
+        "generate_ex_null_model": (-1, "bitnet_generate_ex: model is NULL"),
+        "generate_ex_null_prompt": (-1, "bitnet_generate_ex: prompt is NULL"),
+        "generate_ex_invalid_utf8": (-1, "bitnet_generate_ex: ValueError: prompt is not valid UTF-8"),
         "generate_negative_max_tokens": (-1, "max_tokens"),
         "generate_nan_temperature": (-1, "temperature"),
         "generate_context_overflow": (-3, "does not fit in the context of 4 tokens"),
@@ -312,6 +348,7 @@ def test_generate_rejects_bad_arguments_cleanly(probe):
         assert words in message, (name, message)
     assert probe["generate_ok"] == ("1", 0, "")
     assert probe["generate_default_params"] == ("1", 0, "")
+    assert probe["generate_defaults"] == ("1", 0, "")
 
 
 def test_stream_errors_and_callback_rules(probe):

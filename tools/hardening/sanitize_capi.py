@@ -7,7 +7,8 @@ finds its package by its own location), compiles the C test programs and example
 them: capi/tests/api_probe.c (NULL arguments, a missing file, a non-GGUF file, invalid UTF-8, out-of-range
 parameters, re-entry and free from inside a callback: every misuse the header says is detected),
 capi/tests/threads.c with 4 threads on separate models and on one shared model, capi/tests/valgrind_smoke.c,
-and capi/examples/generate.c and stream.c. Each must exit 0 with its expected output and with no sanitizer
+and capi/examples/generate.c, stream.c and hello.c (the product description's snippet, on a model.gguf link in
+the build folder). Each must exit 0 with its expected output and with no sanitizer
 report. The Python interpreter libbitnet embeds is not instrumented; it runs on plain malloc
 (PYTHONMALLOC=malloc) so that ASan sees, and checks, every allocation. Leak checking is off: an embedded
 CPython keeps its heap until the process ends by design.
@@ -91,9 +92,9 @@ def compile_program(source: Path, workdir: Path, flags: list[str], *extra: str, 
     return exe
 
 
-def run_program(name: str, exe: Path, args: list, expect, timeout: float = 600) -> dict:
+def run_program(name: str, exe: Path, args: list, expect, timeout: float = 600, **extra_env: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
-    env.update(SANITIZER_ENV)
+    env.update(SANITIZER_ENV, **extra_env)
     start = time.monotonic()
     result = subprocess.run([str(exe), *map(str, args)], capture_output=True, env=env, timeout=timeout,
                             check=False, cwd=exe.parent)
@@ -146,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     greedy = model.generate("Hello", max_tokens=6, temperature=0).text
     sampled = model.generate("Hello", max_tokens=6, seed=99).text
     example_text = model.generate("Hello", max_tokens=5, temperature=0).text
+    hello_text = model.generate("Hello, world!", seed=11).text   # hello.c: the defaults, BITNET_SEED=11
+    hello_model = workdir / "model.gguf"   # the path hello.c loads, relative to its folder
+    hello_model.unlink(missing_ok=True)
+    hello_model.symlink_to(Path(model_path).resolve())
     not_gguf = workdir / "not-a-model.gguf"
     not_gguf.write_text("this is plain text, not a GGUF file\n")
     n = args.generations
@@ -166,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                     ["-m", model_path, "-n", 5, "-t", 0, "Hello"], lambda out: out == example_text + "\n"),
         run_program("example_stream", compile_program(CAPI / "examples" / "stream.c", workdir, flags),
                     ["-m", model_path, "-n", 5, "-t", 0, "Hello"], lambda out: example_text in out),
+        run_program("example_hello", compile_program(CAPI / "examples" / "hello.c", workdir, flags), [],
+                    lambda out: out == hello_text + "\n", BITNET_SEED="11"),
     ]
     runs.append(canary(workdir, flags))
     report = {"library": str(lib), "flags": SANITIZE, "build_s": round(build_s, 1), "model": str(model_path),
