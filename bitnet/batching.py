@@ -191,7 +191,8 @@ class Scheduler:
                 seq.timings.decode_s += elapsed
         for row, seq in zip(logits, wanted_seq):
             try:
-                self._push(seq, row, len(seq.session.cached) - 1)
+                if not seq.decoding.finished:     # max_tokens 0: the prompt was evaluated, nothing is sampled
+                    self._push(seq, row, len(seq.session.cached) - 1)
             except ModelError as exc:      # a non-finite logit: this sequence fails, the others go on
                 seq.error = exc
             if seq.error is not None or seq.decoding.finished:

@@ -101,13 +101,13 @@ def _unreachable_errors() -> tuple[type[BaseException], ...]:
     """What a client library raises when the hub cannot be reached at all (no network, DNS, refused, timeout)."""
     errors: list[type[BaseException]] = [ConnectionError]
     try:
-        import httpx        # huggingface_hub >= 1.0
+        import httpx  # huggingface_hub >= 1.0
 
         errors.append(httpx.TransportError)
     except ImportError:
         pass
     try:
-        import requests     # huggingface_hub < 1.0
+        import requests  # huggingface_hub < 1.0
 
         errors += [requests.ConnectionError, requests.Timeout]
     except ImportError:

@@ -12,12 +12,11 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bitnet import settings
-from bitnet.errors import BitNetError, ContextOverflowError, ModelError, fallback, non_finite_logit
+from bitnet.errors import BitNetError, ContextOverflowError, fallback, non_finite_logit
 from bitnet.generation import DEFAULTS, Completion, Decoding, SamplingParams, Timings, shared_prefix
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_tokenizer_covers_head, prompt_token_ids
@@ -279,6 +278,8 @@ class Model:
 
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
+            if not prompt:
+                raise ValueError("the prompt is empty")     # as the CLI, the server and the browser say
             return self.tokenize(prompt)
         return prompt_token_ids(prompt, self.n_vocab)
 

@@ -1,7 +1,7 @@
 /*
  * bitnet.h: the C ABI of the bitnet inference engine (libbitnet).
  *
- *     BitNetModel* model = bitnet_model_load("model.gguf");     // NULL: the model embedded in the package
+ *     BitNetModel* model = bitnet_model_load("model.gguf");     // NULL: $BITNET_GGUF, else the embedded model
  *     char* response = bitnet_generate(model, "Hello, world!");  // the default generation settings
  *     if (response) puts(response); else fprintf(stderr, "%s\n", bitnet_last_error());
  *     bitnet_string_free(response);
@@ -108,7 +108,7 @@ typedef int (*bitnet_token_callback)(const char *piece, void *user);
 BITNET_API bitnet_params bitnet_params_default(void);
 BITNET_API bitnet_gen_params bitnet_gen_params_default(void);   /* the Python API's defaults */
 
-/* Load a GGUF model with the default params; path NULL = the model embedded in the installed package.
+/* Load a GGUF model with the default params; path NULL = $BITNET_GGUF, else the model embedded in the package.
    Returns NULL on failure (missing or invalid file: BITNET_ERR_MODEL). */
 BITNET_API BitNetModel *bitnet_model_load(const char *path);
 

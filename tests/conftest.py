@@ -23,6 +23,10 @@ TESTDATA = PROJECT_ROOT / "tests" / "data" / "reference"
 # every process a test starts, sees a cache directory of the suite's own.
 _CACHE = tempfile.TemporaryDirectory(prefix="bitnet-test-cache-")
 os.environ["BITNET_CACHE_DIR"] = _CACHE.name
+# Settings that change which model loads, whether a fallback is an error, and how many threads run: the tests
+# that need them set them; a developer's own must not change what the rest see.
+for _name in ("BITNET_GGUF", "BITNET_STRICT_MODE", "OMP_NUM_THREADS"):
+    os.environ.pop(_name, None)
 
 
 def child_env(**extra: str) -> dict[str, str]:

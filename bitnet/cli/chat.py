@@ -16,6 +16,9 @@ TEMPLATES = ("auto", "instruct", "llama3-chat", "bitnet")
 DEFAULT_MAX_TOKENS = 512
 PROMPT = "> "
 HELP = "/reset clears the conversation, /exit (or Ctrl-D) quits, Ctrl-C stops an answer."
+# The part of the context a turn keeps free for the answer (or max_tokens, when smaller): when the history
+# leaves less, its oldest turns are dropped.
+ANSWER_ROOM = 0.25
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,20 +77,36 @@ class Conversation:
         # First turn (or a template that rewrites earlier turns); add_bos is False when the text carries BOS.
         return tok.encode(prompt.text, add_bos=prompt.add_bos), prompt
 
+    def fitting_prompt_ids(self):
+        """prompt_ids(), after dropping the oldest turns (a user message and its answer; the system prompt stays)
+        while the conversation leaves less than ANSWER_ROOM of the context for the answer, with a notice."""
+        n_ctx = self.model.n_ctx
+        room = min(self.params.max_tokens, int(n_ctx * ANSWER_ROOM))
+        ids, prompt = self.prompt_ids()
+        dropped = 0
+        while len(ids) + room > n_ctx and len(self.messages) > 2:
+            del self.messages[:2]
+            dropped += 1
+            ids, prompt = self.prompt_ids()
+        if dropped:
+            print(f"[the conversation outgrew the context of {n_ctx} tokens: dropped the oldest "
+                  f"{'turn' if dropped == 1 else f'{dropped} turns'}]", file=sys.stderr)
+        return ids, prompt
+
     def answer(self, text: str, out=None, verbose: bool = False) -> str:
         """Stream the reply to `text` to `out`; keep both in the history. Ctrl-C ends the reply early."""
         from bitnet.errors import ContextOverflowError
 
         out = out or sys.stdout
         self.messages.append({"role": "user", "content": text})
-        ids, prompt = self.prompt_ids()
+        ids, prompt = self.fitting_prompt_ids()
         stream = self.model.stream(ids, session=self.session,
                                    params=self.params.with_stop(prompt.stops(self.params.stop)))
         try:
             interrupted = _common.write_stream(stream, out)
         except ContextOverflowError as e:
             self.messages.pop()
-            print(f"error: {e} (/reset starts a new conversation)", file=sys.stderr)
+            print(f"error: {e}", file=sys.stderr)
             return ""
         # What was shown is what the model said: keep even a cut-short answer, so history matches the screen.
         self.messages.append({"role": "assistant", "content": stream.text})

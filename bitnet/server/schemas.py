@@ -74,7 +74,7 @@ class SamplingFields(_Strict):
     """The generation fields shared by both endpoints (OpenAI's, then this server's extensions)."""
 
     model: str | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=0)     # 0: evaluate the prompt, generate nothing (as `bitnet run -n 0`)
     temperature: float | None = Field(None, ge=0, allow_inf_nan=False)
     top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
     # -1 is accepted as "a random seed" (llama.cpp's convention); the sampler takes seeds in [0, 2**64).
@@ -111,7 +111,7 @@ class SamplingFields(_Strict):
 class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     # The newer OpenAI name for max_tokens; max_tokens wins when both are given.
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=0)
 
     def message_dicts(self) -> list[dict[str, str]]:
         # "developer" is OpenAI's newer name for the system role; chat templates know only "system".

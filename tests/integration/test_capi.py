@@ -35,7 +35,8 @@ HEADER = bitnet.capi.include_dir() / "bitnet.h"
 PROMPT = "Once upon a time, a café"
 C_WARNINGS = ["-Wall", "-Wextra", "-Werror"]
 # Variables that could make a program work for the wrong reason (or break it) are removed.
-SCRUBBED_ENV = ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "BITNET_PYTHON", "BITNET_SEED", "PYTHONMALLOC")
+SCRUBBED_ENV = ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "BITNET_PYTHON", "BITNET_SEED", "PYTHONMALLOC",
+                "BITNET_GGUF")
 
 
 def _library_builder():

@@ -116,3 +116,40 @@ def test_end_of_input_leaves_and_unknown_commands_are_explained(small_model_path
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_a_long_conversation_drops_its_oldest_turns_and_answers_every_one(model, small_model_path):
+    """Eight long turns overflow the embedded model's context (256 tokens) several times over: each turn still
+    gets an answer, and the oldest turns go with a notice."""
+    fortune = ("A journey of a thousand miles begins with a single step, and the wise traveller knows that every "
+               "road he walks was walked before by someone who also thought it was new. ")
+    assert 8 * len(model.tokenize(fortune * 2)) > 2 * model.n_ctx
+    child = spawn_chat(small_model_path, "-n", "24", "--verbose", "--system-prompt", "Answer briefly.")
+    notices = 0
+    try:
+        for turn in range(8):
+            shown, new, total = reply_of(child, f"Turn {turn}: {fortune * 2}")
+            assert "error" not in shown and total <= model.n_ctx - 24, (turn, shown, total)
+            notices += "dropped the oldest" in shown
+        child.expect_exact("> ")
+        child.sendline("/exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0 and notices >= 2
+
+
+def test_dropping_turns_keeps_the_system_prompt_and_the_new_message(model):
+    from bitnet.cli import build_parser
+    from bitnet.cli.chat import Conversation
+
+    args = build_parser().parse_args(["chat", "-n", "24", "--system-prompt", "Be terse, please."])
+    conv = Conversation(model, args)
+    for turn in range(6):
+        conv.messages += [{"role": "user", "content": f"question {turn} " + "words " * 40},
+                          {"role": "assistant", "content": "answer " * 30}]
+    conv.messages.append({"role": "user", "content": "the newest question"})
+    ids, prompt = conv.fitting_prompt_ids()
+    assert len(ids) + 24 <= model.n_ctx and len(conv.messages) < 13 and len(conv.messages) % 2 == 1
+    assert conv.messages[0]["role"] == "user" and "Be terse, please." in prompt.text
+    assert "the newest question" in prompt.text and "question 0 " not in prompt.text

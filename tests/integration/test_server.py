@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, child_env
 
 import bitnet
 
@@ -230,7 +230,7 @@ def test_unknown_routes_and_models_are_404(server):
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "messages.0.content.0"),
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
     ({"max_tokens": "8"}, "max_tokens"),
-    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": -1}, "max_tokens"),
     ({"max_tokens": True}, "max_tokens"),
     ({"temperature": "hot"}, "temperature"),
     ({"temperature": -1}, "temperature"),
@@ -283,6 +283,20 @@ def test_max_tokens_is_capped_by_the_context(server, ref):
     response = server.http.post("/v1/completions", json=body, headers=AUTH)
     assert response.status_code == 200
     assert response.json()["usage"]["completion_tokens"] <= 3
+
+
+def test_max_tokens_0_evaluates_the_prompt_and_generates_nothing_as_the_cli_does(server, small_model_path):
+    for route, body in (("/v1/completions", {"prompt": "Zero"}),
+                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Zero"}]})):
+        response = server.http.post(route, json={**body, "max_tokens": 0}, headers=AUTH)
+        assert response.status_code == 200, response.text
+        choice, usage = response.json()["choices"][0], response.json()["usage"]
+        assert usage["completion_tokens"] == 0 and usage["prompt_tokens"] > 0
+        assert choice["finish_reason"] == "length" and (choice["text"] if "text" in choice else choice["message"]["content"]) == ""
+    cli = subprocess.run([sys.executable, "-m", "bitnet", "run", "-m", str(small_model_path), "-p", "Zero", "-n", "0",
+                          "--prompt-template", "raw"], capture_output=True, text=True,
+                         env=child_env(PYTHONPATH=str(PROJECT_ROOT)), timeout=120)
+    assert cli.returncode == 0 and cli.stdout.strip() == "" and "finish: length" in cli.stderr
 
 
 def test_body_over_the_limit_is_413(server):

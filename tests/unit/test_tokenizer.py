@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import testdata_path as data_path
 
-from bitnet.errors import TokenizerError
+from bitnet.errors import FallbackWarning, StrictModeError, TokenizerError
 from bitnet.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
 
 # Strings beyond the reference cases where regex details matter (contractions, digit runs, unicode classes,
@@ -36,7 +36,44 @@ def llama3_metadata() -> dict:
 
 @pytest.fixture(scope="module")
 def llama3(llama3_metadata: dict) -> Tokenizer:
-    return Tokenizer.from_gguf_metadata(llama3_metadata)
+    """The official file's vocabulary as the reference engine tokenizes it: no `pre` key, so llama.cpp's default
+    regexes (pre="default"; without it this engine uses llama-bpe, see the llama.cpp vectors below)."""
+    return Tokenizer.from_gguf_metadata(llama3_metadata, pre="default")
+
+
+def _llama_cpp_llama_bpe_cases() -> list[tuple[str, list[int]]]:
+    """llama.cpp's own llama-bpe vectors (models/ggml-vocab-llama-bpe.gguf.inp/.out), split as its
+    tests/test-tokenizer-0.cpp splits them; tokenized without BOS."""
+    raw = data_path("llama-bpe.inp").read_text(encoding="utf-8")
+    texts = raw.split("\n__ggml_vocab_test__\n")
+    assert texts[-1] == ""          # the file ends with the separator
+    outs = data_path("llama-bpe.out").read_text(encoding="utf-8").splitlines()
+    assert len(texts) - 1 == len(outs) == 46
+    return [(text, [int(t) for t in out.split()]) for text, out in zip(texts, outs)]
+
+
+def test_the_official_vocabulary_without_pre_tokenizes_as_trained_on_llama_cpps_vectors(llama3_metadata, llama3,
+                                                                                       monkeypatch):
+    """The 2B4T file carries no tokenizer.ggml.pre: its LLaMA-3 vocabulary (recognised by size and digest) gets
+    the llama-bpe pre-tokenizer it was trained with, with a warning; every llama.cpp vector is exact. The
+    reference engine's default regexes (pre="default") split some of them differently."""
+    assert "tokenizer.ggml.pre" not in llama3_metadata
+    with pytest.warns(FallbackWarning, match="vocabulary is LLaMA-3's: using the llama-bpe pre-tokenizer"):
+        guessed = Tokenizer.from_gguf_metadata(llama3_metadata)
+    cases = _llama_cpp_llama_bpe_cases()
+    for text, ids in cases:
+        assert guessed.encode(text, add_bos=False) == ids, text
+    differ = [text for text, ids in cases if llama3.encode(text, add_bos=False) != ids]
+    assert " (" in differ and len(differ) == 7, differ         # 7 of the 46, as llama.cpp's default gives
+    monkeypatch.setenv("BITNET_STRICT_MODE", "1")
+    with pytest.raises(StrictModeError, match="refuses a fallback: the GGUF has no tokenizer.ggml.pre"):
+        Tokenizer.from_gguf_metadata(llama3_metadata)
+    assert Tokenizer.from_gguf_metadata(llama3_metadata, pre="llama-bpe").encode(" (", add_bos=False) == [320]
+
+
+def test_an_unknown_tokenizer_pre_is_refused_by_name(llama3_metadata):
+    with pytest.raises(TokenizerError, match="unknown pre-tokenizer tokenizer_pre = 'llama4'"):
+        Tokenizer.from_gguf_metadata(llama3_metadata, pre="llama4")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +157,7 @@ def test_add_bos_and_add_eos_overrides(llama3: Tokenizer) -> None:
 
 def test_rebuilding_the_llama3_tokenizer_gives_the_whole_vocabulary(llama3_metadata: dict) -> None:
     # how long the rebuild takes is measured by benchmarks/bench_load.py, not asserted here
-    tok = Tokenizer.from_gguf_metadata(llama3_metadata)
+    tok = Tokenizer.from_gguf_metadata(llama3_metadata, pre="llama-bpe")
     assert tok.vocab_size == 128256
     assert tok.encode("Hello world", add_bos=False) == [9906, 1917]
 
@@ -129,7 +166,7 @@ def test_missing_pre_key_uses_the_default_regexes_and_gpt2_differs(llama3_metada
                                                                    llama3: Tokenizer) -> None:
     assert "tokenizer.ggml.pre" not in llama3_metadata
     default = llama3
-    gpt2 = Tokenizer.from_gguf_metadata({**llama3_metadata, "tokenizer.ggml.pre": "gpt-2"})
+    gpt2 = Tokenizer.from_gguf_metadata(llama3_metadata, pre="gpt-2")
 
     def pieces(tok: Tokenizer, text: str) -> list[str]:
         return [tok.token_text(i) for i in tok.encode(text, add_bos=False)]

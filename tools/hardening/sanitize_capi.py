@@ -40,7 +40,7 @@ SANITIZER_ENV = {
     "PYTHONMALLOC": "malloc",
 }
 REPORT_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehavior")
-SCRUBBED = ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "BITNET_PYTHON", "BITNET_SEED", "LD_PRELOAD")
+SCRUBBED = ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME", "BITNET_PYTHON", "BITNET_SEED", "LD_PRELOAD", "BITNET_GGUF")
 
 
 class Unsupported(Exception):
