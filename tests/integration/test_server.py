@@ -292,7 +292,8 @@ def test_max_tokens_0_evaluates_the_prompt_and_generates_nothing_as_the_cli_does
         assert response.status_code == 200, response.text
         choice, usage = response.json()["choices"][0], response.json()["usage"]
         assert usage["completion_tokens"] == 0 and usage["prompt_tokens"] > 0
-        assert choice["finish_reason"] == "length" and (choice["text"] if "text" in choice else choice["message"]["content"]) == ""
+        text = choice["text"] if "text" in choice else choice["message"]["content"]
+        assert choice["finish_reason"] == "length" and text == ""
     cli = subprocess.run([sys.executable, "-m", "bitnet", "run", "-m", str(small_model_path), "-p", "Zero", "-n", "0",
                           "--prompt-template", "raw"], capture_output=True, text=True,
                          env=child_env(PYTHONPATH=str(PROJECT_ROOT)), timeout=120)
