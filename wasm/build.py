@@ -7,8 +7,9 @@
    -msimd128, no OpenMP (the browser runs one thread).
 2. Those modules and the pure-Python package (with the embedded model) are packed as a wheel for Pyodide's
    `loadPackage`/`micropip` (tag cp313-pyodide_2025_0_wasm32, Pyodide 0.29's ABI).
-3. dist/ gets the wheel, the page (web/), the Pyodide runtime from the npm `pyodide` package and the JS
-   tokenizer and template libraries from npm (`npm ci` in wasm/ puts them in node_modules/).
+3. dist/ gets the wheel, the page and the JS entry point bitnet_wasm.js with its types (web/), a package.json
+   (so that dist/ is a package, like wasm-pack's pkg/), the Pyodide runtime from the npm `pyodide` package and
+   the JS tokenizer and template libraries from npm (`npm ci` in wasm/ puts them in node_modules/).
 
 `python wasm/build.py --check` only checks that the toolchain is whole (what the tests ask first).
 Environment: EMCC (default: emcc on PATH), BITNET_WASM_PYTHON_INCLUDE (a CPython 3.13 include directory;
@@ -173,6 +174,16 @@ def copy_runtime() -> None:
         shutil.copy2(path, DIST / path.name)
 
 
+def write_package_json(version: str) -> None:
+    """dist/ as an npm-style package, like wasm-pack's pkg/: Node then takes bitnet_wasm.js (the entry point the
+    product's example imports as ./pkg/bitnet_wasm.js) as an ES module. The runtime's pyodide.asm.js is a classic
+    script that Node imports: its folder says commonjs, as the npm pyodide package does by having no "type"."""
+    package = {"name": "bitnet-wasm", "version": version, "type": "module", "main": "bitnet_wasm.js",
+               "types": "bitnet_wasm.d.ts"}
+    (DIST / "package.json").write_text(json.dumps(package, indent=1) + "\n")
+    (DIST / "pyodide" / "package.json").write_text(json.dumps({"type": "commonjs"}) + "\n")
+
+
 def toolchain() -> tuple[str, Path]:
     """(emcc, the CPython 3.13 include directory), or exit naming what to install."""
     emcc = os.environ.get("EMCC") or shutil.which("emcc")
@@ -199,6 +210,7 @@ def main() -> None:
     version = runpy.run_path(str(ROOT / "bitnet" / "_version.py"))["__version__"]
     wheel = write_wheel(version, libs)
     copy_runtime()
+    write_package_json(version)
     (DIST / "build.json").write_text(json.dumps({"wheel": wheel.name, "version": version}, indent=1) + "\n")
     print(f"built {DIST.relative_to(ROOT)}/ ({wheel.name}, {wheel.stat().st_size / 2**20:.1f} MiB)")
 

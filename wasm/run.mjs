@@ -5,7 +5,6 @@
 // text on stdout; --stats adds one JSON line of counts and speeds on stderr; --warmup N first generates N tokens
 // that are not printed (for benchmarks: V8 compiles WebAssembly with a baseline compiler first and optimizes the
 // hot functions while they run, so a first short generation measures partly unoptimized code).
-import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
 const USAGE = "usage: node wasm/run.mjs --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] " +
@@ -50,19 +49,20 @@ if (args["prompt-template"] !== undefined) {
 const warmup = args.warmup === undefined ? 0 : number("warmup", args.warmup, { integer: true, min: 0 });
 
 const dist = new URL("dist/", import.meta.url);
-let engineModule;
+let bitnet;
 try {
-  engineModule = await import(new URL("engine.mjs", dist).href);
+  bitnet = await import(new URL("bitnet_wasm.js", dist).href);
 } catch (e) {
   fail(`no WebAssembly build in ${dist.pathname} (run: bash wasm/build.sh): ${e.message}`);
 }
 try {
-  const engine = await engineModule.Engine.start();
-  let source = null;
-  if (args.model) source = { name: args.model.split("/").pop(), bytes: new Uint8Array(await readFile(args.model)) };
-  const model = engine.loadModel(source);
+  const model = new bitnet.BitNetModel(args.model);
+  await model.ready;
   if (warmup) await model.generate(args.prompt, { ...options, maxTokens: warmup });
-  const result = await model.generate(args.prompt, options, (piece) => process.stdout.write(piece));
+  const pieces = model.stream(args.prompt, options);
+  let step;
+  while (!(step = await pieces.next()).done) process.stdout.write(step.value);
+  const result = step.value;
   if (result.text && !result.text.endsWith("\n")) process.stdout.write("\n");
   if (args.stats) {
     process.stderr.write(JSON.stringify({ token_ids: result.tokens, prompt_tokens: result.promptTokens,

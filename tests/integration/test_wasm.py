@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, testdata_path
+from conftest import PROJECT_ROOT, child_env, testdata_path
 
 import bitnet
 
@@ -215,6 +215,155 @@ def test_node_bad_input_is_a_clear_error(wasm_dist: Path, tmp_path: Path) -> Non
     assert proc.returncode != 0 and "--max-tokens" in proc.stderr
 
 
+# ---------------------------------------------------------------- the JS module bitnet_wasm.js
+# The product description's example, as written.
+DESCRIBED_EXAMPLE = """import init, { BitNetModel } from './pkg/bitnet_wasm.js';
+await init();
+const model = new BitNetModel('model.gguf');
+const response = await model.generate('Hello, world!');
+"""
+
+
+@pytest.fixture
+def app_dir(wasm_dist: Path, tmp_path: Path) -> Path:
+    """A folder laid out as the example expects: ./pkg is the build, model.gguf the embedded model."""
+    (tmp_path / "pkg").symlink_to(wasm_dist, target_is_directory=True)
+    shutil.copy(bitnet.default_model_path(), tmp_path / "model.gguf")
+    return tmp_path
+
+
+def _node_script(app_dir: Path, name: str, source: str, **env: str) -> subprocess.CompletedProcess:
+    (app_dir / name).write_text(source)
+    return subprocess.run(["node", name], cwd=app_dir, capture_output=True, text=True, timeout=300,
+                          env=child_env(**env))
+
+
+def test_the_described_js_example_runs_as_written(app_dir: Path, monkeypatch) -> None:
+    """Default settings sample with a fresh seed unless BITNET_SEED gives one, which the Node build hands to the
+    engine as the native one reads it: the same seed gives the native API's text."""
+    proc = _node_script(app_dir, "app.mjs", DESCRIBED_EXAMPLE + "console.log(response);\n", BITNET_SEED="7")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    monkeypatch.setenv("BITNET_SEED", "7")
+    native = bitnet.load(str(app_dir / "model.gguf"), n_threads=1).generate("Hello, world!")
+    assert native.tokens and proc.stdout == native.text + "\n"
+
+
+def test_js_module_streams_stops_and_queues_like_the_engine(app_dir: Path) -> None:
+    script = """import init, { BitNetModel } from './pkg/bitnet_wasm.js';
+import { readFile } from 'node:fs/promises';
+const first = init();
+const same = init() === first;
+await first;
+const model = new BitNetModel(new Uint8Array(await readFile('model.gguf')), { name: 'tiny.gguf' });
+const greedy = { maxTokens: 24, temperature: 0 };
+const pieces = [];
+const run = model.stream('Love is', greedy);
+let step;
+while (!(step = await run.next()).done) pieces.push(step.value);
+const stopped = new AbortController();
+stopped.abort();
+const early = model.stream('Love is', { ...greedy, signal: stopped.signal });
+while (!(step = await early.next()).done);
+// two generations asked at once run one after the other (they share the model's KV cache)
+const both = await Promise.all([model.generate('Love is', greedy), model.generate('Love is', greedy)]);
+let unknown;
+await model.generate('Love is', { maxToken: 3 }).catch((e) => { unknown = e.message; });
+const url = await new BitNetModel(new URL('model.gguf', import.meta.url)).generate('Love is', greedy);
+console.log(JSON.stringify({ same, pieces, info: model.info, both, early: step.value.finishReason, unknown, url }));
+"""
+    proc = _node_script(app_dir, "stream.mjs", script)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    native = bitnet.load(n_threads=1).generate("Love is", max_tokens=24, temperature=0).text
+    assert out["same"] and len(out["pieces"]) > 1 and "".join(out["pieces"]) == native
+    assert out["both"] == [native, native] and out["url"] == native
+    assert out["info"]["kernel"] == "wasm" and out["info"]["path"].endswith("/tiny.gguf")
+    assert out["early"] == "stopped"
+    assert "unknown option maxToken" in out["unknown"]
+
+
+def test_js_module_load_errors_reject_with_one_line_naming_the_file(app_dir: Path) -> None:
+    (app_dir / "notes.gguf").write_text("this is not a model")
+    script = """import { BitNetModel } from './pkg/bitnet_wasm.js';
+new BitNetModel('never-awaited.gguf');   // a failed load nobody asks about is no unhandled rejection
+for (const source of ['missing.gguf', 'notes.gguf']) {
+  const model = new BitNetModel(source);
+  for (const promise of [model.generate('Hello'), model.ready]) {
+    await promise.then(() => console.log('loaded?'), (e) => console.log(e.message));
+  }
+}
+"""
+    proc = _node_script(app_dir, "errors.mjs", script)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["cannot load missing.gguf: no such file"] * 2
+    assert lines[2] == lines[3] and lines[2].startswith("cannot load notes.gguf: GGUF header: not a GGUF file")
+    assert len(lines) == 4
+
+
+TS_USAGE = """import init, { BitNetModel, type GenerationResult, type ModelInfo } from "./pkg/bitnet_wasm.js";
+await init();
+const model = new BitNetModel("model.gguf");
+const info: ModelInfo = await model.ready;
+const text: string = await model.generate("Love is", { maxTokens: 8, temperature: 0, stop: ["\\n\\n"] });
+const run = model.stream("Love is", { maxTokens: 8, temperature: 0, signal: new AbortController().signal });
+let step: IteratorResult<string, GenerationResult>;
+while (!(step = await run.next()).done);
+const result: GenerationResult = step.value;
+model.free();
+console.log(JSON.stringify({ kernel: info.kernel, text, result: result.text, finish: result.finishReason }));
+"""
+TS_MISUSE = """import { BitNetModel } from "./pkg/bitnet_wasm.js";
+const model = new BitNetModel("model.gguf");
+await model.generate("Love is", { maxToken: 8 });
+"""
+# The declared exports and BitNetModel members (TypeScript's reading of the .d.ts) against the module's own.
+TS_EXPORTS = """import { createRequire } from "node:module";
+const ts = createRequire(PACKAGE_JSON)("typescript");
+const dts = "pkg/bitnet_wasm.d.ts";
+const program = ts.createProgram([dts], { strict: true, lib: ["lib.es2022.d.ts", "lib.dom.d.ts"] });
+const checker = program.getTypeChecker();
+const values = checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(dts)))
+  .filter((s) => s.flags & ts.SymbolFlags.Value);
+const cls = values.find((s) => s.name === "BitNetModel");
+const module = await import("./pkg/bitnet_wasm.js");
+const instance = new module.BitNetModel();
+await instance.ready;
+const own = [...Object.getOwnPropertyNames(module.BitNetModel.prototype), ...Object.keys(instance)];
+console.log(JSON.stringify({
+  declared: [values.map((s) => s.name).sort(),
+             checker.getDeclaredTypeOfSymbol(cls).getProperties().map((p) => p.name).sort()],
+  actual: [Object.keys(module).sort(), own.filter((n) => n !== "constructor").sort()],
+  diagnostics: ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\\n")),
+}));
+"""
+
+
+def test_typescript_declarations_type_the_module(app_dir: Path) -> None:
+    """bitnet_wasm.d.ts (TypeScript, a devDependency of wasm/package.json) compiles a strict usage that then runs
+    on the module, rejects a misspelt option, and declares exactly the module's exports and members."""
+    tsc = WASM / "node_modules" / "typescript" / "bin" / "tsc"
+    assert tsc.is_file(), "typescript is missing: wasm/build.sh installs wasm/package.json's devDependencies"
+    flags = ["--strict", "--target", "es2022", "--module", "nodenext", "--lib", "es2022,dom"]
+    (app_dir / "usage.mts").write_text(TS_USAGE)
+    (app_dir / "misuse.mts").write_text(TS_MISUSE)
+    proc = subprocess.run(["node", str(tsc), *flags, "usage.mts"], cwd=app_dir, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    proc = subprocess.run(["node", "usage.mjs"], cwd=app_dir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["kernel"] == "wasm" and out["text"] == out["result"] and out["finish"] == "length"
+    proc = subprocess.run(["node", str(tsc), *flags, "--noEmit", "misuse.mts"], cwd=app_dir, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "'maxToken' does not exist in type 'GenerateOptions'" in proc.stdout
+    script = TS_EXPORTS.replace("PACKAGE_JSON", json.dumps(str(WASM / "package.json")))
+    proc = _node_script(app_dir, "exports.mjs", script)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["diagnostics"] == [] and out["declared"] == out["actual"]
+
+
 # ---------------------------------------------------------------- a real browser
 class _StaticFiles(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
@@ -303,6 +452,23 @@ def test_browser_loads_a_gguf_the_user_picks(page) -> None:
     assert _generate(page, PROMPTS[1], 32) == "done"
     native = _native_run("--model", str(path), "--prompt", PROMPTS[1], "-n", "32")
     assert page.eval_on_selector("#output", "e => e.textContent").rstrip("\n") == native.rstrip("\n")
+
+
+def test_browser_js_module_fetches_a_model_url(page) -> None:
+    """The example's constructor in a page, with a URL: the model is fetched; a missing one rejects generate."""
+    page.route("**/models/hello.gguf", lambda route: route.fulfill(path=str(bitnet.default_model_path())))
+    out = page.evaluate("""async () => {
+      const { default: init, BitNetModel } = await import(new URL("bitnet_wasm.js", location.href).href);
+      await init();
+      const model = new BitNetModel("models/hello.gguf");
+      const text = await model.generate("Hello, world!", { maxTokens: 32, temperature: 0 });
+      const error = await new BitNetModel("models/missing.gguf").generate("Hi").then(() => "", (e) => e.message);
+      return { text, error, path: model.info.path };
+    }""")
+    native = bitnet.load(n_threads=1).generate("Hello, world!", max_tokens=32, temperature=0).text
+    assert out["text"] == native and out["path"].endswith("/hello.gguf")
+    assert out["error"].startswith("cannot load models/missing.gguf: HTTP 404")
+    assert page.errors == []
 
 
 def test_the_head_is_widened_only_below_the_budget_and_scores_the_same() -> None:

@@ -1,7 +1,7 @@
-// The browser build's engine, shared by the page's worker and by run.mjs (Node): Pyodide runs the compiled
-// core (bitnet.web, the WebAssembly wheel); this module turns text into token ids and back with
-// @huggingface/tokenizers, renders Jinja chat templates with @huggingface/jinja, and drives generation one
-// token per call so that a caller can show text as it comes and stop between tokens.
+// The browser build's engine, under the public module bitnet_wasm.js (which the page's worker and run.mjs use):
+// Pyodide runs the compiled core (bitnet.web, the WebAssembly wheel); this module turns text into token ids and
+// back with @huggingface/tokenizers, renders Jinja chat templates with @huggingface/jinja, and drives generation
+// one token per call so that a caller can show text as it comes and stop between tokens.
 import { Tokenizer } from "./tokenizers.mjs";
 import { Template } from "./jinja.mjs";
 
@@ -25,12 +25,18 @@ const SETTING_NAMES = Object.freeze({
   maxTokens: "max_tokens", temperature: "temperature", topK: "top_k", topP: "top_p", minP: "min_p",
   repeatPenalty: "repeat_penalty", seed: "seed",
 });
+const OPTION_NAMES = new Set([...Object.keys(SETTING_NAMES), "stop", "template", "signal"]);
+// The environment variables that change what is generated (bitnet.settings): Pyodide sees none of the
+// process's own, so under Node these are handed on, giving `BITNET_SEED=7 node ...` its native meaning.
+const PASSED_ENV = ["BITNET_SEED", "BITNET_DETERMINISTIC"];
 
 export class Engine {
   static async start() {
     const { loadPyodide } = await import(new URL("pyodide/pyodide.mjs", HERE).href);
     const indexURL = IS_NODE ? new URL("pyodide/", HERE).pathname : new URL("pyodide/", HERE).href;
-    const pyodide = await loadPyodide({ indexURL });
+    const env = {};
+    for (const name of IS_NODE ? PASSED_ENV : []) if (process.env[name] !== undefined) env[name] = process.env[name];
+    const pyodide = await loadPyodide({ indexURL, env });
     const build = JSON.parse(new TextDecoder().decode(await readBytes(new URL("build.json", HERE))));
     // The wheel goes into Pyodide's file system and is installed from there: the same path under Node and in
     // a browser, and its extension modules are loaded as side modules on import.
@@ -61,20 +67,25 @@ zipfile.ZipFile(${JSON.stringify(wheelPath)}).extractall(site.getsitepackages()[
     }
     try {
       return new Model(this, this.callPython(() => this.web.WebModel(path)));
+    } catch (e) {
+      // The caller names its file: the copy's path in Pyodide's file system says nothing more.
+      if (path) e.message = e.message.replaceAll(`${path}: `, "");
+      throw e;
     } finally {
       // The reader has mapped (that is, copied into the wasm heap) what it needs: the file's own copy can go.
       if (path) this.pyodide.FS.unlink(path);
     }
   }
 
-  // Python exceptions arrive as PythonError with the whole traceback; keep its last line, the message.
+  // Python exceptions arrive as PythonError with the whole traceback; keep its last line, the message (without
+  // the module path of the engine's own error classes, whose messages stand alone).
   callPython(fn) {
     try {
       return fn();
     } catch (e) {
       if (e?.type) {
         const lines = String(e.message).trim().split("\n");
-        throw new Error(lines[lines.length - 1]);
+        throw new Error(lines[lines.length - 1].replace(/^bitnet\.errors\.\w+: /, ""));
       }
       throw e;
     }
@@ -107,28 +118,31 @@ export class Model {
     return { ids, stops: plan.stops };
   }
 
-  // Generate for `text`; onText(piece) receives text as it becomes final; shouldStop() is asked between tokens.
+  // Generate for `text`: yields text as it becomes final and returns {text, tokens, promptTokens, finishReason,
+  // stats}; options.signal, once aborted, ends the generation between tokens (finishReason "stopped").
   // Sampling, stop sequences, held-back text and detokenization are the engine's (bitnet.generation, in
-  // Python): this side only shows the text. Resolves to {text, tokens, promptTokens, finishReason, stats}.
-  async generate(text, options = {}, onText = () => {}, shouldStop = () => false) {
+  // Python): this side only shows the text.
+  async *stream(text, options = {}) {
+    if (typeof text !== "string") throw new TypeError(`the prompt must be a string, got ${typeof text}`);
+    const unknown = Object.keys(options).filter((name) => !OPTION_NAMES.has(name));
+    if (unknown.length) throw new TypeError(`unknown option ${unknown.join(", ")} (options: ${[...OPTION_NAMES].join(", ")})`);
     const { ids, stops } = this.promptIds(text, options.template ?? "auto");
     const toPy = (v) => this.engine.pyodide.toPy(v);
-    const settings = { stop: toPy(stops) };
+    const settings = { stop: toPy([...stops, ...[options.stop ?? []].flat()]) };
     for (const [name, pyName] of Object.entries(SETTING_NAMES)) {
       if (options[name] !== undefined && options[name] !== null) settings[pyName] = options[name];
     }
     const gen = this.engine.callPython(() => this.py.start.callKwargs(toPy(ids), settings));
     let out = "";
-    const show = (piece) => { if (piece) { out += piece; onText(piece); } };
     const t0 = performance.now();
     let firstTokenAt = null;
     let lastYield = t0;
     let result;
     try {
       while (!gen.finished) {
-        if (shouldStop()) { show(gen.stop()); break; }
-        show(this.engine.callPython(() => gen.next_text()));
+        const piece = options.signal?.aborted ? gen.stop() : this.engine.callPython(() => gen.next_text());
         if (firstTokenAt === null) firstTokenAt = performance.now();
+        if (piece) { out += piece; yield piece; }
         // Give the event loop a turn (the page draws, the stop button is heard) every frame or so, not every
         // token: timers are clamped to >= 1-4 ms, longer than a small model's token.
         if (performance.now() - lastYield > 15) {
