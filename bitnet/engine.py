@@ -17,7 +17,7 @@ import numpy as np
 
 from bitnet import settings
 from bitnet.errors import BitNetError, ContextOverflowError, fallback, non_finite_logit
-from bitnet.generation import DEFAULTS, Completion, Decoding, SamplingParams, Timings, shared_prefix
+from bitnet.generation import DEFAULTS, Completion, Decoding, SamplingParams, Timings, TokenLogprob, shared_prefix
 from bitnet.gguf import GGUFReader
 from bitnet.limits import check_tokenizer_covers_head, prompt_token_ids
 from bitnet.paths import default_model_path, model_path
@@ -99,6 +99,7 @@ class Session:
         """Yield decoded text pieces; fills result['tokens'] and result['finish_reason']."""
         decoding = self.model.decoding(prompt_ids, params, result.setdefault("tokens", []))
         result["finish_reason"] = decoding.finish_reason
+        result["logprobs"] = decoding.logprobs
         t0 = time.perf_counter()
         logits, n_eval = self.prefill(prompt_ids)
         timings.prefill_tokens += n_eval
@@ -154,6 +155,11 @@ class CompletionStream:
     def finish_reason(self) -> str | None:
         return self._result["finish_reason"]
 
+    @property
+    def logprobs(self) -> list[TokenLogprob] | None:
+        """One TokenLogprob per token so far, when the settings ask for logprobs."""
+        return self._result.get("logprobs")
+
     def close(self) -> None:
         self._pieces.close()
 
@@ -161,8 +167,10 @@ class CompletionStream:
         """Run to the end and return the whole Completion."""
         for _ in self:
             pass
+        logprobs = self.logprobs
         return Completion(text=self.text, tokens=list(self.tokens), finish_reason=self.finish_reason or "length",
-                          prompt_tokens=self.prompt_tokens, timings=self.timings)
+                          prompt_tokens=self.prompt_tokens, timings=self.timings,
+                          logprobs=None if logprobs is None else list(logprobs))
 
 
 class Model:
@@ -203,6 +211,7 @@ class Model:
         check_tokenizer_covers_head(self.tokenizer.vocab_size, self.n_vocab)
         self.n_ctx = n_ctx
         self._session = Session(self)
+        self._guidance = None        # llguidance's tokenizer, built on the first structured request
         self.load_s = time.perf_counter() - t0
 
     # -- properties
@@ -226,8 +235,15 @@ class Model:
         """The decoding core (bitnet.generation) for one sequence of this model after `prompt_ids`."""
         from bitnet.tokenizer import StreamDecoder
 
+        constraint = None
+        if params.grammar is not None:
+            from bitnet.constraints import Constraint, guidance_tokenizer
+
+            if self._guidance is None:
+                self._guidance = guidance_tokenizer(self.tokenizer, self.n_vocab)
+            constraint = Constraint(self._guidance, params.grammar)
         return Decoding(prompt_ids, params, self.n_ctx, self.tokenizer.eog_ids, StreamDecoder(self.tokenizer),
-                        generated)
+                        generated, constraint)
 
     # -- the backend, as the rest of the package sees it
     @property
@@ -288,10 +304,10 @@ class Model:
                temperature: float = DEFAULTS.temperature, top_k: int = DEFAULTS.top_k, top_p: float = DEFAULTS.top_p,
                min_p: float = DEFAULTS.min_p, repeat_penalty: float = DEFAULTS.repeat_penalty,
                seed: int | None = None, stop: str | Sequence[str] | None = None, *,
-               session: Session | None = None, params: SamplingParams | None = None) -> CompletionStream:
+               session: Session | None = None, params: SamplingParams | None = None, **more) -> CompletionStream:
         """Like `generate`, but returns an iterator of text pieces as they decode (see CompletionStream)."""
         params = _params(params, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop)
+                         min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop, **more)
         return CompletionStream(session or self._session, self._prompt_ids(prompt), params, self.load_s)
 
     def generate(self, prompt: str | Sequence[int], max_tokens: int = DEFAULTS.max_tokens,
@@ -299,12 +315,14 @@ class Model:
                  top_p: float = DEFAULTS.top_p, min_p: float = DEFAULTS.min_p,
                  repeat_penalty: float = DEFAULTS.repeat_penalty, seed: int | None = None,
                  stop: str | Sequence[str] | None = None, *, session: Session | None = None,
-                 params: SamplingParams | None = None) -> Completion:
+                 params: SamplingParams | None = None, **more) -> Completion:
         """Generate a completion of `prompt` (text, no chat template, BOS added when the file says so; or ids).
         temperature=0 is greedy. The settings come as keywords or, built once, as `params`
-        (SamplingParams.make), not both."""
+        (SamplingParams.make), not both. Beyond the common ones above, `more` takes SamplingParams.make's other
+        settings: logprobs=N (Completion.logprobs), logit_bias, presence_penalty, frequency_penalty, and
+        structured output: json_schema=, json_object=True or grammar= (Lark; needs llguidance)."""
         return self.stream(prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, stop,
-                           session=session, params=params).complete()
+                           session=session, params=params, **more).complete()
 
     def generate_batch(self, prompts: Sequence[str | Sequence[int]], max_tokens: int = DEFAULTS.max_tokens,
                        temperature: float = DEFAULTS.temperature, top_k: int = DEFAULTS.top_k,
@@ -436,7 +454,8 @@ def _params(params: SamplingParams | None, **settings) -> SamplingParams:
     """`params` as given, or the keyword settings made into SamplingParams; both at once is an error."""
     if params is None:
         return SamplingParams.make(**settings)
-    given = [k for k, v in settings.items() if v != (getattr(DEFAULTS, k) if k != "stop" else None)]
+    given = [k for k, v in settings.items()
+             if (v not in (None, False) if k == "stop" or not hasattr(DEFAULTS, k) else v != getattr(DEFAULTS, k))]
     if given:
         raise ValueError(f"give the sampling settings as params= or as keywords, not both (got {', '.join(given)})")
     return params

@@ -18,7 +18,10 @@ from bitnet import settings
 from bitnet.errors import non_finite_logit
 from bitnet.limits import check_max_tokens, generation_budget
 
-__all__ = ["DEFAULTS", "Completion", "Decoding", "SamplingParams", "Timings", "shared_prefix"]
+__all__ = ["DEFAULTS", "MAX_TOP_LOGPROBS", "Completion", "Decoding", "SamplingParams", "Timings", "TokenLogprob",
+           "shared_prefix"]
+
+MAX_TOP_LOGPROBS = 20      # OpenAI's bound on top_logprobs
 
 
 @dataclass(frozen=True)
@@ -33,29 +36,84 @@ class SamplingParams:
     repeat_penalty: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # OpenAI's settings: per-token log-probabilities (None: off; N: the chosen token's and the N most likely),
+    # a bias added to some tokens' logits, and penalties on the tokens generated so far.
+    logprobs: int | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    grammar: str | None = None      # the output's grammar, compiled by bitnet.constraints (llguidance's text)
 
     @classmethod
     def make(cls, *, stop: str | Sequence[str] | None = None, seed: int | None = None,
-             **values) -> SamplingParams:
+             logit_bias: dict | None = None, json_schema: dict | str | None = None, json_object: bool = False,
+             grammar: str | None = None, **values) -> SamplingParams:
         """The settings given (by name; the rest are the defaults above), checked: max_tokens, a seed (or
-        BITNET_SEED / BITNET_DETERMINISTIC's), stop as one text or several."""
-        unknown = set(values) - {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty"}
+        BITNET_SEED / BITNET_DETERMINISTIC's), stop as one text or several, logit_bias as {token id: bias}, and
+        structured output as a JSON schema, json_object=True (any JSON object) or a Lark `grammar`."""
+        unknown = set(values) - {"max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+                                 "logprobs", "presence_penalty", "frequency_penalty"}
         if unknown:
             raise TypeError(f"unknown sampling setting(s): {', '.join(sorted(unknown))}")
         d = DEFAULTS
         if isinstance(stop, str):
             stop = (stop,)
+        logprobs = values.get("logprobs")
+        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
+                                     or not 0 <= logprobs <= MAX_TOP_LOGPROBS):
+            raise ValueError(f"logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}] (the top alternatives "
+                             f"reported per token) or None, got {logprobs!r}")
+        bias = tuple(sorted((_token_id(k), _bias(v)) for k, v in (logit_bias or {}).items()))
+        penalties = [float(values.get(name, 0.0)) for name in ("presence_penalty", "frequency_penalty")]
+        for name, value in zip(("presence_penalty", "frequency_penalty"), penalties):
+            if not -2.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be in [-2, 2], got {value}")
+        compiled = None
+        if json_schema is not None or json_object or grammar is not None:
+            from bitnet.constraints import compile_grammar
+
+            compiled = compile_grammar(json_schema=json_schema, json_object=json_object, lark=grammar)
         return cls(check_max_tokens(values.get("max_tokens", d.max_tokens)),
                    float(values.get("temperature", d.temperature)), int(values.get("top_k", d.top_k)),
                    float(values.get("top_p", d.top_p)), float(values.get("min_p", d.min_p)),
                    float(values.get("repeat_penalty", d.repeat_penalty)), settings.seed(seed),
-                   tuple(s for s in (stop or ()) if s))
+                   tuple(s for s in (stop or ()) if s), logprobs, bias, penalties[0], penalties[1], compiled)
+
+    @property
+    def adjusts_logits(self) -> bool:
+        """Whether the logits are changed before sampling (bias, OpenAI penalties or a grammar)."""
+        return bool(self.logit_bias or self.presence_penalty or self.frequency_penalty or self.grammar)
 
     def with_stop(self, stop: Sequence[str]) -> SamplingParams:
         return replace(self, stop=tuple(s for s in stop if s))
 
 
 DEFAULTS = SamplingParams()     # the one statement of the sampling defaults (API, CLI, server, C ABI, browser)
+
+
+def _token_id(key) -> int:
+    try:
+        value = int(key)            # JSON object keys are text: {"198": -100}
+    except (TypeError, ValueError):
+        raise ValueError(f"logit_bias keys must be token ids, got {key!r}") from None
+    if value < 0:
+        raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
+    return value
+
+
+def _bias(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -100.0 <= value <= 100.0:
+        raise ValueError(f"logit_bias values must be numbers in [-100, 100], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability under the model (log-softmax of its raw logits), and the `top` most
+    likely tokens at that step as (token id, log-probability), best first."""
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -82,6 +140,7 @@ class Completion:
     finish_reason: str            # "stop" or "length"
     prompt_tokens: int
     timings: Timings = field(default_factory=Timings)
+    logprobs: list[TokenLogprob] | None = None    # one per token of `tokens`, when asked for
 
     def __str__(self) -> str:     # print(model.generate(...)) prints the generated text
         return self.text
@@ -94,12 +153,15 @@ class Decoding:
 
     n_ctx: the context the sequence lives in (with max_tokens, it bounds the budget); eog_ids: the vocabulary's
     end-of-generation tokens; decoder: an incremental detokenizer (push(id) -> str, flush() -> str), e.g.
-    bitnet.tokenizer_spec.StreamDecoder."""
+    bitnet.tokenizer_spec.StreamDecoder; constraint: the grammar's state for this sequence (mask(), accept(token),
+    finished: bitnet.constraints.Constraint) when params has a grammar."""
 
     def __init__(self, prompt_ids: list[int], params: SamplingParams, n_ctx: int, eog_ids: Iterable[int],
-                 decoder, generated: list[int] | None = None):
+                 decoder, generated: list[int] | None = None, constraint=None):
         from bitnet.sampling import Sampler
 
+        if (params.grammar is None) != (constraint is None):
+            raise ValueError("a grammar needs its constraint (and a constraint its grammar)")
         self.budget = generation_budget(prompt_ids, n_ctx, params.max_tokens)
         self.sampler = Sampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                                min_p=params.min_p, repeat_penalty=params.repeat_penalty, seed=params.seed)
@@ -113,8 +175,13 @@ class Decoding:
         self.pending = ""
         self.finish_reason = "length"
         self.finished = self.budget <= 0
+        self.params = params
+        self.constraint = constraint
+        self.logprobs: list[TokenLogprob] | None = [] if params.logprobs is not None else None
+        self.counts: dict[int, int] = {}          # generated tokens, for the presence and frequency penalties
         # arg-max of the raw logits: the backend can choose the token itself (on a GPU, without sending logits)
-        self.plain_greedy = self.sampler.greedy and params.repeat_penalty == 1.0
+        self.plain_greedy = (self.sampler.greedy and params.repeat_penalty == 1.0 and not params.adjusts_logits
+                             and self.logprobs is None)
 
     @property
     def last_token(self) -> int:
@@ -123,25 +190,49 @@ class Decoding:
     def push(self, logits, pos: int) -> str:
         """Sample the next token from `logits`, the float32 scores the forward pass gave at position `pos`. A
         non-finite score is the model's fault, not the sampler's: ModelError naming the position."""
-        from bitnet.sampling import first_non_finite
+        from bitnet.sampling import first_non_finite, log_softmax_top
 
         if first_non_finite(logits) >= 0:
             raise non_finite_logit(pos)
-        return self.push_token(self.sampler.sample(logits, self.history))
+        scores = self._adjusted(logits) if self.params.adjusts_logits else logits
+        token = self.sampler.sample(scores, self.history)
+        if self.logprobs is not None and token not in self.eog_ids:
+            lse, top = log_softmax_top(logits, self.params.logprobs)
+            self.logprobs.append(TokenLogprob(token, float(logits[token]) - lse, tuple(top)))
+        return self.push_token(token)
+
+    def _adjusted(self, logits):
+        """The logits the sampler draws from: with the bias, the penalties and the grammar's mask applied."""
+        from bitnet.sampling import adjust_logits
+
+        p = self.params
+        out = array("f", bytes(4 * len(logits)))
+        mask = self.constraint.mask() if self.constraint is not None else None
+        counted = array("q", self.counts) if p.presence_penalty or p.frequency_penalty else array("q")
+        adjust_logits(logits, out, array("q", (t for t, _ in p.logit_bias)), array("f", (b for _, b in p.logit_bias)),
+                      counted, array("q", (self.counts[t] for t in counted)), p.presence_penalty,
+                      p.frequency_penalty, mask)
+        return out
 
     def push_token(self, token: int) -> str:
         """push() for a token already chosen (by the backend's greedy step)."""
+        if self.constraint is not None:
+            self.constraint.accept(token)
         if token in self.eog_ids:
             self.finish_reason = "stop"
             return self._end()
         self.generated.append(token)
         self.history.append(token)
+        self.counts[token] = self.counts.get(token, 0) + 1
         self.pending += self.decoder.push(token)
         cut = _find_stop(self.pending, self.stop) if self.stop else None
         if cut is not None:
             self.finish_reason = "stop"
             self.finished = True
             return self.pending[:cut]
+        if self.constraint is not None and self.constraint.finished:
+            self.finish_reason = "stop"        # the grammar is complete: nothing more may follow
+            return self._end()
         if len(self.generated) >= self.budget:
             return self._end()
         if len(self.pending) <= self.hold:

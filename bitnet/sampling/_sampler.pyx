@@ -11,6 +11,7 @@ import os
 
 from array import array
 
+from libc.math cimport exp, log
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, qsort, realloc
 from libc.string cimport memset
@@ -548,6 +549,83 @@ def first_non_finite(logits) -> int:
                 found = i
                 break
     return found
+
+
+def log_softmax_top(logits, Py_ssize_t k):
+    """(log-sum-exp, the k largest entries as (token, logprob) pairs, best first, lower id first on ties) of
+    finite float32 `logits`: the token log-probabilities OpenAI's `logprobs` report (of the raw logits, before
+    temperature and penalties). A token's log-probability is then logits[token] - log-sum-exp."""
+    cdef const float[::1] v = _as_logits(logits)
+    cdef Py_ssize_t n = v.shape[0], i, j, kept = 0
+    cdef double peak = -INF, total = 0.0, lse
+    if k < 0 or k > 64:
+        raise ValueError(f"k must be in [0, 64], got {k}")
+    cdef Py_ssize_t ids[64]
+    cdef float vals[64]
+    with nogil:
+        for i in range(n):
+            if v[i] > peak:
+                peak = v[i]
+        for i in range(n):
+            total += exp(v[i] - peak)
+            if k == 0 or (kept == k and v[i] <= vals[k - 1]):
+                continue
+            j = kept if kept < k else k - 1        # insertion into the sorted top-k (strictly greater moves up)
+            while j > 0 and v[i] > vals[j - 1]:
+                if j < k:
+                    ids[j] = ids[j - 1]
+                    vals[j] = vals[j - 1]
+                j -= 1
+            ids[j] = i
+            vals[j] = v[i]
+            if kept < k:
+                kept += 1
+        lse = peak + log(total)
+    return lse, [(int(ids[i]), float(vals[i] - lse)) for i in range(kept)]
+
+
+def adjust_logits(logits, out, bias_ids, bias_values, count_ids, counts, double presence, double frequency,
+                  mask):
+    """out = logits + the logit bias - OpenAI's presence and frequency penalties (presence once for every token
+    generated so far, frequency times its count), with every token the grammar mask forbids set to -inf.
+
+    bias_ids/bias_values and count_ids/counts: int64 ids and float32 / int64 values (array('q'), array('f'), or
+    numpy); mask: None, or llguidance's bitmask (bit i of little-endian 32-bit words: token i is allowed)."""
+    cdef const float[::1] src = _as_logits(logits)
+    cdef float[::1] dst = out
+    cdef const int64_t[::1] b_ids = bias_ids
+    cdef const float[::1] b_vals = bias_values
+    cdef const int64_t[::1] c_ids = count_ids
+    cdef const int64_t[::1] c_vals = counts
+    cdef const unsigned char[::1] bits
+    cdef Py_ssize_t n = src.shape[0], i, t
+    if dst.shape[0] != n:
+        raise ValueError(f"out has {dst.shape[0]} entries for {n} logits")
+    if b_ids.shape[0] != b_vals.shape[0] or c_ids.shape[0] != c_vals.shape[0]:
+        raise ValueError("ids and values differ in length")
+    for i in range(b_ids.shape[0]):
+        if not 0 <= b_ids[i] < n:
+            raise ValueError(f"logit_bias names token {b_ids[i]}, outside the vocabulary [0, {n})")
+    for i in range(c_ids.shape[0]):
+        if not 0 <= c_ids[i] < n:
+            raise ValueError(f"token id {c_ids[i]} is outside the vocabulary [0, {n})")
+    cdef bint masked = mask is not None
+    if masked:
+        bits = mask
+        if bits.shape[0] * 8 < n:
+            raise ValueError(f"the mask has {bits.shape[0] * 8} bits for {n} tokens")
+    with nogil:
+        for i in range(n):
+            dst[i] = src[i]
+        for i in range(b_ids.shape[0]):
+            dst[b_ids[i]] = dst[b_ids[i]] + b_vals[i]
+        for i in range(c_ids.shape[0]):
+            t = c_ids[i]
+            dst[t] = <float>(dst[t] - presence - frequency * c_vals[i])
+        if masked:
+            for i in range(n):
+                if not (bits[i >> 3] >> (i & 7)) & 1:
+                    dst[i] = -INF
 
 
 cdef class Sampler:
