@@ -28,7 +28,7 @@ from bitnet.paths import default_model_path  # noqa: E402
 
 # The engine (numpy, tokenizers) is imported on first use of one of its names: `bitnet.gguf`, the compiled core
 # and `bitnet.web` then import without numpy, which the browser build (Pyodide) does not have.
-_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "SamplingParams", "Session", "Timings", "load")
+_ENGINE_NAMES = ("Completion", "Model", "Perplexity", "SamplingParams", "Score", "Session", "Timings", "load")
 # Other names of engine classes: BitNetModel is the Model class under the name the product description uses.
 _ALIASES = {"BitNetModel": "Model"}
 
@@ -60,6 +60,6 @@ def load_tokenizer(path):
 __all__ = [
     "BitNetError", "BitNetModel", "Completion", "ContextOverflowError", "ConversionError", "GGUFError", "KernelError",
     "Model",
-    "ModelError", "Perplexity", "SamplingParams", "Session", "Timings", "TokenizerError", "__version__", "cpu_info",
-    "default_model_path", "load", "load_tokenizer",
+    "ModelError", "Perplexity", "SamplingParams", "Score", "Session", "Timings", "TokenizerError", "__version__",
+    "cpu_info", "default_model_path", "load", "load_tokenizer",
 ]

@@ -90,8 +90,10 @@ class Sequence:
         self.cancelled = True
 
     def completion(self) -> Completion:
+        logprobs = self.decoding.logprobs
         return Completion(text=self.text, tokens=list(self.tokens), finish_reason=self.finish_reason,
-                          prompt_tokens=len(self.prompt_ids), timings=self.timings)
+                          prompt_tokens=len(self.prompt_ids), timings=self.timings,
+                          logprobs=None if logprobs is None else list(logprobs))
 
 
 class Scheduler:

@@ -34,6 +34,16 @@ class Perplexity:
     n_scored: int
 
 
+@dataclass
+class Score:
+    """The log-likelihood of a text (or of a continuation after a context) under the model: the sum of its tokens'
+    log-probabilities, each one's, and whether greedy decoding would have produced every token."""
+    logprob: float
+    token_logprobs: list[float]
+    tokens: list[int]
+    is_greedy: bool
+
+
 class Session:
     """One sequence's state: its own KV cache and the tokens already evaluated into it.
 
@@ -401,6 +411,39 @@ class Model:
         """The backend's forward pass (its logits unchecked: see _all_logits)."""
         self._transformer.forward(ctx, np.asarray(ids, dtype=np.int32), pos, logits, all_positions)
 
+    def prompt_logprobs(self, token_ids: Sequence[int], top: int = 0) -> list[TokenLogprob | None]:
+        """Each token's log-probability given the ones before it (log-softmax of the raw logits; None for the
+        first, which nothing predicts), with the `top` most likely tokens at its position: OpenAI's echo."""
+        from bitnet.sampling import log_softmax_top
+
+        ids = self._prompt_ids(token_ids)
+        logits = self.logits(ids)
+        out: list[TokenLogprob | None] = [None]
+        for i in range(1, len(ids)):
+            lse, best = log_softmax_top(logits[i - 1], top)
+            out.append(TokenLogprob(ids[i], float(logits[i - 1, ids[i]]) - lse, tuple(best)))
+        return out
+
+    def score(self, continuation: str | Sequence[int], context: str | Sequence[int] | None = None) -> Score:
+        """The log-likelihood of `continuation` after `context` (what evaluation harnesses call loglikelihood):
+        texts are tokenized apart, the context with BOS when the file adds one, the continuation without. With no
+        context, of the whole `continuation` (BOS first when the file adds one; else its first token is given)."""
+        if context is None:
+            ids = self._prompt_ids(continuation)
+            if len(ids) < 2:
+                raise ValueError("score() needs a text of at least two tokens (or a context)")
+            start = 1
+        else:
+            ctx = self._prompt_ids(context)
+            cont = (self.tokenize(continuation, add_bos=False) if isinstance(continuation, str)
+                    else prompt_token_ids(continuation, self.n_vocab))
+            if not cont:
+                raise ValueError("the continuation is empty")
+            ids, start = ctx + cont, len(ctx)
+        rows = self.prompt_logprobs(ids, top=1)[start:]
+        return Score(logprob=sum(r.logprob for r in rows), token_logprobs=[r.logprob for r in rows],
+                     tokens=ids[start:], is_greedy=all(r.top[0][0] == r.token for r in rows))
+
     def perplexity(self, text: str, n_ctx: int = 512) -> Perplexity:
         """Perplexity as llama.cpp's tool computes it: non-overlapping chunks of n_ctx tokens, each from a fresh
         context with BOS as its first token when the vocabulary adds one, scoring the second half of each chunk."""
@@ -482,5 +525,5 @@ def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_
                  device=device, tokenizer_pre=tokenizer_pre)
 
 
-__all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Session", "Timings",
+__all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Score", "Session", "Timings",
            "default_model_path", "load"]

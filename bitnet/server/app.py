@@ -6,7 +6,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -19,14 +19,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bitnet._version import __version__
 from bitnet.batching import DEFAULT_PREFILL_CHUNK
+from bitnet.constraints import GrammarError
 from bitnet.engine import Model
 from bitnet.errors import BitNetError
-from bitnet.generation import DEFAULTS, SamplingParams
+from bitnet.generation import DEFAULTS, SamplingParams, TokenLogprob
 from bitnet.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bitnet.server.metrics import Metrics
 from bitnet.server.schemas import (
     APIError,
     ChatRequest,
+    Choice,
     CompletionRequest,
     ResponseShape,
     SamplingFields,
@@ -36,6 +38,8 @@ from bitnet.server.schemas import (
     validate,
 )
 from bitnet.server.slots import Job, QueueFullError, ShuttingDownError, SlotPool
+from bitnet.settings import SEED_LIMIT
+from bitnet.tools import Tools, ToolsError
 
 log = logging.getLogger("bitnet.server")
 
@@ -68,10 +72,14 @@ class ServerSettings:
 
 @dataclass
 class Prepared:
-    """A request turned into engine terms, before it gets a slot."""
+    """A request turned into engine terms, before it gets a slot: the prompt, the settings every choice decodes
+    with (choice i with seed + i), and what the response adds (the prompt's logprobs, tool calls)."""
     prompt_ids: list[int]
-    stop: list[str]
-    sampling: dict[str, Any] = field(default_factory=dict)
+    params: SamplingParams
+    n: int = 1
+    echo: str | None = None                        # completions with echo: the prompt text, before the answer
+    prompt_logprobs: list | None = None            # ... and its tokens' logprobs, when asked for
+    tools: Tools | None = None
 
 
 class ServerState:
@@ -103,12 +111,22 @@ def _engine_defaults() -> dict[str, Any]:
 ENGINE_DEFAULTS = _engine_defaults()
 
 
-def sampling_kwargs(req: SamplingFields, max_tokens: int) -> dict[str, Any]:
-    out = {name: value if (value := getattr(req, name)) is not None else default
-           for name, default in ENGINE_DEFAULTS.items()}
-    out["max_tokens"] = max_tokens
-    out["seed"] = None if req.seed in (None, -1) else req.seed
-    return out
+def make_params(req: SamplingFields, max_tokens: int, stop: list[str], logprobs: int | None,
+                structured: dict[str, Any]) -> SamplingParams:
+    """The request's settings as the engine takes them; a field left out gets the engine's default, and what the
+    engine refuses (a schema or grammar that does not compile, a bad logit_bias) is a 400 naming the field."""
+    values = {name: value if (value := getattr(req, name)) is not None else default
+              for name, default in ENGINE_DEFAULTS.items()}
+    try:
+        return SamplingParams.make(
+            **values, max_tokens=max_tokens, seed=None if req.seed in (None, -1) else req.seed, stop=stop,
+            logprobs=logprobs, logit_bias=req.logit_bias, presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0, **structured)
+    except GrammarError as exc:
+        param = "grammar" if "grammar" in structured else ("tools" if "tools" in structured else "response_format")
+        raise APIError(400, f"{exc}.", param=param, code="invalid_grammar") from None
+    except ValueError as exc:
+        raise APIError(400, f"{exc}.", param="logit_bias" if "logit_bias" in str(exc) else None) from None
 
 
 def _check_fits(model: Model, n_prompt: int, what: str) -> None:
@@ -121,16 +139,30 @@ def _check_fits(model: Model, n_prompt: int, what: str) -> None:
 
 def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
     """Mirror of `Model.chat_stream` (template, ids, the template's stop texts) split so that a prompt that
-    cannot be served is refused before a slot is taken or a stream is opened."""
-    messages = req.message_dicts()
+    cannot be served is refused before a slot is taken or a stream is opened. Tools go into the messages in the
+    built-in format (bitnet.tools); a required call constrains the answer to the tools' schemas."""
     try:
-        ids, prompt = model.chat_ids(messages)
+        tools = Tools(req.tools, req.tool_choice)
+    except ToolsError as exc:
+        raise APIError(400, f"{exc}.", param=exc.param) from None
+    structured = req.structured()
+    forced = tools.grammar()
+    if forced is not None:
+        if structured:
+            raise APIError(400, "A required tool call cannot be combined with response_format or grammar.",
+                           param="tool_choice")
+        structured = {"json_schema": forced, "tools": True}
+    try:
+        ids, prompt = model.chat_ids(tools.messages(req.message_dicts()))
     except BitNetError as exc:
         raise APIError(400, f"The messages cannot be turned into a prompt: {exc}", param="messages") from None
     _check_fits(model, len(ids), "messages")
     max_tokens = req.max_tokens if req.max_tokens is not None else req.max_completion_tokens
-    return Prepared(ids, prompt.stops(req.stop_list),
-                    sampling_kwargs(req, max_tokens if max_tokens is not None else model.n_ctx))
+    logprobs = (req.top_logprobs or 0) if req.logprobs else None
+    structured.pop("tools", None)
+    params = make_params(req, max_tokens if max_tokens is not None else model.n_ctx, prompt.stops(req.stop_list),
+                         logprobs, structured)
+    return Prepared(ids, params, req.n or 1, tools=tools if tools.active else None)
 
 
 def prepare_text(model: Model, req: CompletionRequest) -> Prepared:
@@ -150,11 +182,43 @@ def prepare_text(model: Model, req: CompletionRequest) -> Prepared:
         raise APIError(400, "The prompt is empty: it gives no tokens.", param="prompt")
     _check_fits(model, len(ids), "prompt")
     max_tokens = req.max_tokens if req.max_tokens is not None else TEXT_DEFAULT_MAX_TOKENS
-    return Prepared(ids, req.stop_list, sampling_kwargs(req, max_tokens))
+    params = make_params(req, max_tokens, req.stop_list, req.logprobs,
+                         {"grammar": req.grammar} if req.grammar is not None else {})
+    prepared = Prepared(ids, params, req.n or 1)
+    if req.echo:
+        prepared.echo = prompt if isinstance(prompt, str) else model.detokenize(ids)
+        if req.logprobs is not None:
+            prepared.prompt_logprobs = model.prompt_logprobs(ids, top=req.logprobs)
+    return prepared
 
 
-def sampling_params(prepared: Prepared) -> SamplingParams:
-    return SamplingParams.make(stop=prepared.stop, **prepared.sampling)
+# ------------------------------------------------------------------------------------------- logprobs
+def _token_text(model: Model, token: int) -> str:
+    return model.tokenizer.token_bytes(token).decode("utf-8", errors="replace")
+
+
+def chat_logprobs(model: Model, entries: list[TokenLogprob]) -> dict[str, Any]:
+    """OpenAI's chat shape: content[] of {token, logprob, bytes, top_logprobs[] of {token, logprob, bytes}}."""
+    def one(token: int, logprob: float) -> dict[str, Any]:
+        return {"token": _token_text(model, token), "logprob": logprob,
+                "bytes": list(model.tokenizer.token_bytes(token))}
+    return {"content": [{**one(e.token, e.logprob), "top_logprobs": [one(t, lp) for t, lp in e.top]}
+                        for e in entries]}
+
+
+def text_logprobs(model: Model, entries: list[TokenLogprob | None], first_token: int | None = None,
+                  offset: int = 0) -> dict[str, Any]:
+    """The completions shape: tokens, token_logprobs, top_logprobs (token text -> logprob) and text_offset; an
+    entry None is a prompt's first token, which nothing predicts (its token id is `first_token`)."""
+    tokens, values, tops, offsets = [], [], [], []
+    for e in entries:
+        text = _token_text(model, e.token if e is not None else first_token)
+        tokens.append(text)
+        values.append(None if e is None else e.logprob)
+        tops.append(None if e is None else {_token_text(model, t): lp for t, lp in e.top})
+        offsets.append(offset)
+        offset += len(text)
+    return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": offsets}
 
 
 # ------------------------------------------------------------------------------------------- HTTP helpers
@@ -269,11 +333,12 @@ def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | Non
 
 # ------------------------------------------------------------------------------------------- middleware
 def _is_api_path(path: str) -> bool:
-    return path == "/v1" or path.startswith("/v1/")
+    return path == "/v1" or path.startswith("/v1/") or path in ("/tokenize", "/detokenize")
 
 
 class APIKeyMiddleware:
-    """`Authorization: Bearer KEY` on every /v1 route; /health and /metrics stay open for probes."""
+    """`Authorization: Bearer KEY` on every /v1 route and /tokenize, /detokenize; /health and /metrics stay open
+    for probes."""
 
     def __init__(self, app: ASGIApp, api_key: str):
         self.app = app
@@ -314,7 +379,8 @@ class ReplicaHeaderMiddleware:
         await self.app(scope, receive, send_with_header)
 
 
-KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+KNOWN_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/tokenize",
+                   "/detokenize")
 
 
 class AccessLogMiddleware:
@@ -458,49 +524,173 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         return await generate(request, req, prepared, ResponseShape("text", settings.model_id, server.fingerprint))
 
     async def generate(request: Request, req: SamplingFields, prepared: Prepared, shape: ResponseShape) -> Response:
+        jobs = JobGroup()
         try:
-            job = server.pool.admit(prepared.prompt_ids, sampling_params(prepared))
+            for i in range(prepared.n):
+                jobs.append(server.pool.admit(prepared.prompt_ids, choice_params(prepared.params, i)))
         except QueueFullError as exc:
+            jobs.close()
             raise APIError(503, f"The server is busy ({exc}); retry later.", type="server_error",
                            code="server_busy") from None
         except ShuttingDownError:
+            jobs.close()
             raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
-        request.state.job = job
+        request.state.job = jobs[0]
         if req.stream:
             request.state.stream = True
-            return EventStreamResponse(job, stream_events(job, shape, req.include_usage), settings.send_timeout)
+            return EventStreamResponse(jobs, stream_events(model, prepared, jobs, shape, req.include_usage),
+                                       settings.send_timeout)
         try:
-            text = await until_disconnect(job.text(), request.receive)
+            texts = await until_disconnect(asyncio.gather(*(job.text() for job in jobs)), request.receive)
         except ShuttingDownError:
             raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
         finally:
-            job.close()
-        r = job.result
-        return JSONResponse(shape.complete(text, r.finish_reason, r.prompt_tokens, r.completion_tokens))
+            jobs.close()
+        choices = [finished_choice(model, prepared, job, text, shape.kind) for job, text in zip(jobs, texts)]
+        return JSONResponse(shape.complete(choices, len(prepared.prompt_ids),
+                                           sum(job.result.completion_tokens for job in jobs)))
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> JSONResponse:
+        """llama-server's /tokenize: {"content", "add_special", "with_pieces"} -> {"tokens"}."""
+        body = parse_json_body(await read_body_in_time(request, settings.max_body_bytes, settings.body_timeout))
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise APIError(400, "content must be a string.", param="content")
+        ids = model.tokenize(content, add_bos=bool(body.get("add_special", False))) if content else []
+        if body.get("with_pieces"):
+            return JSONResponse({"tokens": [{"id": t, "piece": _token_text(model, t)} for t in ids]})
+        return JSONResponse({"tokens": ids})
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> JSONResponse:
+        """llama-server's /detokenize: {"tokens"} -> {"content"}."""
+        body = parse_json_body(await read_body_in_time(request, settings.max_body_bytes, settings.body_timeout))
+        tokens = body.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise APIError(400, "tokens must be a list of token ids.", param="tokens")
+        bad = [t for t in tokens if not 0 <= t < model.n_vocab]
+        if bad:
+            raise APIError(400, f"Token id {bad[0]} is outside the vocabulary (0..{model.n_vocab - 1}).",
+                           param="tokens")
+        return JSONResponse({"content": model.detokenize(tokens)})
 
     return app
 
 
-async def stream_events(job: Job, shape: ResponseShape, include_usage: bool) -> AsyncIterator[bytes]:
-    """The SSE body of a streamed completion, ending with `data: [DONE]`. Closing it (the client left) closes
-    the job, which stops the generation and frees the slot."""
+class JobGroup(list):
+    """The jobs of one request (one per choice), closed together."""
+
+    def close(self) -> None:
+        for job in self:
+            job.close()
+
+
+def choice_params(params: SamplingParams, index: int) -> SamplingParams:
+    """Choice `index` of a request: its own sampler stream, from seed + index when the request has a seed."""
+    if index == 0 or params.seed is None:
+        return params
+    return replace(params, seed=(params.seed + index) % SEED_LIMIT)
+
+
+def finished_choice(model: Model, prepared: Prepared, job: Job, text: str, kind: str) -> Choice:
+    """A finished job as the response's choice: tool calls read out of its text, logprobs in the endpoint's shape,
+    the echoed prompt in front."""
+    r = job.result
+    logprobs = None
+    if kind == "chat":
+        if r.logprobs is not None:
+            logprobs = chat_logprobs(model, r.logprobs)
+        calls = prepared.tools.parse(text) if prepared.tools is not None else []
+        if calls:
+            return Choice("", "tool_calls", logprobs, [c.openai() for c in calls])
+        return Choice(text, r.finish_reason, logprobs)
+    if prepared.echo is not None:
+        entries = (prepared.prompt_logprobs or []) + (r.logprobs or [])
+        if r.logprobs is not None:
+            logprobs = text_logprobs(model, entries, first_token=prepared.prompt_ids[0])
+        return Choice(prepared.echo + text, r.finish_reason, logprobs)
+    if r.logprobs is not None:
+        logprobs = text_logprobs(model, r.logprobs)
+    return Choice(text, r.finish_reason, logprobs)
+
+
+async def merged(jobs: list[Job]) -> AsyncIterator[tuple[int, list[str]]]:
+    """(choice index, text pieces) from every job as they decode."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, job: Job) -> None:
+        try:
+            async for batch in job.batches():
+                await queue.put((index, batch, None))
+            await queue.put((index, None, None))
+        except Exception as exc:   # noqa: BLE001 - handed to the consumer below
+            await queue.put((index, None, exc))
+
+    tasks = [asyncio.ensure_future(pump(i, job)) for i, job in enumerate(jobs)]
     try:
-        if shape.kind == "chat":
-            yield sse(shape.chunk("", first=True))
-        async for batch in job.batches():
-            yield b"".join(sse(shape.chunk(piece)) for piece in batch)
-            # Let the loop run between writes: a client that left is noticed (and the job closed) before the
+        remaining = len(jobs)
+        while remaining:
+            index, batch, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            if batch is None:
+                remaining -= 1
+            else:
+                yield index, batch
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def stream_events(model: Model, prepared: Prepared, jobs: JobGroup, shape: ResponseShape,
+                        include_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE body of a streamed completion, ending with `data: [DONE]`. Closing it (the client left) closes
+    the jobs, which stops the generations and frees the slots. With tools, a choice's text is held until it
+    ends: only then is it known to be a call (sent as delta.tool_calls) or an answer."""
+    sent = [0] * len(jobs)             # logprob entries already sent, per choice
+    held = [[] for _ in jobs]
+    try:
+        for i in range(len(jobs)):
+            if shape.kind == "chat":
+                yield sse(shape.chunk("", first=True, index=i))
+            elif prepared.echo is not None:
+                lp = (text_logprobs(model, prepared.prompt_logprobs, first_token=prepared.prompt_ids[0])
+                      if prepared.prompt_logprobs is not None else None)
+                yield sse(shape.chunk(prepared.echo, index=i, logprobs=lp))
+        async for i, batch in merged(jobs):
+            if prepared.tools is not None:
+                held[i] += batch
+                continue
+            entries = jobs[i].logprobs
+            lp = None
+            if entries is not None:
+                new, sent[i] = entries[sent[i]:], len(entries)
+                offset = sum(len(t) for t in held[i])
+                lp = chat_logprobs(model, new) if shape.kind == "chat" else text_logprobs(model, new, offset=offset)
+            yield b"".join(sse(shape.chunk(piece, index=i, logprobs=lp if k == 0 else None))
+                           for k, piece in enumerate(batch))
+            # Let the loop run between writes: a client that left is noticed (and the jobs closed) before the
             # next write, instead of after a burst of writes into a dead socket.
             await asyncio.sleep(0)
-        r = job.result
-        yield sse(shape.chunk(None, r.finish_reason))
+        for i, job in enumerate(jobs):
+            reason = job.result.finish_reason
+            if prepared.tools is not None:
+                choice = finished_choice(model, prepared, job, "".join(held[i]), shape.kind)
+                if choice.tool_calls:
+                    calls = [{**call, "index": k} for k, call in enumerate(choice.tool_calls)]
+                    yield sse(shape.chunk(None, index=i, tool_calls=calls))
+                else:
+                    yield sse(shape.chunk(choice.text, index=i, logprobs=choice.logprobs))
+                reason = choice.finish_reason
+            yield sse(shape.chunk(None, reason, index=i))
         if include_usage:
-            yield sse(shape.usage_chunk(r.prompt_tokens, r.completion_tokens))
+            yield sse(shape.usage_chunk(len(prepared.prompt_ids), sum(job.result.completion_tokens for job in jobs)))
     except ShuttingDownError:
         yield sse(error_body("The server is shutting down.", type="server_error", code="shutting_down"))
     except Exception as exc:   # headers are sent: the error can only travel as an event
         log.exception("generation failed mid-stream", exc_info=exc)
         yield sse(error_body(f"Generation failed: {type(exc).__name__}: {exc}", type="server_error"))
     finally:
-        job.close()
+        jobs.close()
     yield sse("[DONE]")

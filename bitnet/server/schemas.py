@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_STOP_SEQUENCES = 16
+MAX_CHOICES = 8           # n: the choices of one request decode together in the batch
+MAX_TOP_LOGPROBS = 20     # OpenAI's bound
 
 
 class APIError(Exception):
@@ -51,9 +54,23 @@ class ContentPart(_Strict):
     text: str | None = None
 
 
+class ToolFunctionCall(_Strict):
+    name: str
+    arguments: str | dict = "{}"
+
+
+class ToolCallIn(_Strict):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: ToolFunctionCall
+
+
 class ChatMessage(_Strict):
-    role: str
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None       # an assistant turn that called tools
+    tool_call_id: str | None = None                  # a tool turn: the result of that call
+    name: str | None = None
 
     def text(self, index: int) -> str:
         """The message as plain text: a list of content parts is joined; only text parts are supported."""
@@ -87,12 +104,16 @@ class SamplingFields(_Strict):
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     repeat_penalty: float | None = Field(None, gt=0, allow_inf_nan=False)
+    presence_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, allow_inf_nan=False)
+    logit_bias: dict[str, float] | None = None
+    # This server's extension (as llama-server and vLLM have it): the output follows this Lark grammar.
+    grammar: str | None = None
 
     def check(self) -> None:
         """Rules pydantic's field constraints cannot say."""
-        if self.n is not None and self.n != 1:
-            raise APIError(400, f"n={self.n} is not supported: this server returns one choice per request (n=1).",
-                           param="n")
+        if self.n is not None and not 1 <= self.n <= MAX_CHOICES:
+            raise APIError(400, f"n must be between 1 and {MAX_CHOICES}, got {self.n}.", param="n")
         if isinstance(self.stop, list) and len(self.stop) > MAX_STOP_SEQUENCES:
             raise APIError(400, f"At most {MAX_STOP_SEQUENCES} stop sequences are supported, got "
                                 f"{len(self.stop)}.", param="stop")
@@ -112,15 +133,54 @@ class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     # The newer OpenAI name for max_tokens; max_tokens wins when both are given.
     max_completion_tokens: int | None = Field(None, ge=0)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
 
-    def message_dicts(self) -> list[dict[str, str]]:
+    def check(self) -> None:
+        super().check()
+        if self.top_logprobs is not None and not self.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs set to true.", param="top_logprobs")
+        kind = (self.response_format or {}).get("type", "text")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise APIError(400, f"response_format.type must be 'text', 'json_object' or 'json_schema', got "
+                                f"{kind!r}.", param="response_format")
+        if kind == "json_schema" and not isinstance((self.response_format.get("json_schema") or {}).get("schema"),
+                                                    dict):
+            raise APIError(400, "response_format of type json_schema needs json_schema.schema (an object).",
+                           param="response_format")
+        if kind != "text" and self.grammar is not None:
+            raise APIError(400, "Give either response_format or grammar, not both.", param="grammar")
+
+    def structured(self) -> dict[str, Any]:
+        """The structured-output settings (SamplingParams.make's json_schema / json_object / grammar)."""
+        fmt = self.response_format or {}
+        if fmt.get("type") == "json_schema":
+            return {"json_schema": fmt["json_schema"]["schema"]}
+        if fmt.get("type") == "json_object":
+            return {"json_object": True}
+        return {"grammar": self.grammar} if self.grammar is not None else {}
+
+    def message_dicts(self) -> list[dict[str, Any]]:
         # "developer" is OpenAI's newer name for the system role; chat templates know only "system".
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text(i)}
-                for i, m in enumerate(self.messages)]
+        out = []
+        for i, m in enumerate(self.messages):
+            msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text(i)}
+            if m.tool_calls:
+                msg["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+            if m.tool_call_id is not None:
+                msg["tool_call_id"] = m.tool_call_id
+            out.append(msg)
+        return out
 
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]]
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool | None = None
 
     def prompt_value(self) -> str | list[int]:
         """The one prompt of the request: text, or token ids. Batches of several prompts are refused."""
@@ -137,7 +197,8 @@ class CompletionRequest(SamplingFields):
         return prompt[0] if isinstance(prompt[0], str) else list(prompt[0])
 
 
-_FIELD_NAMES = frozenset(name for model in (ChatRequest, CompletionRequest, ChatMessage, ContentPart, StreamOptions)
+_FIELD_NAMES = frozenset(name for model in (ChatRequest, CompletionRequest, ChatMessage, ContentPart, StreamOptions,
+                                             ToolCallIn, ToolFunctionCall)
                          for name in model.model_fields)
 
 
@@ -177,6 +238,15 @@ def _short(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- responses
+@dataclass
+class Choice:
+    """One finished choice, its logprobs already in the endpoint's shape."""
+    text: str
+    finish_reason: str
+    logprobs: dict[str, Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
@@ -200,29 +270,37 @@ class ResponseShape:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model_id,
                 "system_fingerprint": self.fingerprint}
 
-    def complete(self, text: str, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-        if self.kind == "chat":
-            body = self._envelope("chat.completion")
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                      "finish_reason": finish_reason}
-        else:
-            body = self._envelope("text_completion")
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        body["choices"] = [choice]
+    def complete(self, choices: list[Choice], prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        body = self._envelope("chat.completion" if self.kind == "chat" else "text_completion")
+        body["choices"] = []
+        for i, c in enumerate(choices):
+            if self.kind == "chat":
+                message: dict[str, Any] = {"role": "assistant", "content": None if c.tool_calls else c.text}
+                if c.tool_calls:
+                    message["tool_calls"] = c.tool_calls
+                body["choices"].append({"index": i, "message": message, "logprobs": c.logprobs,
+                                        "finish_reason": c.finish_reason})
+            else:
+                body["choices"].append({"index": i, "text": c.text, "logprobs": c.logprobs,
+                                        "finish_reason": c.finish_reason})
         body["usage"] = usage(prompt_tokens, completion_tokens)
         return body
 
-    def chunk(self, text: str | None, finish_reason: str | None = None, *, first: bool = False) -> dict[str, Any]:
-        """One stream chunk: a text delta (chat: the first carries the role), or the closing finish_reason."""
+    def chunk(self, text: str | None, finish_reason: str | None = None, *, first: bool = False, index: int = 0,
+              logprobs: dict | None = None, tool_calls: list[dict] | None = None) -> dict[str, Any]:
+        """One stream chunk of choice `index`: a text delta (chat: the first carries the role) with the logprobs
+        of its tokens, the tool calls, or the closing finish_reason."""
         if self.kind == "chat":
             body = self._envelope("chat.completion.chunk")
-            delta: dict[str, str] = {"role": "assistant"} if first else {}
+            delta: dict[str, Any] = {"role": "assistant"} if first else {}
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            if tool_calls:
+                delta["tool_calls"] = tool_calls
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         else:
             body = self._envelope("text_completion")
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+            choice = {"index": index, "text": text or "", "logprobs": logprobs, "finish_reason": finish_reason}
         body["choices"] = [choice]
         return body
 

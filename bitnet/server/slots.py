@@ -42,6 +42,7 @@ class JobResult:
     completion_tokens: int = 0
     finish_reason: str = "length"
     timings: Timings = field(default_factory=Timings)
+    logprobs: list | None = None         # TokenLogprob per generated token, when asked for
 
 
 class Job:
@@ -113,6 +114,11 @@ class Job:
         return "".join([piece async for batch in self.batches() for piece in batch])
 
     @property
+    def logprobs(self) -> list | None:
+        """The TokenLogprob of each token generated so far (None when not asked for, or before the start)."""
+        return self._seq.decoding.logprobs if self._seq is not None else None
+
+    @property
     def waiting(self) -> bool:
         return not self._assigned.is_set()
 
@@ -140,6 +146,7 @@ class Job:
         self.result.prompt_tokens = len(seq.prompt_ids)
         self.result.completion_tokens = len(seq.tokens)
         self.result.timings = seq.timings
+        self.result.logprobs = seq.decoding.logprobs
         # The slot goes back before the request hears "done": once a client has its answer, the slot it
         # used is already free again.
         try:
