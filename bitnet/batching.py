@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from bitnet.errors import ModelError
+from bitnet.errors import BitNetError
 from bitnet.generation import Completion, Decoding, SamplingParams, Timings, shared_prefix
 
 
@@ -195,7 +195,7 @@ class Scheduler:
             try:
                 if not seq.decoding.finished:     # max_tokens 0: the prompt was evaluated, nothing is sampled
                     self._push(seq, row, len(seq.session.cached) - 1)
-            except ModelError as exc:      # a non-finite logit: this sequence fails, the others go on
+            except BitNetError as exc:     # a non-finite logit, a failed grammar: this sequence fails, not the others
                 seq.error = exc
             if seq.error is not None or seq.decoding.finished:
                 self._end(seq)

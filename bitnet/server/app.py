@@ -544,6 +544,8 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
             texts = await until_disconnect(asyncio.gather(*(job.text() for job in jobs)), request.receive)
         except ShuttingDownError:
             raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
+        except GrammarError as exc:      # llguidance gave up on the grammar while decoding
+            raise APIError(400, f"{exc}.", param="grammar", code="invalid_grammar") from None
         finally:
             jobs.close()
         choices = [finished_choice(model, prepared, job, text, shape.kind) for job, text in zip(jobs, texts)]

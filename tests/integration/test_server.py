@@ -228,7 +228,7 @@ def test_unknown_routes_and_models_are_404(server):
     ({"messages": [{"content": "hi"}]}, "messages.0.role"),
     ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "messages.0.content.0"),
-    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
     ({"max_tokens": "8"}, "max_tokens"),
     ({"max_tokens": -1}, "max_tokens"),
     ({"max_tokens": True}, "max_tokens"),
@@ -243,7 +243,8 @@ def test_unknown_routes_and_models_are_404(server):
     ({"stop": [1]}, "stop"),
     ({"stop": ["x"] * 17}, "stop"),
     ({"stream": "yes"}, "stream"),
-    ({"n": 2}, "n"),
+    ({"n": 9}, "n"),
+    ({"n": 0}, "n"),
 ])
 def test_bad_chat_request_is_400_naming_the_parameter(server, body, param):
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **body}
