@@ -46,8 +46,8 @@ if os.environ.get("BITNET_BUILD_NATIVE") == "1" and not is_msvc:
 KERNEL_DIR = "bitnet/backends/cpu/kernels"
 kernel_sources = [
     f"{KERNEL_DIR}/src/{name}.c"
-    for name in ("cpu_features", "dispatch", "kernels_scalar", "kernels_x86", "kernels_arm", "kernels_wasm",
-                 "lut", "ops", "repack")
+    for name in ("cpu_features", "dispatch", "kernels_scalar", "kernels_x86", "kernels_amx", "kernels_arm",
+                 "kernels_wasm", "lut", "ops", "repack")
 ]
 
 

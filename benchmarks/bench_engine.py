@@ -9,8 +9,12 @@ run also measures the machine's read bandwidth with the same thread count betwee
 the compiled probe of benchmarks/bandwidth.py (the widest loads the CPU has), and decode is reported as a
 fraction of that ceiling (decode at batch 1 reads every weight once per token, and the head).
 
-    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--variants avx2,avx512] [--lm-heads exact,q8_0]
-                                      [--ternary mac,lut] [--model PATH] [--json out.json]
+    python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--variants avx2,avx512,amx] [--lm-heads exact,q8_0]
+                                      [--ternary mac,lut] [-p 128,512] [--model PATH] [--json out.json]
+
+-p takes several prompt lengths (pp128 and pp512: the AMX tiles take prompts of 16 tokens or more, and their
+gain grows with the prompt); the default variants are every SIMD one this CPU runs (amx-model, the tile model
+for tests, is left out).
 
 --ternary picks the kernels of the I2_S layers: the multiply-add ones (mac), the LUT ones (lut), or auto (the
 engine's measured per-CPU choice, bitnet.backends.cpu.kernels.choice).
@@ -208,14 +212,14 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=None, help="kernel variants (default: every SIMD one this CPU runs)")
     ap.add_argument("--lm-heads", default="exact", help="exact, q8_0 or both (comma-separated)")
     ap.add_argument("--ternary", default="auto", help="mac, lut or auto (comma-separated): the I2_S kernels")
-    ap.add_argument("-p", "--n-prompt", type=int, default=128)
+    ap.add_argument("-p", "--n-prompt", default="128", help="prompt lengths (comma-separated)")
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # child-process mode
     args = ap.parse_args(argv)
 
     if args.one:
-        print(json.dumps(measure_one(str(args.model), int(args.threads), args.n_prompt, args.n_gen,
+        print(json.dumps(measure_one(str(args.model), int(args.threads), int(args.n_prompt), args.n_gen,
                                      args.lm_heads)))
         return 0
     if not args.model.exists():
@@ -228,40 +232,43 @@ def main(argv=None) -> int:
 
     thread_counts = [int(t) for t in args.threads.split(",")]
     variants = (args.variants.split(",") if args.variants else
-                [v for v in supported_variants() if v not in ("scalar",)] or ["scalar"])
+                [v for v in supported_variants() if v not in ("scalar", "amx-model")] or ["scalar"])
     heads = args.lm_heads.split(",")
     paths = args.ternary.split(",")
-    configs = [(v, p, h, n) for v in variants for p in paths for h in heads for n in thread_counts]
+    prompts = [int(p) for p in args.n_prompt.split(",")]
+    configs = [(v, p, h, n, np_) for np_ in prompts for v in variants for p in paths for h in heads
+               for n in thread_counts]
     runs: dict[tuple, list[dict]] = {c: [] for c in configs}
     for _ in range(args.runs):            # interleaved, so that the VM's drift touches every configuration alike
-        for variant, path, head, n_threads in configs:
+        for variant, path, head, n_threads, n_prompt in configs:
             env = dict(os.environ, BITNET_KERNEL=variant if path == "auto" else f"{variant}+{path}")
-            runs[(variant, path, head, n_threads)].append(run_one(args.model, n_threads, args.n_prompt, args.n_gen, env,
-                                                            head))
+            runs[(variant, path, head, n_threads, n_prompt)].append(run_one(args.model, n_threads, n_prompt,
+                                                                            args.n_gen, env, head))
     rows = []
-    for (variant, path, head, n_threads), rs in runs.items():
+    for (variant, path, head, n_threads, n_prompt), rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)
                for k in ("load_s", "prefill_tps", "decode_tps", "decode_greedy_tps", "decode_sampled_tps",
                          "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
         ceiling = med["bandwidth_gbs"] * 1e9 / rs[0]["bytes_per_token"]
-        rows.append(dict(variant=variant, ternary=path, lm_head=head, threads=n_threads, runs=len(rs),
+        rows.append(dict(variant=variant, ternary=path, lm_head=head, threads=n_threads, n_prompt=n_prompt,
+                         runs=len(rs),
                          ceiling_tps=ceiling,
                          file_mb=rs[0]["file_mb"], kv_cache_mb=rs[0]["kv_cache_mb"], kernels=rs[0]["kernels"],
                          probe=rs[0]["probe"], prefill_all=[round(r["prefill_tps"], 1) for r in rs],
                          decode_fraction_all=[round(r["decode_fraction"], 2) for r in rs], **med))
 
-    print(f"| variant | ternary | LM head | threads | load s | peak RSS MB | prefill tok/s (pp{args.n_prompt}) | "
+    print(f"| variant | ternary | LM head | threads | load s | peak RSS MB | prompt | prefill tok/s | "
           f"decode tok/s (tg{args.n_gen}) | greedy tok/s | sampled tok/s | read GB/s | ceiling tok/s | "
           "decode / ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['ternary']} | {r['lm_head']} | {r['threads']} | {r['load_s']:.2f} | "
-              f"{r['peak_rss_mb']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | pp{r['n_prompt']} | "
               f"{r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {r['decode_greedy_tps']:.1f} | "
               f"{r['decode_sampled_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
               f"{r['decode_fraction']:.2f} |")
     for r in rows:
-        print(f"{r['variant']} {r['ternary']} {r['lm_head']} threads {r['threads']}: "
+        print(f"{r['variant']} {r['ternary']} {r['lm_head']} threads {r['threads']} pp{r['n_prompt']}: "
               f"prefill per run {r['prefill_all']}, "
               f"decode / ceiling per run {r['decode_fraction_all']}")
     print(f"file {rows[0]['file_mb']:.0f} MB, KV cache {rows[0]['kv_cache_mb']:.0f} MB (f16, {SHAPE['n_ctx']} "

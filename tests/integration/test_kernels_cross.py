@@ -371,7 +371,7 @@ def test_vnni_template_path_matches_scalar_with_emulated_vpdpbusd(tmp_path: Path
     (tmp_path / "harness.c").write_text(HARNESS)
     exe = tmp_path / "vnniemu"
     srcs = [str(SRC / f"{n}.c") for n in ("kernels_scalar", "lut", "ops", "dispatch", "cpu_features", "kernels_x86",
-                                          "kernels_arm", "kernels_wasm")]
+                                          "kernels_amx", "kernels_arm", "kernels_wasm")]
     (tmp_path / "decl.h").write_text('#include "kernels.h"\nconst bn_kernels *bn_kernels_vnniemu(void);\n')
     cmd = [gcc, "-O2", "-DNATIVE_MAIN", "-DVARIANT_TABLE=bn_kernels_vnniemu", "-include", str(tmp_path / "decl.h"),
            "-I", str(SRC), str(tmp_path / "harness.c"), str(tmp_path / "emu.c"), *srcs, "-lm", "-o", str(exe)]

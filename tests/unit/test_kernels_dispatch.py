@@ -57,6 +57,36 @@ def test_env_avx512_without_the_features_names_the_missing_ones() -> None:
         assert "not compiled into this build" in res.stderr
 
 
+@pytest.mark.skipif("amx" not in bk.supported_variants(), reason=HARDWARE + "this CPU cannot run AMX-INT8 tiles")
+def test_env_forces_amx_and_cpu_info_says_so() -> None:
+    res = _import_with("amx", "import bitnet; i = bitnet.cpu_info(); print(i['variant'], i['best_variant'])")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["amx", "amx"]
+    res = _import_with("avx512", "import bitnet; print(bitnet.cpu_info()['variant'])")
+    assert res.stdout.strip() == "avx512", res.stderr
+
+
+@pytest.mark.skipif("amx" in bk.supported_variants(), reason=HARDWARE + "this CPU runs AMX-INT8 tiles")
+def test_env_amx_without_the_features_names_the_missing_ones() -> None:
+    res = _import_with("amx")
+    assert res.returncode != 0
+    line = [ln for ln in res.stderr.splitlines() if "KernelError" in ln]
+    assert len(line) == 1 and "BITNET_KERNEL=amx" in line[0], res.stderr
+    if "amx" in bk.compiled_variants():
+        features = bk.cpu_info()["features"]
+        missing = [f for f in bk.VARIANT_FEATURES["amx"] if not features[f]]
+        if not features["amx_tile"]:
+            missing.remove("amx_os")   # the OS's leave is not named for a CPU without tiles
+        assert "missing CPU features " + ", ".join(missing) in line[0]
+    else:
+        assert "not compiled into this build" in line[0]
+
+
+def test_the_tile_model_is_never_chosen_by_itself() -> None:
+    info = bk.cpu_info()
+    assert "amx-model" in info["supported_variants"] and info["best_variant"] != "amx-model"
+
+
 @pytest.mark.parametrize("name", [v for v in bk.VARIANTS if v not in bk.compiled_variants()])
 def test_set_variant_not_compiled_says_so(name: str) -> None:
     with pytest.raises(KernelError, match="not compiled into this build"):
@@ -69,7 +99,7 @@ def test_cpu_info_describes_the_machine_and_the_choice() -> None:
                          "omp_max_threads"}
     assert "scalar" in info["supported_variants"]
     assert set(info["supported_variants"]) <= set(info["compiled_variants"])
-    preferred = [v for v in ("avx512", "avx2", "neon", "wasm") if v in info["supported_variants"]]
+    preferred = [v for v in ("amx", "avx512", "avx2", "neon", "wasm") if v in info["supported_variants"]]
     assert info["best_variant"] == (preferred[0] if preferred else "scalar")
     assert info["omp_max_threads"] >= 1
     assert isinstance(info["features"]["avx2"], bool)
@@ -89,6 +119,7 @@ def test_set_variant_switches_the_active_table_and_receipts_follow() -> None:
             raw = np.ones(64 * 3, np.float16).view(np.uint8)
             bk.float_matmul(raw, bk.GGML_F16, 64, 3, x)      # T=2: gemm
             bk.float_matmul(raw, bk.GGML_F16, 64, 3, x[0])   # T=1: recorded as gemv
-            assert set(bk.ran_kernels()) == {f"f16_gemm.{name}", f"f16_gemv.{name}"}
+            base = {"amx": "avx512", "amx-model": "scalar"}.get(name, name)   # tables that extend another
+            assert set(bk.ran_kernels()) == {f"f16_gemm.{base}", f"f16_gemv.{base}"}
     finally:
         bk.set_variant(before)

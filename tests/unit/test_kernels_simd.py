@@ -17,11 +17,13 @@ import bitnet.backends.cpu.kernels.testing as bk
 
 SIMD = [v for v in bk.VARIANTS if v != "scalar"]
 _WHY = {"avx2": "needs AVX2+FMA+F16C", "avx512": "needs AVX-512 F/BW/VL/VNNI",
-        "neon": "needs an aarch64 build", "wasm": "needs a wasm SIMD128 build"}
+        "amx": "needs AVX-512 VNNI, AMX-TILE/INT8 and the OS's leave to use the tiles",
+        "neon": "needs an aarch64 build", "wasm": "needs a wasm SIMD128 build", "amx-model": "is portable C"}
 
 
-_ARCH = {"avx2": "x86_64", "avx512": "x86_64", "amd64": "x86_64", "neon": "aarch64", "arm64": "aarch64",
-         "wasm": "wasm32"}
+# amx-model (the AMX loop nest on a C model of the tiles) is built for, and runs on, every architecture
+_ARCH = {"avx2": "x86_64", "avx512": "x86_64", "amx": "x86_64", "amd64": "x86_64", "neon": "aarch64",
+         "arm64": "aarch64", "wasm": "wasm32"}
 
 
 def _variant_params() -> list:
@@ -30,7 +32,8 @@ def _variant_params() -> list:
         runs = v in bk.supported_variants()
         built = "compiled in, but this CPU lacks them" if v in bk.compiled_variants() else "not in this build"
         # a variant of this architecture missing from the build is a build fault, not hardware CI may lack
-        other_arch = _ARCH[v] != _ARCH.get(platform.machine().lower(), platform.machine().lower())
+        here = _ARCH.get(platform.machine().lower(), platform.machine().lower())
+        other_arch = _ARCH.get(v, here) != here
         prefix = HARDWARE if v in bk.compiled_variants() or other_arch else ""
         reason = f"{prefix}{v} kernels cannot run here: {_WHY[v]} ({built})"
         params.append(pytest.param(v, marks=pytest.mark.skipif(not runs, reason=reason)))
@@ -222,4 +225,6 @@ def test_simd_kernels_record_that_they_ran(variant: str) -> None:
     bk.reset_ran()
     x = rng.standard_normal(256).astype(np.float32)
     bk.ternary_matmul(data, bk.GGML_I2_S, 256, 4, x, variant=variant)
-    assert set(bk.ran_kernels()) == {f"quantize_act.{variant}", f"i2s_gemv.{variant}"}
+    # the AMX tables run their base table's single-token kernels (test_kernels_amx.py has their own receipts)
+    base = {"amx": "avx512", "amx-model": "scalar"}.get(variant, variant)
+    assert set(bk.ran_kernels()) == {f"quantize_act.{base}", f"i2s_gemv.{base}"}

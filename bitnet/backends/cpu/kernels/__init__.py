@@ -1,7 +1,8 @@
 """CPU kernels: one table of C kernels per instruction set, chosen at import time.
 
-The variant comes from the environment variable ``BITNET_KERNEL`` (scalar, avx2, avx512, neon, wasm)
-when set, else it is the best one this CPU runs. ``set_variant`` changes it later. ``BITNET_KERNEL`` may also
+The variant comes from the environment variable ``BITNET_KERNEL`` (scalar, avx2, avx512, amx, neon, wasm,
+amx-model) when set, else it is the best one this CPU runs (amx-model, the AMX bodies on a C model of the tiles,
+only when asked for). ``set_variant`` changes it later. ``BITNET_KERNEL`` may also
 name the ternary path, alone or after the variant (``lut``, ``mac``, ``avx2+lut``): the LUT kernels or the
 multiply-add ones, which `choice` otherwise picks per CPU by measuring them once. The forward pass reaches the
 active table from Cython (``from bitnet.backends.cpu.kernels._kernels cimport active_kernels``). The numpy
@@ -46,13 +47,19 @@ VARIANT_FEATURES: dict[str, tuple[str, ...]] = {
     "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512vnni", "fma", "f16c"),
     "neon": ("neon",),
     "wasm": ("wasm_simd",),
+    # amx_os: the OS saves the tile state and (Linux) granted this process its use
+    "amx": ("avx512f", "avx512bw", "avx512vl", "avx512vnni", "fma", "f16c", "amx_tile", "amx_int8", "amx_os"),
+    "amx-model": (),
 }
-_WHERE = {"avx2": "x86-64", "avx512": "x86-64", "neon": "aarch64", "wasm": "WebAssembly (SIMD128)"}
+_WHERE = {"avx2": "x86-64", "avx512": "x86-64", "amx": "x86-64 with GCC or Clang", "neon": "aarch64",
+          "wasm": "WebAssembly (SIMD128)", "amx-model": "every build"}
 
 
 def _needs(name: str) -> tuple[str, ...]:
     if name == "neon" and _k.neon_needs_dotprod():
         return ("neon", "dotprod")
+    if name == "amx" and not _k.detect_features()["amx_tile"]:
+        return VARIANT_FEATURES[name][:-1]   # the OS's leave is moot without the tiles: name what the CPU lacks
     return VARIANT_FEATURES[name]
 
 

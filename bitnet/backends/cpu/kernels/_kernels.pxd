@@ -39,6 +39,8 @@ cdef extern from "kernels.h" nogil:
         BN_V_AVX512
         BN_V_NEON
         BN_V_WASM
+        BN_V_AMX
+        BN_V_AMX_MODEL
         BN_V_COUNT
 
     volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT]
@@ -84,9 +86,12 @@ cdef extern from "kernels.h" nogil:
     const bn_kernels *bn_kernels_avx512()
     const bn_kernels *bn_kernels_neon()
     const bn_kernels *bn_kernels_wasm()
+    const bn_kernels *bn_kernels_amx()
+    const bn_kernels *bn_kernels_amx_model()
 
     ctypedef struct bn_cpu_features:
         int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, neon, dotprod, wasm_simd
+        int amx_tile, amx_int8, amx_os
     void bn_cpu_detect(bn_cpu_features *f)
 
     int bn_variant_supported(int variant)

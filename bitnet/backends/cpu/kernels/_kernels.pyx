@@ -43,7 +43,8 @@ def detect_features() -> dict:
     bn_cpu_detect(&f)
     return {"avx2": bool(f.avx2), "fma": bool(f.fma), "f16c": bool(f.f16c), "avx512f": bool(f.avx512f),
             "avx512bw": bool(f.avx512bw), "avx512vl": bool(f.avx512vl), "avx512vnni": bool(f.avx512vnni),
-            "neon": bool(f.neon), "dotprod": bool(f.dotprod), "wasm_simd": bool(f.wasm_simd)}
+            "neon": bool(f.neon), "dotprod": bool(f.dotprod), "wasm_simd": bool(f.wasm_simd),
+            "amx_tile": bool(f.amx_tile), "amx_int8": bool(f.amx_int8), "amx_os": bool(f.amx_os)}
 
 
 cdef const bn_kernels *_compiled(int v) noexcept nogil:
@@ -57,6 +58,10 @@ cdef const bn_kernels *_compiled(int v) noexcept nogil:
         return bn_kernels_neon()
     if v == BN_V_WASM:
         return bn_kernels_wasm()
+    if v == BN_V_AMX:
+        return bn_kernels_amx()
+    if v == BN_V_AMX_MODEL:
+        return bn_kernels_amx_model()
     return NULL
 
 

@@ -2,6 +2,10 @@
  *
  * x86: cpuid for what the CPU implements, and xgetbv for what the OS saves on a context switch (YMM for AVX2,
  * opmask/ZMM for AVX-512): a feature the OS does not enable faults even if cpuid lists it.
+ * AMX: cpuid leaf 7 EDX bits 24/25 (AMX-TILE, AMX-INT8), XCR0 bits 17/18 (the OS saves XTILECFG/XTILEDATA),
+ * and on Linux the process's permission to use the 8 KB of tile data, which the kernel grants only on request
+ * (arch_prctl ARCH_REQ_XCOMP_PERM; a tile instruction without it faults). The request is made once per
+ * process, the first time features are detected, and its answer kept.
  * aarch64: NEON (Advanced SIMD) is architectural; the dot-product extension is read from the ELF auxiliary
  * vector on Linux. wasm: SIMD128 is a compile-time property of the module.
  */
@@ -11,11 +15,29 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static uint64_t read_xcr0(void) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t)hi << 32) | lo;
+}
+
+/* Whether this process may use the AMX tile data: asked of Linux once (the answer cannot change afterwards). */
+static int amx_permission(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    static volatile int answer = -1;
+    if (answer < 0) {
+        const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+        answer = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }
+    return answer;
+#else
+    return 1;   /* other systems enable the state for every process that XCR0 allows (Windows), or not at all */
+#endif
 }
 
 static void detect_x86(bn_cpu_features *f) {
@@ -38,6 +60,12 @@ static void detect_x86(bn_cpu_features *f) {
         f->avx512bw = (b >> 30) & 1;
         f->avx512vl = (b >> 31) & 1;
         f->avx512vnni = (c >> 11) & 1;
+    }
+    const int os_tiles = (xcr0 & 0x60000) == 0x60000;   /* XTILECFG (17) + XTILEDATA (18) */
+    if (os_tiles) {
+        f->amx_tile = (d >> 24) & 1;
+        f->amx_int8 = (d >> 25) & 1;
+        f->amx_os = f->amx_tile && amx_permission();
     }
 }
 #endif

@@ -17,7 +17,7 @@ const char *const bn_kernel_names[BN_K_COUNT] = {
     "i2l_gemv", "i2l_gemm",
 };
 
-const char *const bn_variant_names[BN_V_COUNT] = {"scalar", "avx2", "avx512", "neon", "wasm"};
+const char *const bn_variant_names[BN_V_COUNT] = {"scalar", "avx2", "avx512", "neon", "wasm", "amx", "amx-model"};
 
 /* Detected once; the features of a running process do not change. */
 static const bn_cpu_features *features(void) {
@@ -37,6 +37,8 @@ static const bn_kernels *compiled_table(int variant) {
     case BN_V_AVX512: return bn_kernels_avx512();
     case BN_V_NEON: return bn_kernels_neon();
     case BN_V_WASM: return bn_kernels_wasm();
+    case BN_V_AMX: return bn_kernels_amx();
+    case BN_V_AMX_MODEL: return bn_kernels_amx_model();
     default: return NULL;
     }
 }
@@ -51,12 +53,17 @@ int bn_variant_supported(int variant) {
     case BN_V_AVX512: return f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->fma && f->f16c;
     case BN_V_NEON: return f->neon && (!bn_neon_needs_dotprod() || f->dotprod);
     case BN_V_WASM: return f->wasm_simd;
+    /* the avx512 table plus tiles: everything AVX-512 needs, AMX-TILE/INT8 and the OS's leave to use them */
+    case BN_V_AMX:
+        return bn_variant_supported(BN_V_AVX512) && f->amx_tile && f->amx_int8 && f->amx_os;
+    case BN_V_AMX_MODEL: return 1;   /* portable C */
     default: return 0;
     }
 }
 
 int bn_best_variant(void) {
-    static const int order[] = {BN_V_AVX512, BN_V_AVX2, BN_V_NEON, BN_V_WASM};
+    /* the tile model is for tests and is never picked by itself */
+    static const int order[] = {BN_V_AMX, BN_V_AVX512, BN_V_AVX2, BN_V_NEON, BN_V_WASM};
     for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]); i++)
         if (bn_variant_supported(order[i])) return order[i];
     return BN_V_SCALAR;

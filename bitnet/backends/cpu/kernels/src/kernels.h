@@ -42,12 +42,15 @@ enum bn_kernel_id {
     BN_K_COUNT
 };
 
-enum bn_variant { BN_V_SCALAR = 0, BN_V_AVX2, BN_V_AVX512, BN_V_NEON, BN_V_WASM, BN_V_COUNT };
+/* BN_V_AMX: the AVX-512 table with its multi-token ternary (I2_S) and Q8_0-head matmuls on AMX-INT8 tiles.
+ * BN_V_AMX_MODEL: the scalar table with the same two AMX bodies compiled against a C model of the tile
+ * instructions (kernels_amx.c): never chosen by itself, it lets every CPU test the AMX loop nest and packing. */
+enum bn_variant { BN_V_SCALAR = 0, BN_V_AVX2, BN_V_AVX512, BN_V_NEON, BN_V_WASM, BN_V_AMX, BN_V_AMX_MODEL, BN_V_COUNT };
 
 /* bn_ran[variant][kernel] is set to 1 by the kernel itself when it executes (benign racy store). */
 extern volatile uint8_t bn_ran[BN_V_COUNT][BN_K_COUNT];
 extern const char *const bn_kernel_names[BN_K_COUNT];   /* "i2s_gemv", ... */
-extern const char *const bn_variant_names[BN_V_COUNT];  /* "scalar", "avx2", "avx512", "neon", "wasm" */
+extern const char *const bn_variant_names[BN_V_COUNT];  /* "scalar", "avx2", ..., "amx", "amx-model" */
 
 typedef struct bn_kernels {
     int variant;  /* enum bn_variant */
@@ -115,10 +118,14 @@ const bn_kernels *bn_kernels_avx2(void);
 const bn_kernels *bn_kernels_avx512(void);
 const bn_kernels *bn_kernels_neon(void);
 const bn_kernels *bn_kernels_wasm(void);
+const bn_kernels *bn_kernels_amx(void);
+const bn_kernels *bn_kernels_amx_model(void);
 
-/* CPU features (cpu_features.c). */
+/* CPU features (cpu_features.c). amx_tile / amx_int8: cpuid, with the tile state enabled by the OS (XCR0);
+ * amx_os: this process may use it (Linux grants it per process through arch_prctl, asked once). */
 typedef struct {
     int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, neon, dotprod, wasm_simd;
+    int amx_tile, amx_int8, amx_os;
 } bn_cpu_features;
 void bn_cpu_detect(bn_cpu_features *f);
 
