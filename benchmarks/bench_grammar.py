@@ -67,8 +67,9 @@ def mask_cost(repeats: int) -> dict:
 
 def decode_speed(threads: int, runs: int, n_tokens: int) -> dict:
     """Decode tok/s on the synthetic 2B4T model, free and under the JSON schema, alternating (same process)."""
-    import bitnet
     from bench_engine import DEFAULT_MODEL, write_synthetic
+
+    import bitnet
 
     if not DEFAULT_MODEL.exists():
         DEFAULT_MODEL.parent.mkdir(parents=True, exist_ok=True)
