@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,7 @@ __all__ = ["MODES", "ChatPrompt", "detect_format", "jinja_stop_texts", "render_c
 
 MODES = ("auto", "raw", "instruct", "llama3-chat", "bitnet", "jinja")
 ROLES = ("system", "user", "assistant")
+TOOL_ROLES = ("tool", "ipython")     # results of tool calls, for templates that render tools themselves
 
 # End-of-turn markers a Jinja template may use; those that appear in the template become stop texts.
 _TURN_END_MARKERS = ("<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
@@ -55,11 +57,14 @@ class ChatPrompt:
         return extra + list(self.stop_texts)
 
 
-def validate_messages(messages: Any) -> list[dict[str, str]]:
+def validate_messages(messages: Any, tools: bool = False) -> list[dict[str, Any]]:
     """Check a conversation and return it as plain {role, content} dicts.
 
     A message is a mapping with `role` (system, user or assistant) and `content`: a string, or an OpenAI-style
     list of {"type": "text", "text": ...} parts (joined). Anything else raises TokenizerError naming the message.
+    With `tools` (a template that renders tools itself), tool results (roles tool / ipython) are accepted too,
+    and an assistant message keeps its `tool_calls` (content may then be None) and a tool result its
+    `tool_call_id`.
     """
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise TokenizerError(f"messages must be a list of {{'role', 'content'}} dicts, got {type(messages).__name__}")
@@ -71,11 +76,18 @@ def validate_messages(messages: Any) -> list[dict[str, str]]:
             raise TokenizerError(f"messages[{i}] must be a dict with 'role' and 'content', got "
                                  f"{type(msg).__name__}")
         role = msg.get("role")
-        if role not in ROLES:
-            raise TokenizerError(f"messages[{i}] has role {role!r}; expected one of {', '.join(ROLES)}")
+        roles = ROLES + TOOL_ROLES if tools else ROLES
+        if role not in roles:
+            raise TokenizerError(f"messages[{i}] has role {role!r}; expected one of {', '.join(roles)}")
         if "content" not in msg:
             raise TokenizerError(f"messages[{i}] ({role}) has no 'content'")
-        clean.append({"role": role, "content": _content_text(msg["content"], i)})
+        calls = msg.get("tool_calls") if tools else None
+        content = "" if calls and msg["content"] is None else _content_text(msg["content"], i)
+        clean.append({"role": role, "content": content})
+        if calls:
+            clean[-1]["tool_calls"] = calls
+        if tools and msg.get("tool_call_id") is not None:
+            clean[-1]["tool_call_id"] = msg["tool_call_id"]
     return clean
 
 
@@ -94,6 +106,12 @@ def _content_text(content: Any, index: int) -> str:
                          f"{type(content).__name__}")
 
 
+def renders_tools(template: str | None) -> bool:
+    """Whether a chat template renders OpenAI tools itself (a Jinja template that reads `tools`, as LLaMA-3.1's
+    and later do); other templates get the tools in bitnet.tools' built-in format."""
+    return bool(template) and "BITNET" not in template and re.search(r"\btools\b", template) is not None
+
+
 def detect_format(template: str | None) -> str:
     """The format `auto` mode uses for a chat template (None: no template)."""
     if template is None or not template.strip():
@@ -106,19 +124,24 @@ def detect_format(template: str | None) -> str:
 
 
 def render_chat(messages: Any, template: str | None = None, mode: str = "auto", bos_token: str = "",
-                eos_token: str = "", add_generation_prompt: bool = True, system_prompt: str | None = None
-                ) -> ChatPrompt:
+                eos_token: str = "", add_generation_prompt: bool = True, system_prompt: str | None = None,
+                tools: list[dict] | None = None) -> ChatPrompt:
     """Render `messages` (or a single prompt string) as one prompt.
 
     `mode="auto"` picks the format from `template` (see `detect_format`); with no template a single user
     message is used raw and a longer conversation in the `instruct` layout. `system_prompt` is added as the
-    first message when the conversation has no system message of its own.
+    first message when the conversation has no system message of its own. `tools` (OpenAI's tool list) are
+    handed to a Jinja template that renders them (see `renders_tools`), which is then used whatever `mode` says.
     """
     if mode not in MODES:
         raise TokenizerError(f"unknown chat mode {mode!r}; expected one of {', '.join(MODES)}")
+    if tools is not None:
+        if not renders_tools(template):
+            raise TokenizerError("tools can only be handed to a chat template that renders them")
+        mode = "jinja"
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
-    msgs = validate_messages(messages)
+    msgs = validate_messages(messages, tools=tools is not None)
     if system_prompt is not None and not any(m["role"] == "system" for m in msgs):
         msgs.insert(0, {"role": "system", "content": system_prompt})
     bos_token = bos_token or ""
@@ -138,7 +161,7 @@ def render_chat(messages: Any, template: str | None = None, mode: str = "auto", 
     else:
         if not template:
             raise TokenizerError("chat mode 'jinja' needs a chat template, and none was given")
-        text = _render_jinja(template, msgs, bos_token, eos_token, add_generation_prompt)
+        text = _render_jinja(template, msgs, bos_token, eos_token, add_generation_prompt, tools)
         stops = jinja_stop_texts(template, eos_token)
     add_bos = False if bos_token and text.startswith(bos_token) else None
     return ChatPrompt(text=text, stop_texts=stops, format=fmt, add_bos=add_bos)
@@ -228,15 +251,16 @@ def _compile(template: str) -> Any:
     return env.from_string(tree)
 
 
-def _render_jinja(template: str, msgs: list[dict[str, str]], bos_token: str, eos_token: str,
-                  add_generation_prompt: bool) -> str:
+def _render_jinja(template: str, msgs: list[dict[str, Any]], bos_token: str, eos_token: str,
+                  add_generation_prompt: bool, tools: list[dict] | None = None) -> str:
     import jinja2
 
     from bitnet.chat_sandbox import CountedList, render_bounded
 
+    extra = {"tools": CountedList(tools)} if tools is not None else {}    # "tools is defined" stays meaningful
     try:
         return render_bounded(_compile(template), messages=CountedList(msgs), bos_token=bos_token,
-                              eos_token=eos_token, add_generation_prompt=add_generation_prompt)
+                              eos_token=eos_token, add_generation_prompt=add_generation_prompt, **extra)
     except TokenizerError:
         raise                      # raise_exception() from the template itself
     except jinja2.exceptions.SecurityError as e:

@@ -349,8 +349,10 @@ class Model:
                          min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop)
         return generate_batch(self, list(prompts), params, max_batch=max_batch)
 
-    def render_chat(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
-        """The chat prompt for `messages` under the template rules of the CLI (see bitnet.chat)."""
+    def render_chat(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None,
+                    tools: list[dict] | None = None):
+        """The chat prompt for `messages` under the template rules of the CLI (see bitnet.chat); `tools` go to a
+        template that renders them (bitnet.chat.renders_tools)."""
         from bitnet.chat import render_chat
 
         template = self.chat_template
@@ -360,10 +362,11 @@ class Model:
         return render_chat(messages, template=template, mode=mode, bos_token=tok.token_text(tok.bos_id)
                            if tok.bos_id is not None else "", eos_token=tok.token_text(tok.eos_id)
                            if tok.eos_id is not None else "", add_generation_prompt=True,
-                           system_prompt=system_prompt)
+                           system_prompt=system_prompt, tools=tools)
 
-    def chat_ids(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None):
-        prompt = self.render_chat(messages, mode=mode, system_prompt=system_prompt)
+    def chat_ids(self, messages: list[dict], mode: str = "auto", system_prompt: str | None = None,
+                 tools: list[dict] | None = None):
+        prompt = self.render_chat(messages, mode=mode, system_prompt=system_prompt, tools=tools)
         # prompt.add_bos is False when the rendered text already starts with BOS, None to let the file decide.
         return self.tokenizer.encode(prompt.text, add_bos=prompt.add_bos), prompt
 

@@ -1,7 +1,11 @@
 """Tool calls (OpenAI's `tools` / `tool_choice`): the tools written into the prompt, the calls read back out of the
 model's answer, and the grammar that makes a required call valid.
 
-The built-in format (used for every chat template; the model sees plain messages, so any template renders it):
+A chat template that renders tools itself (a Jinja template reading `tools`, as LLaMA-3.1's and later do:
+bitnet.chat.renders_tools) gets the tools and the messages as OpenAI sends them (earlier calls' arguments as
+objects), and its own call shape: `{"name": ..., "parameters": {...}}` when the template names "parameters",
+else `{"name": ..., "arguments": {...}}`. Every other template gets the built-in format (the model sees plain
+messages, so any template renders it):
 - the tools go into the system message: an instruction to answer a call with only a JSON object
   `{"name": ..., "arguments": {...}}` (several calls: a JSON list of them), then the tools' names, descriptions
   and parameter schemas as JSON;
@@ -48,7 +52,12 @@ class Tools:
     """A request's tools and tool_choice: `messages()` renders them into the conversation, `grammar()` is the
     JSON schema a forced call follows (or None), `parse(text)` reads the calls out of an answer."""
 
-    def __init__(self, tools: list[dict] | None, tool_choice: str | dict | None = None):
+    def __init__(self, tools: list[dict] | None, tool_choice: str | dict | None = None, template: str | None = None):
+        from bitnet.chat import renders_tools
+
+        # the template renders the tools itself, and which key its calls carry their arguments under
+        self.native = bool(tools) and renders_tools(template)
+        self.arguments_key = "parameters" if self.native and '"parameters"' in template else "arguments"
         self.functions: dict[str, dict] = {}
         for i, tool in enumerate(tools or []):
             fn = tool.get("function") if isinstance(tool, dict) and tool.get("type", "function") == "function" \
@@ -84,9 +93,24 @@ class Tools:
         """Whether the model is offered the tools (tool_choice is not 'none')."""
         return self.choice != "none"
 
-    def messages(self, messages: list[dict]) -> list[dict[str, str]]:
-        """OpenAI messages (with tool_calls and tool results) as plain {role, content} messages carrying the
-        tools in the built-in format."""
+    def openai_tools(self) -> list[dict] | None:
+        """The tools for a template that renders them (None for the built-in format; none offered with
+        tool_choice "none", though the template still renders the history's calls and results)."""
+        if not self.native:
+            return None
+        if not self.active:
+            return []
+        offered = [self.functions[self.forced]] if self.forced else list(self.functions.values())
+        return [{"type": "function", "function": fn} for fn in offered]
+
+    def messages(self, messages: list[dict]) -> list[dict]:
+        """The conversation for the template: as OpenAI sends it (calls' arguments as objects) for a template that
+        renders tools, else plain {role, content} messages carrying the tools in the built-in format."""
+        if self.native:
+            return [{**m, "tool_calls": [{**c, "function": {**c["function"],
+                                                            "arguments": _arguments(c["function"].get("arguments"))}}
+                                         for c in m["tool_calls"]]} if m.get("tool_calls") else m
+                    for m in messages]
         plain: list[dict[str, str]] = []
         names = {}
         for m in messages:
@@ -117,8 +141,9 @@ class Tools:
         if self.choice != "required":
             return None
         names = [self.forced] if self.forced else list(self.functions)
-        calls = [{"type": "object", "properties": {"name": {"const": n}, "arguments": self.functions[n]["parameters"]},
-                  "required": ["name", "arguments"], "additionalProperties": False} for n in names]
+        key = self.arguments_key
+        calls = [{"type": "object", "properties": {"name": {"const": n}, key: self.functions[n]["parameters"]},
+                  "required": ["name", key], "additionalProperties": False} for n in names]
         return calls[0] if len(calls) == 1 else {"anyOf": calls}
 
     def parse(self, text: str) -> list[ToolCall]:
@@ -132,11 +157,11 @@ class Tools:
         items = value if isinstance(value, list) else [value]
         calls = []
         for item in items:
-            if not (isinstance(item, dict) and item.get("name") in self.functions
-                    and isinstance(item.get("arguments", {}), dict)):
+            arguments = item.get("arguments", item.get("parameters", {})) if isinstance(item, dict) else None
+            if not (isinstance(item, dict) and item.get("name") in self.functions and isinstance(arguments, dict)):
                 return []
             calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"],
-                                  json.dumps(item.get("arguments", {}), ensure_ascii=False)))
+                                  json.dumps(arguments, ensure_ascii=False)))
         return calls
 
 

@@ -142,7 +142,7 @@ def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
     cannot be served is refused before a slot is taken or a stream is opened. Tools go into the messages in the
     built-in format (bitnet.tools); a required call constrains the answer to the tools' schemas."""
     try:
-        tools = Tools(req.tools, req.tool_choice)
+        tools = Tools(req.tools, req.tool_choice, model.chat_template)
     except ToolsError as exc:
         raise APIError(400, f"{exc}.", param=exc.param) from None
     structured = req.structured()
@@ -153,7 +153,7 @@ def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
                            param="tool_choice")
         structured = {"json_schema": forced, "tools": True}
     try:
-        ids, prompt = model.chat_ids(tools.messages(req.message_dicts()))
+        ids, prompt = model.chat_ids(tools.messages(req.message_dicts()), tools=tools.openai_tools())
     except BitNetError as exc:
         raise APIError(400, f"The messages cannot be turned into a prompt: {exc}", param="messages") from None
     _check_fits(model, len(ids), "messages")

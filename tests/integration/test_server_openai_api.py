@@ -5,9 +5,11 @@ so whatever is valid JSON here is the grammar's doing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from gguf_edit import rewrite_gguf
 
 import bitnet
 
@@ -246,3 +248,46 @@ def test_bad_structured_requests_are_400_naming_the_field(server, body, param):
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["param"] == param and error["message"], error
+
+
+# A LLaMA-3.1-style template that renders tools itself (written for this test): the tools in a system turn, a
+# call as {"name", "parameters"}, tool results as their own role.
+TOOL_TEMPLATE = (Path(__file__).resolve().parents[1] / "data" / "templates" / "tools-llama3-style.jinja").read_text()
+
+
+@pytest.fixture(scope="module")
+def templated(small_model_path, tmp_path_factory):
+    """The embedded model with TOOL_TEMPLATE as its chat template, served."""
+    folder = tmp_path_factory.mktemp("templated")
+    path = folder / "tools.gguf"
+    rewrite_gguf(small_model_path, path, set_keys={"tokenizer.chat_template": TOOL_TEMPLATE})
+    proc = ServerProcess(path, folder / "server.log", "--api-key", API_KEY)
+    yield path, openai.OpenAI(base_url=f"{proc.url}/v1", api_key=API_KEY, max_retries=0)
+    proc.stop()
+
+
+def test_a_template_that_renders_tools_gets_them_and_its_own_call_shape(templated):
+    path, client = templated
+    model = bitnet.load(path, n_threads=1, n_ctx=CTX)
+    history = [{"role": "user", "content": "Weather in Oslo?"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c1", "type": "function", "function": {"name": "get_weather",
+                                                                 "arguments": '{"city": "Oslo", "days": 1}'}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "rain"}]
+    from bitnet.tools import Tools
+
+    tools = Tools([WEATHER], "required", model.chat_template)
+    assert tools.native and tools.arguments_key == "parameters"
+    prompt = model.render_chat(tools.messages(history), tools=tools.openai_tools())
+    assert '"name": "get_weather"' in prompt.text and '"description": "The weather in a city"' in prompt.text
+    assert '{"name": "get_weather", "parameters": {"city": "Oslo", "days": 1}}' in prompt.text
+    assert "<|start_header_id|>tool<|end_header_id|>\n\nrain" in prompt.text
+    assert "You can call the tools below" not in prompt.text          # not the built-in format
+    r = client.chat.completions.create(model="m", messages=history, tools=[WEATHER], tool_choice="required",
+                                       seed=2, max_tokens=60)
+    (call,) = r.choices[0].message.tool_calls
+    args = json.loads(call.function.arguments)
+    assert call.function.name == "get_weather" and set(args) == {"city", "days"}
+    none = client.chat.completions.create(model="m", messages=history, tools=[WEATHER], tool_choice="none",
+                                          max_tokens=4, seed=1)
+    assert none.choices[0].message.tool_calls is None
