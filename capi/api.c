@@ -56,7 +56,7 @@ BITNET_API bitnet_params bitnet_params_default(void) {
 
 BITNET_API bitnet_gen_params bitnet_gen_params_default(void) {
     /* Keep in step with the defaults of Model.generate (bitnet/engine.py); tests/integration/test_capi.py checks it. */
-    bitnet_gen_params p = {128, 0.8f, 40, 0.95f, 0.05f, 1.0f, BITNET_SEED_RANDOM};
+    bitnet_gen_params p = {128, 0.8f, 40, 0.95f, 0.05f, 1.0f, BITNET_SEED_RANDOM, NULL, NULL};
     return p;
 }
 
@@ -157,7 +157,9 @@ static double float_as_written(float f) {
     return (double)f;
 }
 
-/* shim.<method>(model, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed) */
+/* shim.<method>(model, prompt, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, seed, json_schema,
+   grammar). The strings go as bytes (None for NULL) and the shim decodes them, so invalid UTF-8 there is
+   reported like an invalid prompt. */
 static PyObject *call_generation(const char *method, bitnet_model *m, const char *prompt,
                                  const bitnet_gen_params *p) {
     bitnet_gen_params g = p ? *p : bitnet_gen_params_default();
@@ -165,9 +167,10 @@ static PyObject *call_generation(const char *method, bitnet_model *m, const char
                                                   : PyLong_FromUnsignedLongLong((unsigned long long)g.seed);
     if (!seed)
         return NULL;
-    return PyObject_CallMethod(bn_shim(), method, "OyididddN", m->model, prompt, (int)g.max_tokens,
+    return PyObject_CallMethod(bn_shim(), method, "OyididddNyy", m->model, prompt, (int)g.max_tokens,
                                float_as_written(g.temperature), (int)g.top_k, float_as_written(g.top_p),
-                               float_as_written(g.min_p), float_as_written(g.repeat_penalty), seed);
+                               float_as_written(g.min_p), float_as_written(g.repeat_penalty), seed,
+                               g.json_schema, g.grammar);
 }
 
 static char *generate_text(const char *func, bitnet_model *m, const char *prompt, const bitnet_gen_params *p) {

@@ -36,7 +36,7 @@
  *     options (the defaults), and their option-taking forms of version 1 are now bitnet_model_load_ex and
  *     bitnet_generate_ex, unchanged. bitnet_generate_stream is unchanged: it keeps its single form, with
  *     options (NULL = the defaults), because a streaming caller writes a callback anyway and a second form
- *     would only save one NULL.
+ *     would only save one NULL. bitnet_gen_params ends with json_schema and grammar (structured output).
  *  1: the first version.
  */
 #ifndef BITNET_H
@@ -90,7 +90,21 @@ typedef struct {
     int32_t n_ctx;
 } bitnet_params;
 
-/* temperature 0 = greedy; top_k 0, top_p 1, min_p 0, repeat_penalty 1 switch that stage off. */
+/* temperature 0 = greedy; top_k 0, top_p 1, min_p 0, repeat_penalty 1 switch that stage off.
+   Start from bitnet_gen_params_default() rather than a literal, so fields added later get their defaults.
+
+   Structured output (needs llguidance: pip install 'bitnet-engine[grammar]'): set at most one of json_schema
+   and grammar; the completion is then constrained token by token to match it, and generation stops where the
+   schema or grammar is complete (so leave max_tokens room for the whole answer).
+     json_schema: a JSON schema as JSON text, e.g.
+                    {"type":"object","properties":{"age":{"type":"integer","minimum":0,"maximum":120}},
+                     "required":["age"],"additionalProperties":false}
+                  (bounded on purpose: without additionalProperties false any other keys may follow, and an
+                  unbounded integer may have any number of digits); {"type":"object"} allows any JSON object.
+                  The JSON is written compactly (no free whitespace).
+     grammar:     a grammar in llguidance's Lark syntax, e.g.  start: "yes" | "no"
+   Both are UTF-8 and only read during the call. Both set, or one that does not compile, fails with
+   BITNET_ERR_INVALID_ARGUMENT and bitnet_last_error() says why (e.g. "invalid JSON schema: ..."). */
 typedef struct {
     int32_t max_tokens;        /* 128 */
     float temperature;         /* 0.8 */
@@ -99,6 +113,8 @@ typedef struct {
     float min_p;               /* 0.05 */
     float repeat_penalty;      /* 1.0 */
     uint64_t seed;             /* BITNET_SEED_RANDOM */
+    const char *json_schema;   /* NULL: no JSON schema */
+    const char *grammar;       /* NULL: no grammar */
 } bitnet_gen_params;
 
 /* Signature of a streaming callback: `piece` is a NUL-terminated UTF-8 fragment of the completion, valid only

@@ -40,10 +40,21 @@ def load(path: bytes | None, n_threads: int | None, n_ctx: int | None) -> Model:
 
 
 def _sampling(max_tokens: int, temperature: float, top_k: int, top_p: float, min_p: float,
-              repeat_penalty: float, seed: int | None) -> SamplingParams:
-    """bitnet_gen_params (include/bitnet.h), field for field, as the engine's SamplingParams."""
+              repeat_penalty: float, seed: int | None, json_schema: bytes | None,
+              grammar: bytes | None) -> SamplingParams:
+    """bitnet_gen_params (include/bitnet.h), field for field, as the engine's SamplingParams. json_schema and
+    grammar are None for NULL; a schema or grammar that does not compile raises GrammarError (a ValueError)."""
+    if json_schema is not None and grammar is not None:
+        # Checked here, not left to SamplingParams.make, whose message also lists json_object, which C lacks.
+        raise ValueError("json_schema and grammar are both set; give at most one")
+    # Passed only when set, so an unconstrained call stays exactly the call the Python API makes.
+    structured = {}
+    if json_schema is not None:
+        structured["json_schema"] = _text(json_schema, "json_schema")
+    if grammar is not None:
+        structured["grammar"] = _text(grammar, "grammar")
     return SamplingParams.make(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                               min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
+                               min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, **structured)
 
 
 def generate(model: Model, prompt: bytes, *params) -> bytes:
@@ -81,6 +92,7 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return ERR_CONTEXT_OVERFLOW, message
     if isinstance(exc, (GGUFError, ModelError, OSError)):
         return ERR_MODEL, message
-    if isinstance(exc, (ValueError, TypeError)):   # TokenizerError, bad parameters, invalid UTF-8
+    # TokenizerError, bad parameters, invalid UTF-8, a schema or grammar that does not compile (GrammarError)
+    if isinstance(exc, (ValueError, TypeError)):
         return ERR_INVALID_ARGUMENT, message
     return ERR_RUNTIME, message

@@ -1,9 +1,14 @@
 /* Print the completion of a prompt with libbitnet.
  *
  *   cc generate.c $(python -m bitnet.capi --cflags --libs) -o generate
- *   ./generate [-m MODEL.gguf] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-k TOP_K] [-p TOP_P] PROMPT
+ *   ./generate [-m MODEL.gguf] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-k TOP_K] [-p TOP_P]
+ *              [-j JSON_SCHEMA | -g GRAMMAR] PROMPT
  *
- * Without -m it uses the model embedded in the bitnet package; without -s the seed is random.
+ * Without -m it uses the model embedded in the bitnet package; without -s the seed is random. -j constrains the
+ * completion to a JSON schema (JSON text), -g to a Lark grammar, e.g.
+ *   ./generate -j '{"type":"object","properties":{"age":{"type":"integer","minimum":0,"maximum":120}},
+ *                   "required":["age"],"additionalProperties":false}' "A person:"
+ *   ./generate -g 'start: "yes" | "no"' "Is water wet?"
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +18,7 @@
 
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [-m MODEL] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-k TOP_K] [-p TOP_P] "
-                    "PROMPT\n", argv0);
+                    "[-j JSON_SCHEMA | -g GRAMMAR] PROMPT\n", argv0);
     return 2;
 }
 
@@ -31,6 +36,8 @@ int main(int argc, char **argv) {
             case 's': gen.seed = strtoull(value, NULL, 10); break;
             case 'k': gen.top_k = atoi(value); break;
             case 'p': gen.top_p = strtof(value, NULL); break;
+            case 'j': gen.json_schema = value; break;
+            case 'g': gen.grammar = value; break;
             default: return usage(argv[0]);
             }
         } else if (!prompt) {

@@ -1,9 +1,11 @@
 /* Stream the completion of a prompt with libbitnet, printing each piece as soon as it is decoded.
  *
  *   cc stream.c $(python -m bitnet.capi --cflags --libs) -o stream
- *   ./stream [-m MODEL.gguf] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-c MAX_PIECES] PROMPT
+ *   ./stream [-m MODEL.gguf] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-c MAX_PIECES]
+ *            [-j JSON_SCHEMA | -g GRAMMAR] PROMPT
  *
- * -c stops the generation from the callback after that many pieces.
+ * -c stops the generation from the callback after that many pieces. -j / -g constrain the completion to a JSON
+ * schema (JSON text) / a Lark grammar, as in generate.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +27,8 @@ static int on_token(const char *piece, void *user) {
 }
 
 static int usage(const char *argv0) {
-    fprintf(stderr, "usage: %s [-m MODEL] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-c MAX_PIECES] PROMPT\n",
-            argv0);
+    fprintf(stderr, "usage: %s [-m MODEL] [-n MAX_TOKENS] [-t TEMPERATURE] [-s SEED] [-c MAX_PIECES] "
+                    "[-j JSON_SCHEMA | -g GRAMMAR] PROMPT\n", argv0);
     return 2;
 }
 
@@ -44,6 +46,8 @@ int main(int argc, char **argv) {
             case 't': gen.temperature = strtof(value, NULL); break;
             case 's': gen.seed = strtoull(value, NULL, 10); break;
             case 'c': progress.max_pieces = atol(value); break;
+            case 'j': gen.json_schema = value; break;
+            case 'g': gen.grammar = value; break;
             default: return usage(argv[0]);
             }
         } else if (!prompt) {

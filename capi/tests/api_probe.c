@@ -64,6 +64,7 @@ int main(int argc, char **argv) {
     bitnet_gen_params d = bitnet_gen_params_default();
     printf("defaults\t%d %.9g %d %.9g %.9g %.9g %llu\t0\t\n", d.max_tokens, d.temperature, d.top_k, d.top_p,
            d.min_p, d.repeat_penalty, (unsigned long long)d.seed);
+    printf("defaults_structured\t%s %s\t0\t\n", d.json_schema ? "set" : "NULL", d.grammar ? "set" : "NULL");
     bitnet_params dp = bitnet_params_default();
     printf("params_defaults\t%d %d\t0\t\n", dp.n_threads, dp.n_ctx);
 
@@ -112,6 +113,36 @@ int main(int argc, char **argv) {
     bitnet_string_free(text);
     text = bitnet_generate(m, "Hello");
     report("generate_defaults", text != NULL);
+    bitnet_string_free(text);
+
+    /* structured output: what is refused, and why (test_capi.py checks successful output through the examples) */
+    bitnet_gen_params structured = greedy;
+    structured.json_schema = "{\"type\":\"nope\"}";
+    report("structured_bad_schema", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    structured.json_schema = "{\"type\":";
+    report("structured_schema_not_json", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    structured.json_schema = "[\"object\"]";
+    report("structured_schema_not_object", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    structured.json_schema = "{\"title\":\"\xff\"}";
+    report("structured_schema_invalid_utf8", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    structured.json_schema = NULL;
+    structured.grammar = "start: foo";
+    report("structured_bad_grammar", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    structured.grammar = "";
+    report("structured_empty_grammar", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    structured.json_schema = "{\"type\":\"object\"}";
+    structured.grammar = "start: \"yes\" | \"no\"";
+    report("structured_both_set", bitnet_generate_ex(m, "Hello", &structured) != NULL);
+    report("stream_structured_both_set",
+           bitnet_generate_stream(m, "Hello", &structured, count_callback, &(int){0}));
+    structured.json_schema = NULL;
+    structured.grammar = "start: foo";
+    report("stream_structured_bad_grammar",
+           bitnet_generate_stream(m, "Hello", &structured, count_callback, &(int){0}));
+    /* the failures left the model usable: a valid grammar generates one of its two words */
+    structured.grammar = "start: \"yes\" | \"no\"";
+    text = bitnet_generate_ex(m, "Is water wet?", &structured);
+    report_text("structured_grammar_ok", text);
     bitnet_string_free(text);
 
     /* stream */

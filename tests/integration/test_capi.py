@@ -7,6 +7,7 @@ PYTHONPATH, so they also show that the library finds its own Python installation
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -197,6 +198,82 @@ def test_generate_example_prints_what_model_generate_returns(programs, model, sm
     assert result.stdout.decode("utf-8") == expected + "\n"
 
 
+# Structured output: the C examples take the schema as JSON text (-j) or a Lark grammar (-g); Python gets the
+# schema as a dict, so the equality also shows that the text and the dict mean the same constraint.
+AGE_SCHEMA = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 120}},
+              "required": ["age"], "additionalProperties": False}
+YES_NO = 'start: "yes" | "no"'
+
+
+def _an_age(text: str) -> None:
+    value = json.loads(text)
+    assert list(value) == ["age"] and isinstance(value["age"], int) and 0 <= value["age"] <= 120, value
+
+
+def _yes_or_no(text: str) -> None:
+    assert text in ("yes", "no"), text
+
+
+STRUCTURED = {
+    "schema-sampled": {"args": ["-j", json.dumps(AGE_SCHEMA), "-s", "5", "-t", "1.0"],
+                       "kwargs": {"json_schema": AGE_SCHEMA, "seed": 5, "temperature": 1.0}, "check": _an_age},
+    "schema-greedy": {"args": ["-j", json.dumps(AGE_SCHEMA), "-t", "0"],
+                      "kwargs": {"json_schema": AGE_SCHEMA, "temperature": 0.0}, "check": _an_age},
+    "grammar-sampled": {"args": ["-g", YES_NO, "-s", "3", "-t", "1.2"],
+                        "kwargs": {"grammar": YES_NO, "seed": 3, "temperature": 1.2}, "check": _yes_or_no},
+}
+
+
+@pytest.mark.parametrize("example", ["generate.c", "stream.c"])
+@pytest.mark.parametrize("case", STRUCTURED.values(), ids=STRUCTURED.keys())
+def test_structured_output_equals_model_generate(programs, model, small_model_path, example, case):
+    """bitnet_gen_params.json_schema / .grammar, through bitnet_generate_ex (generate.c) and
+    bitnet_generate_stream (stream.c): the text parses (a complete answer, not one cut at max_tokens) and is the
+    Python API's with the same settings."""
+    pytest.importorskip("llguidance")
+    exe = programs.build(CAPI / "examples" / example)
+    prompt = "A person, as JSON:"
+    result = programs.run(exe, "-m", small_model_path, "-n", "32", *case["args"], prompt)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode("utf-8")
+    assert out.endswith("\n")
+    text = out[:-1]
+    case["check"](text)
+    expected = model.generate(prompt, max_tokens=32, **case["kwargs"])
+    assert expected.finish_reason == "stop"
+    assert text == expected.text
+    if "json_schema" in case["kwargs"]:
+        assert json.loads(text) == json.loads(expected.text)
+
+
+def test_structured_output_errors_name_the_reason(probe, model):
+    """A schema or grammar that does not compile, or both set, is BITNET_ERR_INVALID_ARGUMENT (-1) with NULL (or
+    -1 from bitnet_generate_stream) and a message that names the function and says why."""
+    pytest.importorskip("llguidance")
+    expected = {
+        "structured_bad_schema": ("0", "bitnet_generate_ex: GrammarError: invalid JSON schema: Invalid type: nope"),
+        "structured_schema_not_json": ("0", "bitnet_generate_ex: GrammarError: the JSON schema is not valid JSON"),
+        "structured_schema_not_object": ("0", "a JSON schema must be an object, got list"),
+        "structured_schema_invalid_utf8": ("0", "json_schema is not valid UTF-8: invalid start byte (byte 0xff"),
+        "structured_bad_grammar": ("0", 'bitnet_generate_ex: GrammarError: invalid grammar: at 1(8): unknown name: '
+                                        '"foo"'),
+        "structured_empty_grammar": ("0", "the grammar must be a non-empty Lark text"),
+        "structured_both_set": ("0", "bitnet_generate_ex: ValueError: json_schema and grammar are both set; give at "
+                                     "most one"),
+        "stream_structured_both_set": ("-1", "bitnet_generate_stream: ValueError: json_schema and grammar are both "
+                                             "set"),
+        "stream_structured_bad_grammar": ("-1", "bitnet_generate_stream: GrammarError: invalid grammar"),
+    }
+    for name, (value, words) in expected.items():
+        got_value, code, message = probe[name]
+        assert (got_value, code) == (value, -1), (name, message)
+        assert words in message, (name, message)
+    # After the failures the same model still generates under a valid grammar (greedy, 4 tokens as in the probe).
+    answer = model.generate("Is water wet?", grammar=YES_NO, max_tokens=4, temperature=0.0).text
+    assert answer in ("yes", "no")
+    assert probe["structured_grammar_ok"] == (answer, 0, "")
+
+
 @pytest.mark.parametrize("case", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
 def test_stream_example_pieces_join_to_model_generate(programs, model, small_model_path, case):
     exe = programs.build(CAPI / "examples" / "stream.c")
@@ -315,6 +392,7 @@ def test_version_and_defaults_match_the_python_api(probe):
                        (repeat_penalty, "repeat_penalty")]:
         assert np.float32(text) == np.float32(defaults[name]), name
     assert defaults["seed"] is None and int(seed) == 2**64 - 1   # BITNET_SEED_RANDOM
+    assert probe["defaults_structured"][0] == "NULL NULL"         # json_schema, grammar: no constraint
     assert probe["params_defaults"][0] == "0 0"
 
 
@@ -475,6 +553,7 @@ def test_valgrind_sees_no_memory_errors(programs, small_model_path, tmp_path):
         cwd=programs.workdir, capture_output=True, env=clean_env(PYTHONMALLOC="malloc"), timeout=300, check=False)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.startswith(b"text=")
+    assert re.search(rb" answer=(yes|no) bad_schema=0/-1\n$", result.stdout), result.stdout   # structured output
     reports = valgrind_errors(log.read_text())
     misuse = [r for r in reports if MEMORY_MISUSE.search(" ".join(r))]
     ours = [r for r in reports if len(r) > 1 and OUR_CODE.search(r[1])]

@@ -7,11 +7,11 @@ finds its package by its own location), compiles the C test programs and example
 them: capi/tests/api_probe.c (NULL arguments, a missing file, a non-GGUF file, invalid UTF-8, out-of-range
 parameters, re-entry and free from inside a callback: every misuse the header says is detected),
 capi/tests/threads.c with 4 threads on separate models and on one shared model, capi/tests/valgrind_smoke.c,
-and capi/examples/generate.c, stream.c and hello.c (the product description's snippet, on a model.gguf link in
-the build folder). Each must exit 0 with its expected output and with no sanitizer
-report. The Python interpreter libbitnet embeds is not instrumented; it runs on plain malloc
-(PYTHONMALLOC=malloc) so that ASan sees, and checks, every allocation. Leak checking is off: an embedded
-CPython keeps its heap until the process ends by design.
+and capi/examples/generate.c (also with a JSON schema, when llguidance is installed), stream.c and hello.c (the
+product description's snippet, on a model.gguf link in the build folder). Each must exit 0 with its expected
+output and with no sanitizer report. The Python interpreter libbitnet embeds is not instrumented; it runs on
+plain malloc (PYTHONMALLOC=malloc) so that ASan sees, and checks, every allocation. Leak checking is off: an
+embedded CPython keeps its heap until the process ends by design.
 
 Prints a JSON report; exits 1 when any program fails or any sanitizer reports.
 """
@@ -174,8 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         run_program("example_hello", compile_program(CAPI / "examples" / "hello.c", workdir, flags), [],
                     lambda out: out == hello_text + "\n", BITNET_SEED="11"),
     ]
+    # Structured output needs the optional llguidance; without it the report says the run was left out.
+    structured = importlib.util.find_spec("llguidance") is not None
+    if structured:
+        schema = {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0, "maximum": 120}},
+                  "required": ["age"], "additionalProperties": False}
+        json_text = model.generate("A person:", max_tokens=32, temperature=0, json_schema=schema).text
+        runs.append(run_program("example_generate_json_schema",
+                                compile_program(CAPI / "examples" / "generate.c", workdir, flags),
+                                ["-m", model_path, "-n", 32, "-t", 0, "-j", json.dumps(schema), "A person:"],
+                                lambda out: out == json_text + "\n"))
     runs.append(canary(workdir, flags))
     report = {"library": str(lib), "flags": SANITIZE, "build_s": round(build_s, 1), "model": str(model_path),
+              "structured_output": "run" if structured else "left out: llguidance is not installed",
               "programs": runs, "ok": all(r["ok"] for r in runs)}
     text = json.dumps(report, indent=2)
     print(text)
