@@ -87,32 +87,33 @@ CAPIBuildExt = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__fil
     "CAPIBuildExt"]
 
 
-# The CUDA kernels as PTX for compute_80 (the driver JIT-compiles it for sm_80 and newer), when nvcc is here;
-# without it the backend compiles the shipped kernels.cu with NVRTC at run time (bitnet/backends/cuda/compile.py).
-CUDA_SOURCE = os.path.join("bitnet", "backends", "cuda", "kernels.cu")
+# The CUDA kernels, when nvcc is here: kernels.fatbin (SASS for sm_80 .. sm_120, loaded without JIT and by drivers
+# older than the PTX's ISA) and kernels.ptx (compute_80, JIT-compiled for other GPUs), written by
+# bitnet/backends/cuda/build.py (run by path: the package cannot be imported yet). Without nvcc the backend
+# compiles the shipped kernels.cu with NVRTC at run time (bitnet/backends/cuda/compile.py).
+CUDA_DIR = os.path.join("bitnet", "backends", "cuda")
+CUDA_OUTPUTS = ("kernels.ptx", "kernels.fatbin")
 
 
 class BuildExt(CAPIBuildExt):
     def run(self) -> None:
         super().run()
         import shutil
-        import subprocess
 
-        nvcc = shutil.which("nvcc")
-        if nvcc is None or is_wasm:
+        if shutil.which("nvcc") is None or is_wasm:
             return
-        out_dir = os.path.join("bitnet" if self.inplace else os.path.join(self.build_lib, "bitnet"), "backends", "cuda")
-        os.makedirs(out_dir, exist_ok=True)
-        ptx = os.path.join(out_dir, "kernels.ptx")
-        res = subprocess.run([nvcc, "-ptx", "-arch=compute_80", "-o", ptx, CUDA_SOURCE], capture_output=True,
-                             text=True, check=False)
-        if res.returncode != 0:
-            print(f"warning: nvcc could not compile {CUDA_SOURCE} (NVRTC will at run time):\n{res.stderr}")
+        build_kernels = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), CUDA_DIR,
+                                                    "build.py"))["build_kernels"]
+        out_dir = CUDA_DIR if self.inplace else os.path.join(self.build_lib, CUDA_DIR)
+        try:
+            build_kernels(out_dir, os.path.join(CUDA_DIR, "kernels.cu"))
+        except RuntimeError as e:
+            print(f"warning: nvcc could not build the CUDA kernels (NVRTC will compile them at run time): {e}")
 
     def get_outputs(self) -> list[str]:
         outputs = super().get_outputs()
-        ptx = os.path.join(self.build_lib, "bitnet", "backends", "cuda", "kernels.ptx")
-        return outputs + ([ptx] if not self.inplace and os.path.exists(ptx) else [])
+        built = [os.path.join(self.build_lib, CUDA_DIR, name) for name in CUDA_OUTPUTS]
+        return outputs + ([] if self.inplace else [p for p in built if os.path.exists(p)])
 
 
 setup(

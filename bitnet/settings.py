@@ -5,6 +5,8 @@ CLI, server, C ABI, browser build).
 - BITNET_DETERMINISTIC=1: repeatable runs: one thread (even over an explicit thread count) and seed 0 when
   neither the call nor BITNET_SEED gives one.
 - BITNET_DEVICE: "cpu" (default) or "cuda", when a call names no device.
+- BITNET_CUDA_SYNC=1: the CUDA backend synchronizes after every kernel launch (no CUDA graphs), so that a fault is
+  reported by the kernel that caused it (debugging; slow).
 - BITNET_KERNEL: force a kernel variant and/or ternary path (parsed by bitnet.backends.cpu.kernels).
 - BITNET_CACHE_DIR: where measured choices are kept (default: the user cache directory).
 - BITNET_API_KEY: the key `bitnet serve` requires when --api-key is not given.
@@ -98,6 +100,10 @@ def device(explicit: str | None) -> tuple[str, str]:
     return os.environ.get("BITNET_DEVICE") or "cpu", "BITNET_DEVICE"
 
 
+def cuda_sync() -> bool:
+    return os.environ.get("BITNET_CUDA_SYNC") == "1"
+
+
 def kernel() -> str:
     return os.environ.get("BITNET_KERNEL", "")
 
@@ -115,5 +121,5 @@ def cache_dir() -> str:
     return base
 
 
-__all__ = ["SEED_LIMIT", "api_key", "available_cpus", "cache_dir", "check_seed", "deterministic", "device", "kernel",
-           "model_file", "seed", "strict_mode", "threads"]
+__all__ = ["SEED_LIMIT", "api_key", "available_cpus", "cache_dir", "check_seed", "cuda_sync", "deterministic", "device",
+           "kernel", "model_file", "seed", "strict_mode", "threads"]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import skip_for_hardware, testdata_path
-from cuda_emulator import QINFO, EmulatedDevice
+from cuda_emulator import ARGBEST, QINFO, EmulatedDevice
 from kernel_cases import pack_i2s
 
 import bitnet
 import bitnet.backends.cpu.kernels.testing as bk
+from bitnet.backends.cuda.forward import ARGMAX_BLOCK, ARGMAX_PARTS
 from bitnet.backends.cuda.layout import i2s_to_i2g
 
 pytestmark = pytest.mark.gpu
@@ -36,13 +37,19 @@ def gpu():
 def run_both(gpu, name: str, grid, block: int, args: list, buffers: dict[str, np.ndarray]) -> list[dict]:
     """Launch `name` on the GPU and on the emulator with the same buffers; '@name' in args is that buffer's
     address on each device. Returns each device's buffers after the launch."""
+    return run_both_many(gpu, [(name, grid, block, args)], buffers)
+
+
+def run_both_many(gpu, launches: list[tuple], buffers: dict[str, np.ndarray]) -> list[dict]:
+    """run_both for several launches in a row: (name, grid, block, args) each."""
     results = []
     for dev in (gpu, EmulatedDevice()):
         ptrs = {}
         for key, host in buffers.items():
             ptrs[key] = dev.alloc(host.nbytes)
             dev.upload(ptrs[key], np.ascontiguousarray(host))
-        dev.launch(name, grid, block, *[ptrs[a[1:]] if isinstance(a, str) else a for a in args])
+        for name, grid, block, args in launches:
+            dev.launch(name, grid, block, *[ptrs[a[1:]] if isinstance(a, str) else a for a in args])
         dev.synchronize()
         out = {}
         for key, host in buffers.items():
@@ -84,17 +91,18 @@ def test_i2g_matmul_is_bit_exact(gpu, K, Ms, T):
     info["scale"], info["sum"] = scale, qsum
     bufs = dict(**words, **data, q=q, info=info)
     for i in range(3):
-        ptr_args.append(f"@w{i}" if Ms[i] else "@q")     # unused segments get any valid pointer
-    args = [*ptr_args, K, *Ms, "@q", "@info", T, 0.02, 0.5, 1.5, "@y0", "@y1", "@y2", 1]
+        ptr_args.append(f"@w{i}" if Ms[i] else 0)      # unused segments: null, never read
+    args = [*ptr_args, K, *Ms, "@q", "@info", T, 0.02, 0.5, 1.5, *[f"@y{i}" if Ms[i] else 0 for i in range(3)], 1]
     g, e = run_both(gpu, "i2g_matmul", (-(-sum(Ms) // 8),), 256, args, bufs)
     for i in range(3):
         np.testing.assert_array_equal(g[f"y{i}"], e[f"y{i}"])
 
 
+# K = 96: three Q8_0 blocks a row, 102 bytes, so odd rows start 2-byte aligned only (q80_matmul's 16-bit loads)
+@pytest.mark.parametrize("K,M,T", [(2560, 1000, 5), (96, 37, 8)])
 @pytest.mark.parametrize("kernel,gtype", [("f16_matmul", bk.GGML_F16), ("bf16_matmul", bk.GGML_BF16),
                                           ("f32_matmul", bk.GGML_F32), ("q80_matmul", bk.GGML_Q8_0)])
-def test_float_matmuls(gpu, kernel, gtype):
-    K, M, T = 2560, 1000, 5
+def test_float_matmuls(gpu, kernel, gtype, K, M, T):
     w = RNG.standard_normal((M, K)).astype(np.float32) * 0.05
     raw = {bk.GGML_F16: lambda: w.astype(np.float16).view(np.uint8),
            bk.GGML_BF16: lambda: (w.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8),
@@ -137,6 +145,9 @@ def test_gating(gpu, kernel):
                 out=np.zeros(n, np.float32))
     g, e = run_both(gpu, kernel, (-(-n // 256),), 256, ["@g", "@u", n, "@out"], bufs)
     np.testing.assert_allclose(g["out"], e["out"], rtol=1e-6, atol=1e-7)
+    # in place, as the forward pass runs it (out == gate: neither is __restrict__)
+    g2, _ = run_both(gpu, kernel, (-(-n // 256),), 256, ["@g", "@u", n, "@g"], bufs)
+    np.testing.assert_allclose(g2["g"], e["out"], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("n_kv_last", [1, 63, 64, 300])
@@ -181,15 +192,52 @@ def test_embed_rows(gpu, gtype):
     np.testing.assert_array_equal(g["out"], e["out"])
 
 
-@pytest.mark.parametrize("case", ["plain", "ties", "nan"])
-def test_argmax(gpu, case):
+@pytest.mark.parametrize("parts", [1, 7, ARGMAX_PARTS])
+@pytest.mark.parametrize("case", ["plain", "ties", "nan", "inf", "all nan"])
+def test_two_stage_argmax(gpu, case, parts):
     v = RNG.standard_normal(128256).astype(np.float32)
     if case == "ties":
-        v[[70000, 12, 90000]] = 50.0
+        v[[70000, 12, 90000, 1003]] = 50.0       # in different blocks of the first stage: 12 wins
     if case == "nan":
         v[5] = np.nan
-    g, e = run_both(gpu, "argmax", (1,), 1024, ["@v", v.size, "@out"], dict(v=v, out=np.zeros(2, np.int32)))
+    if case == "inf":
+        v[100000] = np.inf
+    if case == "all nan":
+        v[:] = np.nan
+    bufs = dict(v=v, part=np.zeros(parts, ARGBEST), out=np.zeros(2, np.int32))
+    g, e = run_both_many(gpu, [("argmax_blocks", (parts,), ARGMAX_BLOCK, ["@v", v.size, "@part"]),
+                               ("argmax", (1,), 128, ["@part", parts, "@out"])], bufs)
     np.testing.assert_array_equal(g["out"], e["out"])
+    finite = np.isfinite(v)
+    assert g["out"].tolist() == [int(np.argmax(np.where(finite, v, -np.inf))), int(not finite.all())]
+
+
+def test_the_gpu_loads_the_packages_sass_for_its_architecture(gpu):
+    from bitnet.backends.cuda import compile as cc
+
+    arch = cc.sass_for(cc.fatbin_sass(cc.BUILT_FATBIN.read_bytes()), gpu.capability) \
+        if cc.BUILT_FATBIN.exists() else None
+    if arch is not None:
+        assert gpu.image == f"SASS sm_{arch} (kernels.fatbin)"
+    else:       # built without nvcc, or a GPU newer than the fatbin
+        assert gpu.image.startswith(("PTX ISA", "NVRTC cubin")), gpu.image
+
+
+def test_with_cuda_sync_a_faulting_kernel_is_named(gpu):
+    """An illegal address (rmsnorm reading from 0x100) with BITNET_CUDA_SYNC=1 is reported by that kernel's launch.
+    In a child process: the fault poisons the GPU context for the rest of the process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from bitnet.backends.cuda.driver import CudaDevice, CudaError\n"
+            "dev = CudaDevice()\nout = dev.alloc(4096)\n"
+            "try:\n    dev.launch('rmsnorm', (1,), 256, 0x100, 0, 1024, 1e-5, out)\nexcept CudaError as e:\n"
+            "    print(e)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, BITNET_CUDA_SYNC="1"))
+    assert res.stdout.startswith("kernel rmsnorm failed (BITNET_CUDA_SYNC=1 synchronized after its launch): "
+                                 "CUDA_ERROR_ILLEGAL_ADDRESS"), res.stdout + res.stderr
 
 
 def test_the_backend_matches_the_cpu_on_tinya():

@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, skip_for_hardware, testdata_path
-from cuda_emulator import EmulatedDevice, has_gpu
+from cuda_emulator import (
+    ARGBEST,
+    CAPTURE_INVALIDATED,
+    CAPTURE_UNSUPPORTED,
+    EmulatedDevice,
+    FakeDriver,
+    has_gpu,
+    make_fatbin,
+)
 
 import bitnet
+import bitnet.backends.cpu.kernels.testing as bk
+import bitnet.backends.cuda.compile as compile_
 import bitnet.backends.cuda.driver as driver
-from bitnet.backends.cuda.forward import CudaMemoryError
+from bitnet.backends.cuda.forward import ARGMAX_PARTS, CudaMemoryError
 from bitnet.errors import ModelError
 from bitnet.gguf import GGMLType
 
@@ -275,7 +287,7 @@ def test_run_and_bench_on_the_device_write_receipts_that_verify(emulated, tmp_pa
                  "--receipt", str(tmp_path / "run.json")]) == 0
     receipt = json.loads((tmp_path / "run.json").read_text())
     assert receipt["backend"] == "cuda" and receipt["device"] == EmulatedDevice.name
-    assert {"i2g_matmul.cuda", "argmax.cuda", "attention_split.cuda"} <= set(receipt["kernels"])
+    assert {"i2g_matmul.cuda", "argmax_blocks.cuda", "argmax.cuda", "attention_split.cuda"} <= set(receipt["kernels"])
     assert not any(k.endswith(("avx2", "avx512", "scalar")) for k in receipt["kernels"])   # nothing ran on the CPU
     assert verify_receipt(receipt, model_path=bitnet.default_model_path()) == []
     capsys.readouterr()
@@ -390,3 +402,278 @@ def test_both_backends_refuse_the_same_bad_layouts_in_the_same_words(cuda):
             messages[device].append(str(err.value))
     assert messages["cpu"] == messages["cuda"]
     assert "not one contiguous run" in messages["cpu"][0] and "wrong shape" in messages["cpu"][-1]
+
+
+# ---- which kernel image a GPU loads (the real CudaDevice over a fake driver that pretends a GPU and a driver)
+
+PTX_90 = "//\n.version 9.0\n.target sm_80\n.address_size 64\n"
+ALL_SASS = [80, 86, 89, 90, 100, 110, 120]
+
+
+def _fake_gpu(monkeypatch, tmp_path, capability, driver_version, sass=ALL_SASS, ptx=PTX_90, nvrtc=True, **kw):
+    """A CudaDevice on FakeDriver(capability, driver_version), the package's kernels.fatbin holding SASS of `sass`
+    (None: no fatbin, as built without nvcc), kernels.ptx holding `ptx` (None: none), NVRTC installed or not
+    (its compile stubbed: the fake driver only looks at the image's kind)."""
+    fake = FakeDriver(capability, driver_version, **kw)
+    monkeypatch.setattr(driver, "_driver", lambda: fake)
+    fatbin, ptx_file = tmp_path / "kernels.fatbin", tmp_path / "kernels.ptx"
+    if sass is not None:
+        fatbin.write_bytes(make_fatbin(sass))
+    if ptx is not None:
+        ptx_file.write_text(ptx)
+    monkeypatch.setattr(compile_, "BUILT_FATBIN", fatbin)
+    monkeypatch.setattr(compile_, "BUILT_PTX", ptx_file)
+    monkeypatch.setattr(compile_, "_nvrtc", lambda: "nvrtc" if nvrtc else None)
+    monkeypatch.setattr(compile_, "compile_with_nvrtc",
+                        lambda source, arch, nv, cubin=False: b"\x7fELF" + arch.encode())
+    return fake
+
+
+@pytest.mark.parametrize("capability,driver_version,sass,image,offered", [
+    ((8, 0), 12040, ALL_SASS, "SASS sm_80 (kernels.fatbin)", ["fatbin"]),    # A100, a CUDA 12.4 driver
+    ((8, 6), 12040, ALL_SASS, "SASS sm_86 (kernels.fatbin)", ["fatbin"]),
+    ((8, 7), 12040, ALL_SASS, "SASS sm_86 (kernels.fatbin)", ["fatbin"]),    # Orin runs sm_86's
+    ((8, 9), 12040, [80, 86], "SASS sm_86 (kernels.fatbin)", ["fatbin"]),    # the newest minor not above its own
+    ((9, 0), 12080, ALL_SASS, "SASS sm_90 (kernels.fatbin)", ["fatbin"]),    # H100 under R570
+    ((10, 3), 12090, ALL_SASS, "SASS sm_100 (kernels.fatbin)", ["fatbin"]),
+    ((12, 1), 13000, ALL_SASS, "SASS sm_120 (kernels.fatbin)", ["fatbin"]),
+    ((9, 0), 13000, [80, 86], "PTX ISA 9.0 (kernels.ptx)", ["ptx"]),          # no sm_9x SASS: JIT from the PTX
+    ((9, 0), 12080, [80, 86], "NVRTC cubin for sm_90", ["cubin"]),            # nor a driver for PTX ISA 9.0
+    ((9, 0), 12080, None, "NVRTC cubin for sm_90", ["cubin"]),                # built without nvcc, an old driver
+])
+def test_the_device_loads_sass_for_its_architecture_then_ptx_then_nvrtc(monkeypatch, tmp_path, capability,
+                                                                       driver_version, sass, image, offered):
+    fake = _fake_gpu(monkeypatch, tmp_path, capability, driver_version, sass=sass)
+    dev = driver.CudaDevice()
+    assert (dev.image, fake.offered, dev.driver_version) == (image, offered, driver_version)
+    assert fake.loaded[0] == {"SASS": "sass", "PTX": "ptx", "NVRTC": "cubin"}[image.split()[0]]
+    dev.close()
+
+
+def test_without_nvcc_and_with_a_new_driver_the_ptx_is_not_needed(monkeypatch, tmp_path):
+    """An install built without nvcc (no fatbin, no PTX) compiles a cubin for the GPU with NVRTC at run time."""
+    fake = _fake_gpu(monkeypatch, tmp_path, (9, 0), 13000, sass=None, ptx=None)
+    assert driver.CudaDevice().image == "NVRTC cubin for sm_90" and fake.loaded == ("cubin",)
+
+
+def test_an_unsupported_ptx_and_driver_pair_is_one_error_naming_both(monkeypatch, tmp_path):
+    fake = _fake_gpu(monkeypatch, tmp_path, (9, 0), 12080, sass=[80, 86], nvrtc=False, name="NVIDIA H100 80GB HBM3")
+    with pytest.raises(driver.CudaUnavailableError) as err:
+        driver.CudaDevice()
+    assert str(err.value) == (
+        "device='cuda': none of the kernels' images loads on NVIDIA H100 80GB HBM3 (sm_90) under this NVIDIA "
+        "driver, which supports CUDA 12.8 (cuDriverGetVersion 12080): kernels.fatbin has no SASS for sm_90 (it has "
+        "sm_80, sm_86); kernels.ptx is PTX ISA 9.0, which needs a driver for CUDA 13.0 or newer, R580+; no NVRTC "
+        "(pip install 'bitnet-engine[cuda]'). The package needs SASS for sm_90 in kernels.fatbin (build it with an "
+        "nvcc that targets sm_90) or a driver for CUDA 13.0 or newer (R580+)")
+    assert fake.offered == [] and fake.released      # nothing offered in vain; the context reference given back
+
+
+def test_images_the_driver_refuses_are_named_in_the_error(monkeypatch, tmp_path):
+    """The host's judgement can be wrong (a PTX ISA it has no entry for, a cubin newer than the driver): each image
+    the driver refuses is tried in turn, and the error says what each got."""
+    fake = _fake_gpu(monkeypatch, tmp_path, (9, 0), 12040, sass=[80], ptx=PTX_90.replace("9.0", "9.9"),
+                     accept_cubin=False)
+    with pytest.raises(driver.CudaUnavailableError, match=r"supports CUDA 12\.4 \(cuDriverGetVersion 12040\): "
+                       r"kernels\.fatbin has no SASS for sm_90 \(it has sm_80\); the driver refused PTX ISA 9\.9 "
+                       r"\(kernels\.ptx\) \(CUDA_ERROR_UNSUPPORTED_PTX_VERSION\); the driver refused NVRTC cubin "
+                       r"for sm_90 \(CUDA_ERROR_INVALID_IMAGE\)\. The package needs"):
+        driver.CudaDevice()
+    assert fake.offered == ["ptx", "cubin"]
+
+
+# ---- faults named by the kernel that caused them; receipts claim only what completed
+
+def _launch(dev, name: str) -> None:
+    dev.launch(name, (1,), 32, *[0.0 if c == "f" else 0 for c in driver.PARAMS[name]])
+
+
+def test_with_cuda_sync_a_fault_names_its_kernel(monkeypatch, tmp_path):
+    monkeypatch.setenv("BITNET_CUDA_SYNC", "1")
+    fake = _fake_gpu(monkeypatch, tmp_path, (9, 0), 13000, faults={"rmsnorm"})
+    dev = driver.CudaDevice()
+    _launch(dev, "norm_quant")
+    assert dev.ran == {"norm_quant"} and fake.synchronizations == 1       # synchronized after its launch
+    with pytest.raises(driver.CudaError) as err:
+        _launch(dev, "rmsnorm")
+    assert str(err.value) == ("kernel rmsnorm failed (BITNET_CUDA_SYNC=1 synchronized after its launch): "
+                              "CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access was encountered)")
+    assert dev.ran == {"norm_quant"}
+
+
+def test_without_cuda_sync_kernels_count_as_run_only_after_a_good_synchronization(monkeypatch, tmp_path):
+    fake = _fake_gpu(monkeypatch, tmp_path, (9, 0), 13000)
+    dev = driver.CudaDevice()
+    _launch(dev, "embed_rows")
+    _launch(dev, "norm_quant")
+    assert dev.ran == set() and fake.synchronizations == 0
+    dev.synchronize()
+    assert dev.ran == {"embed_rows", "norm_quant"}
+    dev.reset_ran()
+    fake.faults.add("rmsnorm")
+    _launch(dev, "rmsnorm")
+    _launch(dev, "argmax")
+    with pytest.raises(driver.CudaError) as err:
+        dev.synchronize()
+    assert str(err.value) == ("cuStreamSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS (an illegal memory access was "
+                              "encountered); one of argmax, rmsnorm faulted: BITNET_CUDA_SYNC=1 names which")
+    assert dev.ran == set()
+
+
+def test_a_faulting_kernel_is_named_and_left_out_of_the_receipt(emulated, monkeypatch):
+    """Through the forward pass: with BITNET_CUDA_SYNC=1 the step runs launch by launch, no graph, and the error
+    names the kernel; without it the fault surfaces at the step's synchronization and the receipt keeps none of
+    the step's kernels."""
+    cpu = bitnet.load(n_ctx=32)
+    monkeypatch.setenv("BITNET_CUDA_SYNC", "1")
+    model = bitnet.load(n_ctx=32, device="cuda")
+    tr = model._transformer
+    assert model.generate("Hi", max_tokens=4, temperature=0).tokens == \
+        cpu.generate("Hi", max_tokens=4, temperature=0).tokens
+    assert tr.dev.captures == 0 and tr.dev.replays == 0         # nothing captured: each launch synchronized
+    tr.dev.faults.add("attention_split")
+    with pytest.raises(driver.CudaError, match=r"^kernel attention_split failed \(BITNET_CUDA_SYNC=1 synchronized "
+                                               r"after its launch\): CUDA_ERROR_ILLEGAL_ADDRESS"):
+        tr.greedy(tr.new_context(32), 5, 0)
+
+    monkeypatch.delenv("BITNET_CUDA_SYNC")
+    model = bitnet.load(n_ctx=32, device="cuda")
+    tr = model._transformer
+    ctx = tr.new_context(32)
+    model.reset_ran()
+    tr.greedy(ctx, 5, 0)
+    assert {"argmax_blocks.cuda", "argmax.cuda", "attention_split.cuda"} <= set(model.ran_kernels())
+    model.reset_ran()
+    tr.dev.faults.add("attention_split")
+    with pytest.raises(driver.CudaError, match=r"^cuStreamSynchronize failed: CUDA_ERROR_ILLEGAL_ADDRESS .*; one "
+                                               r"of argmax, argmax_blocks, attention_combine, attention_split, .* "
+                                               r"faulted"):
+        tr.greedy(ctx, 7, 1)
+    assert model.ran_kernels() == []
+
+
+# ---- no frees during a CUDA graph capture
+
+def test_the_emulator_refuses_alloc_free_and_sync_on_the_capturing_thread():
+    dev = EmulatedDevice()
+    ptr = dev.alloc(64)
+    for call, run in (("cuMemAlloc(16 bytes)", lambda: dev.alloc(16)), ("cuMemFree", lambda: dev.free(ptr)),
+                      ("cuStreamSynchronize", dev.synchronize)):
+        dev.begin_capture()
+        with pytest.raises(driver.CudaError, match=rf"^{re.escape(call)} failed: {re.escape(CAPTURE_UNSUPPORTED)}$"):
+            run()
+        with pytest.raises(driver.CudaError, match=rf"^cuStreamEndCapture failed: {re.escape(CAPTURE_INVALIDATED)}$"):
+            dev.end_capture()
+    dev.begin_capture()         # thread-local capture mode: another thread may allocate and free meanwhile
+    other = threading.Thread(target=lambda: (dev.activate(), dev.free(dev.alloc(16))))
+    other.start()
+    other.join()
+    assert dev.end_capture() == []
+
+
+def _live(dev, ptr: int) -> bool:
+    return ptr in (dev._buffers if isinstance(dev, EmulatedDevice) else dev._allocations)
+
+
+def test_a_context_collected_during_a_capture_is_freed_after_it(cuda, monkeypatch):
+    """The garbage collector may drop a context on the capturing thread in the middle of a capture: its caches are
+    freed once the capture has ended (a free inside it would invalidate the capture)."""
+    cpu = bitnet.load(n_ctx=32)
+    model = bitnet.load(n_ctx=32, device="cuda")
+    tr, dev = model._transformer, model._transformer.dev
+    doomed = [tr.new_context(16)]
+    caches = (doomed[0].kcache, doomed[0].vcache)
+    seen_during_capture = []
+    launch = dev.launch
+
+    def launch_then_drop(*args):
+        launch(*args)
+        if doomed:
+            doomed.pop()       # the last reference: CudaContext.__del__ runs here, inside the capture
+            seen_during_capture.append(all(_live(dev, p) for p in caches))
+
+    monkeypatch.setattr(dev, "launch", launch_then_drop)
+    ctx = tr.new_context(32)
+    want = int(np.argmax(cpu.logits([5])[0]))
+    assert tr.greedy(ctx, 5, 0) == want
+    assert seen_during_capture == [True] and not any(_live(dev, p) for p in caches)
+
+
+def test_a_context_closed_on_another_thread_during_a_capture_is_freed_after_it(cuda, monkeypatch):
+    model = bitnet.load(n_ctx=32, device="cuda")
+    tr, dev = model._transformer, model._transformer.dev
+    other = tr.new_context(16)
+    caches = (other.kcache, other.vcache)
+    during = []
+    launch = dev.launch
+
+    def launch_then_close_elsewhere(*args):
+        launch(*args)
+        if not during:
+            t = threading.Thread(target=other.close)      # does not wait for the capture: it defers
+            t.start()
+            t.join(10)
+            during.append((t.is_alive(), all(_live(dev, p) for p in caches)))
+
+    monkeypatch.setattr(dev, "launch", launch_then_close_elsewhere)
+    tr.greedy(tr.new_context(32), 5, 0)
+    assert during == [(False, True)] and not any(_live(dev, p) for p in caches)
+
+
+# ---- the kernel fixes of issue 30, on the emulated device
+
+def test_restrict_pointers_never_alias_and_the_gating_runs_in_place(emulated):
+    dev = EmulatedDevice()
+    n = 300
+    g, u = np.random.default_rng(1).standard_normal((2, n)).astype(np.float32)
+    a, b = dev.alloc(4 * n), dev.alloc(4 * n)
+    dev.upload(a, g)
+    dev.upload(b, u)
+    with pytest.raises(AssertionError, match="the same address .* one of them __restrict__"):
+        dev.launch("rmsnorm", (1,), 256, a, 0, n, 1e-5, a)
+    with pytest.raises(AssertionError, match="__restrict__"):
+        dev.launch("relu2_mul", (2,), 256, a, b, n, b)          # up is __restrict__: not the output
+    dev.launch("silu_mul", (2,), 256, a, b, n, a)                # gate and out: in place, by design
+    out = np.empty(n, np.float32)
+    dev.download(out, a)
+    np.testing.assert_array_equal(out, bk.silu_mul(g, u))
+
+
+@pytest.mark.parametrize("gtype", [GGMLType.F16, GGMLType.BF16])
+def test_half_matrices_with_odd_rows_are_refused_at_load(emulated, gtype):
+    tr = bitnet.load(n_ctx=16, device="cuda")._transformer
+    m = SimpleNamespace(name="blk.0.ffn_down.weight", ggml_type=int(gtype), K=15, M=4, data=bytes(2 * 15 * 4),
+                        wscale=1.0)
+    with pytest.raises(ModelError, match=rf"^tensor 'blk\.0\.ffn_down\.weight' is {gtype.name} with rows of 15 "
+                                         r"values: the CUDA backend's F16/BF16 matmul needs an even row length$"):
+        tr._upload_matrix(m)
+    m.K, m.data = 16, bytes(2 * 16 * 4)
+    assert tr._upload_matrix(m).K == 16
+
+
+def _argmax_two_stage(dev, v: np.ndarray, parts: int) -> tuple[int, int]:
+    logits, part, out = dev.alloc(v.nbytes), dev.alloc(ARGBEST.itemsize * parts), dev.alloc(8)
+    dev.upload(logits, v)
+    dev.launch("argmax_blocks", (parts,), 256, logits, v.size, part)
+    dev.launch("argmax", (1,), 128, part, parts, out)
+    res = np.empty(2, np.int32)
+    dev.download(res, out)
+    return int(res[0]), int(res[1])
+
+
+@pytest.mark.parametrize("case", ["plain", "ties across blocks", "nan", "+inf", "all non-finite", "fewer than parts"])
+def test_the_two_stage_argmax_is_numpys_first_index_and_flags_non_finite(case):
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal(5 if case == "fewer than parts" else 128256).astype(np.float32)
+    if case == "ties across blocks":
+        v[[120000, 1003, 77, 1002]] = 40.0       # 77 and 1002/1003 in other blocks than 120000: 77 wins
+    if case == "nan":
+        v[9] = np.nan
+    if case == "+inf":
+        v[500] = np.inf                          # not a candidate: flagged, as on the CPU path
+    if case == "all non-finite":
+        v[:] = np.nan
+    finite = np.isfinite(v)
+    want = (int(np.argmax(np.where(finite, v, -np.inf))), int(not finite.all()))
+    for parts in (1, 7, ARGMAX_PARTS):          # the answer does not depend on the split
+        assert _argmax_two_stage(EmulatedDevice(), v, parts) == want

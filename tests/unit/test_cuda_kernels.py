@@ -112,6 +112,38 @@ def test_the_build_ships_ptx_of_every_kernel() -> None:
     assert sorted(re.findall(r"\.visible \.entry (\w+)\(", ptx)) == KERNELS
 
 
+@needs_nvcc
+def test_the_build_writes_a_fatbin_with_sass_for_each_architecture_beside_the_ptx(tmp_path: Path) -> None:
+    """bitnet/backends/cuda/build.py (setup.py's build_ext runs it): SASS for sm_80, 86, 89, 90 and whatever newer
+    of SASS_ARCHS this nvcc targets, read back by the loader's fatbin parser; and the package's own files."""
+    from bitnet.backends.cuda import build
+    from bitnet.backends.cuda import compile as cc
+
+    ptx, fatbin = build.build_kernels(str(tmp_path))
+    archs = cc.fatbin_sass(Path(fatbin).read_bytes())
+    assert archs == build.nvcc_sass_archs(NVCC) and {80, 86, 89, 90} <= set(archs)
+    assert cc.ptx_isa(Path(ptx).read_text()) >= (7, 8)
+    assert cc.BUILT_FATBIN.exists(), "setup.py's build_ext writes bitnet/backends/cuda/kernels.fatbin with nvcc"
+    assert cc.fatbin_sass(cc.BUILT_FATBIN.read_bytes()) == archs
+
+
+def test_a_file_that_is_not_a_fatbin_is_refused_by_name() -> None:
+    from bitnet.backends.cuda import compile as cc
+
+    with pytest.raises(cc.CudaCompileError, match=r"^kernels\.fatbin is not an nvcc fatbin \(bad magic\)"):
+        cc.fatbin_sass(b"\x7fELF" + bytes(60))
+
+
+def test_nvrtc_compiles_a_cubin_for_a_real_architecture() -> None:
+    """The last image the loader tries: SASS for exactly the device's architecture, which no PTX JIT (and so no
+    PTX ISA of the driver) is needed for."""
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="pip install '.[cuda]' for NVRTC")
+    from bitnet.backends.cuda.compile import compile_with_nvrtc
+
+    cubin = compile_with_nvrtc(SOURCE.read_text(), "sm_86", nvrtc, cubin=True)
+    assert cubin[:4] == b"\x7fELF" and all(name.encode() in cubin for name in KERNELS)
+
+
 def test_without_built_ptx_the_kernels_come_from_nvrtc_or_a_clear_error(monkeypatch, tmp_path: Path) -> None:
     from bitnet.backends.cuda import compile as cc
 

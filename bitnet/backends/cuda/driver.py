@@ -7,6 +7,10 @@ are plain ints; offsets into a buffer are added to them.
 
 PARAMS declares each kernel's parameters ('p' pointer, 'i' int, 'q' int64, 'f' float), in the order of
 kernels.cu (a test holds the two together), so that a launch packs exactly the C types the kernel reads.
+
+Kernels run asynchronously: a fault inside one surfaces at the next synchronization. So `ran` (the receipts'
+kernels) takes a launch only once a synchronization after it succeeded, and with BITNET_CUDA_SYNC=1 every
+launch is followed by one, which names the kernel that faulted.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ PARAMS: dict[str, str] = {
     "attention_split": "pppiiipifpp",
     "attention_combine": "ppiiip",
     "embed_rows": "piipp",
+    "argmax_blocks": "pip",
     "argmax": "pip",
 }
 _CTYPES = {"p": ctypes.c_void_p, "i": ctypes.c_int, "q": ctypes.c_longlong, "f": ctypes.c_float}
@@ -60,11 +65,20 @@ def _check(driver, result, what: str):
     return rest[0] if len(rest) == 1 else tuple(rest) if rest else None
 
 
+def _error_text(driver, err) -> str:
+    _, text = driver.cuGetErrorString(err)
+    return f"{err.name} ({text.decode() if isinstance(text, bytes) else text})"
+
+
 class CudaDevice:
     """One GPU, its primary context, one stream, and the kernels of kernels.cu loaded from PTX."""
 
-    def __init__(self, ordinal: int = 0, ptx: str | None = None):
+    def __init__(self, ordinal: int = 0):
+        from bitnet.settings import cuda_sync
+
         d = self._d = _driver()
+        self._allocations: list[int] = []
+        self._module = self._stream = None
         try:
             err, = d.cuInit(0)
         except RuntimeError as e:        # cuda.bindings could not dlopen libcuda: no NVIDIA driver here
@@ -72,6 +86,7 @@ class CudaDevice:
         if err == d.CUresult.CUDA_ERROR_NO_DEVICE:
             raise CudaUnavailableError("device='cuda': the NVIDIA driver found no CUDA GPU")
         _check(d, (err,), "cuInit")
+        self.driver_version = int(_check(d, d.cuDriverGetVersion(), "cuDriverGetVersion"))
         count = _check(d, d.cuDeviceGetCount(), "cuDeviceGetCount")
         if not 0 <= ordinal < count:
             raise CudaUnavailableError(f"device='cuda': GPU {ordinal} asked for, {count} present")
@@ -88,18 +103,38 @@ class CudaDevice:
         self._ctx = _check(d, d.cuDevicePrimaryCtxRetain(self._dev), "cuDevicePrimaryCtxRetain")
         self.activate()
         self._stream = _check(d, d.cuStreamCreate(d.CUstream_flags.CU_STREAM_NON_BLOCKING.value), "cuStreamCreate")
-        if ptx is None:
-            from bitnet.backends.cuda.compile import kernels_ptx
-
-            ptx = kernels_ptx()
-        # The driver JIT-compiles the PTX for this GPU; a driver older than the PTX's ISA refuses it here.
-        self._module = _check(d, d.cuModuleLoadData(ptx.encode() + b"\0"), "loading the kernels' PTX")
+        try:
+            self._module, self.image = self._load_kernels()
+        except BaseException:
+            self.close()        # the stream and the context reference go with the failed device
+            raise
         self._functions = {name: _check(d, d.cuModuleGetFunction(self._module, name.encode()),
                                         f"cuModuleGetFunction({name})") for name in PARAMS}
-        self._allocations: list[int] = []
-        self.ran: set[str] = set()        # kernels launched (directly or in a replayed graph) since reset
+        self.sync_launches = cuda_sync()
+        self.ran: set[str] = set()        # kernels whose launch a successful synchronization followed, since reset
+        self._pending: set[str] = set()   # launched (directly or in a replayed graph), not yet synchronized
         self._capturing: set[str] | None = None
         self._graph_kernels: dict[int, frozenset[str]] = {}
+
+    def _load_kernels(self):
+        """(module, what was loaded): the first image of compile.kernel_images the driver accepts (SASS for this
+        GPU, then PTX, then an NVRTC cubin), else CudaUnavailableError naming the driver's CUDA version and why
+        each image was refused."""
+        from bitnet.backends.cuda.compile import CudaCompileError, kernel_images, no_image_error
+
+        d = self._d
+        images, refused = kernel_images(self.capability, self.driver_version)
+        for image in images:
+            try:
+                data = image.data()
+            except CudaCompileError as e:
+                refused.append(f"{image.what} did not compile ({str(e).splitlines()[0]})")
+                continue
+            err, module = d.cuModuleLoadData(data)
+            if err == d.CUresult.CUDA_SUCCESS:
+                return module, image.what
+            refused.append(f"the driver refused {image.what} ({err.name})")
+        raise CudaUnavailableError(no_image_error(self.name, self.capability, self.driver_version, refused))
 
     def activate(self) -> None:
         """Make this GPU's context current on the calling thread: each entry point of the forward pass calls it,
@@ -149,10 +184,30 @@ class CudaDevice:
         params = (tuple(args), tuple(_CTYPES[c] for c in sig))
         _check(self._d, self._d.cuLaunchKernel(self._functions[name], gx, gy, gz, block, 1, 1, 0, self._stream,
                                                params, 0), f"launching {name}")
-        (self.ran if self._capturing is None else self._capturing).add(name)
+        if self._capturing is not None:    # recorded, not run: no synchronization can follow inside a capture
+            self._capturing.add(name)
+            return
+        self._pending.add(name)
+        if self.sync_launches:
+            self._sync(f"kernel {name} failed (BITNET_CUDA_SYNC=1 synchronized after its launch)")
 
     def synchronize(self) -> None:
-        _check(self._d, self._d.cuStreamSynchronize(self._stream), "cuStreamSynchronize")
+        self._sync("cuStreamSynchronize failed")
+
+    def _sync(self, what: str) -> None:
+        """Wait for the stream; its kernels count as run only when no error came back (a faulted kernel poisons
+        the context, so nothing launched since the last good synchronization is claimed)."""
+        err, = self._d.cuStreamSynchronize(self._stream)
+        pending, self._pending = self._pending, set()
+        if err != self._d.CUresult.CUDA_SUCCESS:
+            blame = ("" if self.sync_launches or not pending else
+                     f"; one of {', '.join(sorted(pending))} faulted: BITNET_CUDA_SYNC=1 names which")
+            raise CudaError(f"{what}: {_error_text(self._d, err)}{blame}")
+        self.ran |= pending
+
+    def reset_ran(self) -> None:
+        self.ran.clear()
+        self._pending.clear()
 
     # -- CUDA graphs: the launches between begin_capture and end_capture are recorded, not run
     def begin_capture(self) -> None:
@@ -172,7 +227,7 @@ class CudaDevice:
 
     def replay(self, graph) -> None:
         _check(self._d, self._d.cuGraphLaunch(graph, self._stream), "cuGraphLaunch")
-        self.ran |= self._graph_kernels.get(int(graph), frozenset())
+        self._pending |= self._graph_kernels.get(int(graph), frozenset())
 
     def destroy_graph(self, graph) -> None:
         self._graph_kernels.pop(int(graph), None)
@@ -193,7 +248,7 @@ class CudaDevice:
         return float(_check(self._d, self._d.cuEventElapsedTime(pair[0], pair[1]), "cuEventElapsedTime"))
 
     def close(self) -> None:
-        for ptr in list(self._allocations):
+        for ptr in list(getattr(self, "_allocations", ())):
             self.free(ptr)
         if getattr(self, "_module", None) is not None:
             self._d.cuModuleUnload(self._module)

@@ -8,7 +8,15 @@ allocated on the device when the context is made. A decode step (one token, logi
 per context as a CUDA graph that reads its token and position from device memory, and replayed for every
 later token: one upload of 8 bytes, one graph launch and one download per token, no Python per layer. A
 prompt's full chunks of UBATCH tokens replay one more graph per context (the launches of a chunk are some
-9,000 for the 2B shape, too many to issue one by one from Python).
+9,000 for the 2B shape, too many to issue one by one from Python). With BITNET_CUDA_SYNC=1 (the device's
+`sync_launches`) nothing is captured: every launch is issued and synchronized on its own, so that a fault names
+its kernel.
+
+No device memory is freed while a graph is being captured: a free (cuMemFree synchronizes) on the capturing
+thread is refused by the driver and invalidates the capture, and a context's __del__ may run on that thread in
+the middle of one (the garbage collector runs anywhere). A context closed while the model's lock is held
+elsewhere or a capture runs hands its graphs and caches to the model, which frees them after `end_capture`,
+under that lock.
 
 Per layer (T tokens), 11 launches: norm+quantize -> q, k, v in one ternary launch -> RoPE and the K/V store ->
 split-K attention -> its merge -> sub-norm+quantize -> Wo added into the residual -> norm+quantize -> gate and
@@ -38,7 +46,8 @@ ATTENTION_CHUNK = 64     # cached positions per split-K attention block
 ATTENTION_WARPS = 4      # warps per attention block, each walking every fourth position of the chunk
 ATTENTION_TOKENS = 16    # tokens per attention launch (bounds the split-K partials)
 LOGIT_ROWS = 8           # rows of logits per LM-head launch
-ARGMAX_BLOCK = 1024
+ARGMAX_PARTS = 128       # blocks of the greedy arg-max's first stage (~ one per SM of an H100's 132)
+ARGMAX_BLOCK = 256       # threads per block of its first stage
 GATING_NONE, GATING_RELU2, GATING_SILU = 0, 1, 2   # norm_quant's gating argument (kernels.cu)
 
 
@@ -106,14 +115,10 @@ class CudaContext:
     threads_used = 1
 
     def close(self) -> None:
-        dev = self.model.dev
-        for g in self.graphs.values():
-            dev.destroy_graph(g)
+        graphs, ptrs = list(self.graphs.values()), [p for p in (self.kcache, self.vcache) if p]
         self.graphs = {}
-        for ptr in (self.kcache, self.vcache):
-            if ptr:
-                dev.free(ptr)
         self.kcache = self.vcache = 0
+        self.model._release(graphs, ptrs)
 
     def __del__(self):
         try:
@@ -136,7 +141,11 @@ class CudaTransformer:
         self.max_ctx = int(max_ctx)
         self.head_int8 = bool(head_int8)
         self.n_threads = 1          # the contract's host threads: the calling thread alone drives the device
-        self._lock = threading.Lock()         # one forward at a time: the scratch buffers are shared
+        # one forward at a time (the scratch buffers are shared); reentrant so that a context collected on the
+        # thread that holds it can see that it does (_release)
+        self._lock = threading.RLock()
+        self._capturing = False              # a CUDA graph capture is under way (set and cleared under _lock)
+        self._deferred: list[tuple[list, list[int]]] = []   # (graphs, pointers) of contexts closed meanwhile
         E, HD = d["n_embd"], d["head_dim"]
         self.q_dim, self.kv_dim = d["n_head"] * HD, d["n_head_kv"] * HD
         self.max_dim = max(E, self.q_dim, d["n_ff"])
@@ -178,7 +187,7 @@ class CudaTransformer:
         return dict(
             x=4 * U * d["n_embd"], xn=4 * U * self.max_dim, q=4 * U * self.q_dim, k=4 * U * self.kv_dim,
             v=4 * U * self.kv_dim, att=4 * U * self.q_dim, gate=4 * U * d["n_ff"], up=4 * U * d["n_ff"],
-            xq=U * self.max_dim, qi=8 * U, tokens=4 * U, pos=4 * U, step=16,
+            xq=U * self.max_dim, qi=8 * U, tokens=4 * U, pos=4 * U, step=16, argmax=16 * ARGMAX_PARTS,
             logits=4 * LOGIT_ROWS * d["n_vocab"],
             part_o=4 * ATTENTION_TOKENS * d["n_head"] * n_split * d["head_dim"],
             part_ml=8 * ATTENTION_TOKENS * d["n_head"] * n_split,
@@ -213,6 +222,10 @@ class CudaTransformer:
             host = memoryview(m.data)
         else:
             raise ModelError(f"tensor '{m.name}' has a type the CUDA backend cannot compute with ({m.ggml_type})")
+        if m.ggml_type in (T_F16, T_BF16) and m.K % 2:
+            # half_matmul reads two values per 32-bit load and float2 of x (kernels.cu): rows must be even
+            raise ModelError(f"tensor '{m.name}' is {'F16' if m.ggml_type == T_F16 else 'BF16'} with rows of "
+                             f"{m.K} values: the CUDA backend's F16/BF16 matmul needs an even row length")
         ptr = self.dev.alloc(memoryview(host).nbytes)
         self.dev.upload(ptr, host)
         self.dev.synchronize()     # the host copy (the repacked words) may go now
@@ -226,7 +239,39 @@ class CudaTransformer:
 
     def close(self) -> None:
         """Free the weights and scratch (contexts free their caches when they go)."""
+        self._deferred.clear()        # the device frees every allocation
         self.dev.close()
+
+    # -- frees never during a capture
+    def _release(self, graphs: list, ptrs: list[int]) -> None:
+        """Destroy a closed context's graphs and free its caches: now when no forward holds the lock, else when the
+        one holding it ends (never while a capture runs). Never waits: it runs in __del__, on any thread."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if not self._capturing:
+                    self._free(graphs, ptrs)
+                    return
+            finally:
+                self._lock.release()
+        self._deferred.append((graphs, ptrs))
+        # the holder may have drained and released between the first try and the append
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self._lock.release()
+
+    def _free(self, graphs: list, ptrs: list[int]) -> None:
+        self.dev.activate()     # a context's cache may be freed by the garbage collector on any thread
+        for g in graphs:
+            self.dev.destroy_graph(g)
+        for ptr in ptrs:
+            self.dev.free(ptr)
+
+    def _drain(self) -> None:
+        """Free what contexts closed during a capture or another thread's forward left (with the lock held)."""
+        while self._deferred and not self._capturing:
+            self._free(*self._deferred.pop())
 
     # -- the backend interface
     @property
@@ -246,7 +291,7 @@ class CudaTransformer:
         return sorted(f"{name}.cuda" for name in self.dev.ran)
 
     def reset_ran(self) -> None:
-        self.dev.ran.clear()
+        self.dev.reset_ran()
 
     def new_context(self, n_ctx: int) -> CudaContext:
         return CudaContext(self, n_ctx)
@@ -264,6 +309,7 @@ class CudaTransformer:
             raise ValueError(f"logits_out must be a C-contiguous float32 array of shape ({rows}, {self.n_vocab})")
         with self._lock:
             self.dev.activate()
+            self._drain()
             if n == 1 and logits_out is not None:
                 self._step(ctx, int(toks[0]), pos0, logits_out)
                 return
@@ -272,7 +318,7 @@ class CudaTransformer:
                 T = len(chunk)
                 self.dev.upload(self.s["tokens"], chunk)
                 self.dev.upload(self.s["pos"], np.arange(pos0 + start, pos0 + start + T, dtype=np.int32))
-                if T == UBATCH:      # long prompts: ~300 launches per layer replayed from one graph
+                if T == UBATCH and not self.dev.sync_launches:   # ~300 launches per layer from one graph
                     self.dev.replay(self._graph(ctx, "chunk"))
                 else:
                     self._layers(ctx, T, self.s["tokens"], self.s["pos"])
@@ -292,6 +338,7 @@ class CudaTransformer:
         check_span(pos, 1, ctx.n_ctx)
         with self._lock:
             self.dev.activate()
+            self._drain()
             self._step(ctx, int(tok), pos, None)
             best, bad = int(self._greedy_out[0]), int(self._greedy_out[1])
         if bad:
@@ -341,11 +388,16 @@ class CudaTransformer:
         """One token through the model by replaying ctx's captured graph (capturing it the first time): with
         logits_out, the logits come back; without, only the device argmax (into self._greedy_out)."""
         greedy = logits_out is None
-        graph = self._graph(ctx, "greedy" if greedy else "logits")
+        kind = "greedy" if greedy else "logits"
         self._io[0], self._io[1] = token, pos
         dev, step = self.dev, self.s["step"]
-        dev.upload(step, self._io)
-        dev.replay(graph)
+        if dev.sync_launches:            # each launch on its own, synchronized (BITNET_CUDA_SYNC=1)
+            dev.upload(step, self._io)
+            self._record(ctx, kind)
+        else:
+            graph = self._graph(ctx, kind)
+            dev.upload(step, self._io)
+            dev.replay(graph)
         if greedy:
             dev.download(self._greedy_out, step + 8, 8)
         else:
@@ -355,20 +407,30 @@ class CudaTransformer:
         """ctx's graph of `kind` (see CudaContext.graphs), captured now if it is the first use."""
         if kind in ctx.graphs:
             return ctx.graphs[kind]
-        dev, s, step = self.dev, self.s, self.s["step"]
-        dev.begin_capture()
+        self.dev.begin_capture()
+        self._capturing = True
         try:
-            if kind == "chunk":       # reads the tokens and positions uploaded to s['tokens'] and s['pos']
-                self._layers(ctx, UBATCH, s["tokens"], s["pos"])
-            else:                     # reads its token and position from s['step']
-                self._layers(ctx, 1, step, step + 4)
-                self._head(0, 1, None)
-                if kind == "greedy":
-                    dev.launch("argmax", (1,), ARGMAX_BLOCK, s["logits"], self.n_vocab, step + 8)
+            self._record(ctx, kind)
         finally:
-            graph = dev.end_capture()     # also ends a capture that failed half-way
+            try:
+                graph = self.dev.end_capture()     # also ends a capture that failed half-way
+            finally:
+                self._capturing = False
+                self._drain()
         ctx.graphs[kind] = graph
         return graph
+
+    def _record(self, ctx: CudaContext, kind: str) -> None:
+        """The launches of a graph of `kind` (captured by _graph, or issued one by one with BITNET_CUDA_SYNC=1)."""
+        s, step = self.s, self.s["step"]
+        if kind == "chunk":       # reads the tokens and positions uploaded to s['tokens'] and s['pos']
+            self._layers(ctx, UBATCH, s["tokens"], s["pos"])
+            return
+        self._layers(ctx, 1, step, step + 4)       # reads its token and position from s['step']
+        self._head(0, 1, None)
+        if kind == "greedy":     # two stages: the 128,256 logits of LLaMA-3 over many SMs, then the merge
+            self.dev.launch("argmax_blocks", (ARGMAX_PARTS,), ARGMAX_BLOCK, s["logits"], self.n_vocab, s["argmax"])
+            self.dev.launch("argmax", (1,), ARGMAX_PARTS, s["argmax"], ARGMAX_PARTS, step + 8)
 
     # -- the layers
     def _layers(self, ctx: CudaContext, T: int, tokens: int, pos: int) -> None:
@@ -407,7 +469,7 @@ class CudaTransformer:
         ternary = [(m, y) for m, y in zip(mats, outs) if m.ternary]
         floats = [(m, y) for m, y in zip(mats, outs) if not m.ternary]
         kind, up = gating
-        if floats and kind != GATING_NONE:
+        if floats and kind != GATING_NONE:     # in place into src: relu2_mul/silu_mul allow out == gate
             dev.launch("silu_mul" if kind == GATING_SILU else "relu2_mul", (_blocks(T * n, BLOCK),), BLOCK, src, up,
                        T * n, src)
             kind, up = GATING_NONE, 0

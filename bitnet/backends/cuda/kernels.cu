@@ -92,7 +92,10 @@ __device__ __forceinline__ void store_rows(const float *acc, int T, float *y, in
     }
 }
 
-// F16 or BF16 weights, two per 32-bit load, x float activations; one warp per row.
+// F16 or BF16 weights, two per 32-bit load, x float activations; one warp per row. K must be even: the 32-bit
+// loads of w and the float2 loads of x need rows that start 4- and 8-byte aligned, and the loop has no tail for
+// an odd last value; CudaTransformer refuses an F16/BF16 matrix with odd K at load (forward.py) rather than add
+// a per-row tail to the hot loop of the LM head.
 template <bool BF16>
 __device__ __forceinline__ void half_matmul(const uint16_t *__restrict__ w, int K, int M,
                                             const float *__restrict__ x, int T, float *__restrict__ y, int ldy,
@@ -252,21 +255,35 @@ __global__ void f32_matmul(const float *__restrict__ w, int K, int M, const floa
 }
 
 // Q8_0 weights (blocks of 32: f16 d, int8 qs[32]; 34 bytes) x float activations: one warp per row, a lane per
-// block at a time.
+// block at a time. A block is 34 = 2 x 17 bytes, so it is only 2-byte aligned (rows of an odd number of blocks
+// put every other row at an odd multiple of 2): its scale and quants are read as 17 aligned 16-bit loads, two of
+// them making the four int8 of a 32-bit word, instead of 32 byte loads. x is read as float4: a block's 32
+// activations start 128-byte aligned (K % 32 == 0, and the launcher's x offsets are whole rows). The sum runs
+// over i = 0..31 in order, as the byte loop did.
 __global__ void q80_matmul(const uint8_t *__restrict__ w, int K, int M, const float *__restrict__ x, int T,
                            float *__restrict__ y, int ldy, int accumulate) {
     const int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (row >= M) return;
     const int nb = K / 32;
-    const uint8_t *wr = w + (int64_t)row * nb * 34;
+    const uint16_t *wr = (const uint16_t *)(w + (int64_t)row * nb * 34);
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int b = lane; b < nb; b += WARP) {
-        const uint8_t *blk = wr + b * 34;
-        const float d = half_to_float((uint16_t)(blk[0] | (blk[1] << 8)));
+        const uint16_t *blk = wr + b * 17;
+        const float d = half_to_float(__ldg(blk));
+        int qw[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) qw[j] = (int)__ldg(blk + 1 + 2 * j) | ((int)__ldg(blk + 2 + 2 * j) << 16);
         for (int t = 0; t < T && t < 8; t++) {
-            const float *xb = x + (int64_t)t * K + 32 * b;
+            const float4 *xb = (const float4 *)(x + (int64_t)t * K + 32 * b);
             float s = 0.0f;
-            for (int i = 0; i < 32; i++) s = fmaf((float)(int8_t)blk[2 + i], xb[i], s);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float4 xv = xb[j];
+                s = fmaf((float)(int8_t)qw[j], xv.x, s);
+                s = fmaf((float)(int8_t)(qw[j] >> 8), xv.y, s);
+                s = fmaf((float)(int8_t)(qw[j] >> 16), xv.z, s);
+                s = fmaf((float)(qw[j] >> 24), xv.w, s);      // arithmetic shift: the top byte, signed
+            }
             acc[t] = fmaf(d, s, acc[t]);
         }
     }
@@ -327,15 +344,16 @@ __global__ void rope_store(float *__restrict__ q, const float *__restrict__ k, c
     if (idx < kv_dim) vcache[row + idx] = float_to_half(v[(int64_t)t * kv_dim + idx]);
 }
 
-// ---- FFN gating: elementwise over n values ----
-__global__ void relu2_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
-                          float *__restrict__ out) {
+// ---- FFN gating: elementwise over n values, out = gating(gate) * up. The forward pass runs it in place (out ==
+// gate: the float path gates s['gate'] where it lies, with no second n_ff-wide buffer), so gate and out are not
+// __restrict__: with the qualifier, one object reached through both would be undefined behaviour. In place is
+// well defined without it: element i is read and then written by the one thread that owns i. ----
+__global__ void relu2_mul(const float *gate, const float *__restrict__ up, int64_t n, float *out) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = gated(gate + i, up + i, 0, GATING_RELU2);
 }
 
-__global__ void silu_mul(const float *__restrict__ gate, const float *__restrict__ up, int64_t n,
-                         float *__restrict__ out) {
+__global__ void silu_mul(const float *gate, const float *__restrict__ up, int64_t n, float *out) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = gated(gate + i, up + i, 0, GATING_SILU);
 }
@@ -457,38 +475,80 @@ __global__ void embed_rows(const uint8_t *__restrict__ table, int gtype, int K, 
     out[(int64_t)t * K + i] = v;
 }
 
-// ---- greedy sampling on the device: out[0] = the first index of the largest logit (numpy's argmax for finite
-// logits), out[1] = 1 if any logit is NaN or infinite (the host then fails as the CPU path does); one block of
-// up to 1024 threads ----
-__global__ void argmax(const float *__restrict__ logits, int n, int *__restrict__ out) {
-    __shared__ float best_v[1024];
-    __shared__ int best_i[1024];
+// ---- greedy sampling on the device, in two stages: one block over 128,256 logits would keep one SM busy
+// while the rest idle. argmax_blocks: each of gridDim.x blocks takes a contiguous span of the logits and writes
+// its best (value, first index) and whether it saw a NaN or infinity to part[blockIdx.x]; argmax (one block)
+// merges the parts. out[0] = the first index of the largest finite logit (numpy's argmax over the finite ones,
+// 0 when none is finite), out[1] = 1 if any logit is NaN or infinite (the host then fails as the CPU path
+// does). Ties go to the smaller index at every step, so the result does not depend on the grid. ----
+#define NO_INDEX 0x7fffffff
+
+struct ArgBest {   // 16 bytes: forward.py sizes s['argmax'] as 16 per block
+    float v;
+    int i;
+    int bad;
+    int pad;
+};
+
+__device__ __forceinline__ void take_better(float &bv, int &bi, float ov, int oi) {
+    if (ov > bv || (ov == bv && oi < bi)) {
+        bv = ov;
+        bi = oi;
+    }
+}
+
+// The block's best (bv, bi) into thread 0's, and the OR of `bad` into every thread's (blockDim.x <= 1024, a
+// multiple of 32).
+__device__ void block_argbest(float &bv, int &bi, int &bad) {
+    __shared__ float sv[WARP];
+    __shared__ int si[WARP];
+    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, nw = blockDim.x / WARP;
+    for (int o = WARP / 2; o > 0; o >>= 1)
+        take_better(bv, bi, __shfl_xor_sync(FULL_MASK, bv, o), __shfl_xor_sync(FULL_MASK, bi, o));
+    bad = __syncthreads_or(bad);
+    if (lane == 0) {
+        sv[warp] = bv;
+        si[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        bv = lane < nw ? sv[lane] : -F32_INF;
+        bi = lane < nw ? si[lane] : NO_INDEX;
+        for (int o = WARP / 2; o > 0; o >>= 1)
+            take_better(bv, bi, __shfl_xor_sync(FULL_MASK, bv, o), __shfl_xor_sync(FULL_MASK, bi, o));
+    }
+}
+
+__global__ void argmax_blocks(const float *__restrict__ logits, int n, ArgBest *__restrict__ part) {
+    const int span = (n + gridDim.x - 1) / gridDim.x, start = blockIdx.x * span, end = min(start + span, n);
     float bv = -F32_INF;
-    int bi = n, bad = 0;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    int bi = NO_INDEX, bad = 0;
+    for (int i = start + threadIdx.x; i < end; i += blockDim.x) {   // increasing i: '>' keeps the first maximum
         const float v = logits[i];
-        bad |= !isfinite(v);
-        if (v > bv) {   // strictly larger: each thread keeps its first maximum
+        if (!isfinite(v)) bad = 1;
+        else if (v > bv) {
             bv = v;
             bi = i;
         }
     }
-    best_v[threadIdx.x] = bv;
-    best_i[threadIdx.x] = bi;
-    bad = __syncthreads_or(bad);
-    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) {
-            const float ov = best_v[threadIdx.x + stride];
-            const int oi = best_i[threadIdx.x + stride];
-            if (ov > best_v[threadIdx.x] || (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
-                best_v[threadIdx.x] = ov;
-                best_i[threadIdx.x] = oi;
-            }
-        }
-        __syncthreads();
-    }
+    block_argbest(bv, bi, bad);
     if (threadIdx.x == 0) {
-        out[0] = best_i[0] < n ? best_i[0] : 0;
+        part[blockIdx.x].v = bv;
+        part[blockIdx.x].i = bi;
+        part[blockIdx.x].bad = bad;
+    }
+}
+
+__global__ void argmax(const ArgBest *__restrict__ part, int nparts, int *__restrict__ out) {
+    float bv = -F32_INF;
+    int bi = NO_INDEX, bad = 0;
+    for (int p = threadIdx.x; p < nparts; p += blockDim.x) {
+        take_better(bv, bi, part[p].v, part[p].i);
+        bad |= part[p].bad;
+    }
+    block_argbest(bv, bi, bad);
+    if (threadIdx.x == 0) {
+        out[0] = bi == NO_INDEX ? 0 : bi;
         out[1] = bad;
     }
 }
