@@ -1,4 +1,5 @@
-// CUDA kernels of the GPU forward pass (issue 12), compiled to PTX for sm_80 and newer.
+// CUDA kernels of the GPU forward pass (issue 12), built to SASS for sm_80..sm_120 and to PTX for sm_80 and newer
+// (bitnet/backends/cuda/build.py; NVRTC compiles the same text at run time where nvcc was absent).
 //
 // Numerics follow the CPU kernels (bitnet/backends/cpu/kernels/src/kernels.h) so that the two backends can be compared
 // bit for bit where the CPU result is exact: activation quantization, the ternary integer dots and their
