@@ -72,4 +72,4 @@ def test_a_fresh_venv_runs_the_model_and_a_c_program(report, label):
     assert set(used["variants_checked"]) == set(bitnet.cpu_info()["supported_variants"])
     assert "/venv-" in used["capi_flags"] and "-lbitnet" in used["capi_flags"]
     if platform.machine() == "x86_64":
-        assert used["compiled_variants"] == ["scalar", "avx2", "avx512"]
+        assert used["compiled_variants"] == ["scalar", "avx2", "avx512", "amx", "amx-model"]
