@@ -906,7 +906,7 @@ BN_FN __m256 F(kv8)(const uint8_t *row, int64_t d, const int Q8) {
     if (!Q8) return F(load_w8)(row, d, BN_W_F16);
     const uint8_t *blk = row + (d >> 5) * BN_Q80_BLOCK_BYTES;
     const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + (d & 31)))));
-    return _mm256_mul_ps(_mm256_set1_ps(bn_half_to_float(bn_load_u16(blk))), q);
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bn_load_u16(blk))), q);      /* F16C: exact, one instruction */
 }
 
 /* Dims [d, d + W) of the weighted sum of V for NQ heads: W/8 accumulators per head (at most eight in all), each
