@@ -11,6 +11,7 @@ fraction of that ceiling (decode at batch 1 reads every weight once per token, a
 
     python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--variants avx2,avx512,amx] [--lm-heads exact,q8_0]
                                       [--ternary mac,lut] [-p 128,512] [--model PATH] [--json out.json]
+    python benchmarks/bench_engine.py --depths 128,1024,4000 [--cache-types f16,q8_0] [--threads 2] [--runs 3]
 
 -p takes several prompt lengths (pp128 and pp512: the AMX tiles take prompts of 16 tokens or more, and their
 gain grows with the prompt); the default variants are every SIMD one this CPU runs (amx-model, the tile model
@@ -18,6 +19,11 @@ for tests, is left out).
 
 --ternary picks the kernels of the I2_S layers: the multiply-add ones (mac), the LUT ones (lut), or auto (the
 engine's measured per-CPU choice, bitnet.backends.cpu.kernels.choice).
+
+--depths measures decode at context depth instead (attention's share of a step grows with the positions it
+reads): for each depth, a prompt of that many tokens is prefilled (its tokens/s is reported: a long prompt's
+attention is most of its cost), then DEPTH_GEN tokens are decoded greedily and sampled through Model.generate;
+each depth is also given as a fraction of the shallowest one. --cache-types compares the KV cache element types.
 
 Each configuration runs in a fresh subprocess so peak RSS is its own.
 """
@@ -189,6 +195,54 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
                 file_mb=os.path.getsize(model_path) / 2**20, kernels=_ran_kernels(model), probe=probe_kind)
 
 
+DEPTH_GEN = 32    # tokens decoded at each depth
+
+
+def measure_depths(model_path: str, n_threads: int, depths: list[int], cache_type: str = "f16") -> dict:
+    """Prefill a prompt of each depth in a fresh session, then decode DEPTH_GEN tokens greedily and DEPTH_GEN
+    sampled (the second call reuses the prompt's cache, so only its decode runs)."""
+    import bitnet
+
+    extra = {} if cache_type == "f16" else dict(cache_type=cache_type)     # older trees have no cache_type
+    model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"], **extra)
+    rng = np.random.default_rng(1)
+    model.generate([1, 2, 3], max_tokens=8, temperature=0.0)    # warm: the weights' pages, the thread team
+    rows = []
+    for depth in depths:
+        prompt = [int(t) for t in rng.integers(0, 256, size=depth)]
+        session = model.new_session()
+        greedy = model.generate(prompt, max_tokens=DEPTH_GEN, session=session, temperature=0.0).timings
+        sampled = model.generate(prompt, max_tokens=DEPTH_GEN, session=session, temperature=0.8, seed=1).timings
+        rows.append(dict(depth=depth, prefill_tps=greedy.prefill_tokens_per_s,
+                         greedy_tps=greedy.decode_tokens_per_s, sampled_tps=sampled.decode_tokens_per_s))
+    return dict(threads=n_threads, cache_type=cache_type, depths=rows, kernels=_ran_kernels(model))
+
+
+def run_depths(model: Path, n_threads: int, depths: list[int], cache_type: str = "f16",
+               env: dict | None = None) -> dict:
+    """measure_depths in a fresh process (`env` may point PYTHONPATH at another tree)."""
+    out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
+                          "--depths", ",".join(map(str, depths)), "--cache-types", cache_type],
+                         capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def depth_table(runs: dict[tuple, list[dict]]) -> list[str]:
+    """Markdown rows of the medians over runs, per (threads, cache type) and depth, with each depth's decode as a
+    fraction of the shallowest depth's and its prefill as a fraction of the shallowest prompt's."""
+    lines = ["| threads | KV cache | depth | prefill tok/s | x shallowest | greedy tok/s | sampled tok/s | "
+             "x shallowest (sampled) |", "|---|---|---|---|---|---|---|---|"]
+    for (n_threads, cache_type), rs in runs.items():
+        med = [{k: statistics.median(r["depths"][i][k] for r in rs) for k in ("prefill_tps", "greedy_tps",
+                                                                             "sampled_tps")}
+               for i in range(len(rs[0]["depths"]))]
+        for i, m in enumerate(med):
+            lines.append(f"| {n_threads} | {cache_type} | {rs[0]['depths'][i]['depth']} | {m['prefill_tps']:.1f} | "
+                         f"{m['prefill_tps'] / med[0]['prefill_tps']:.2f} | {m['greedy_tps']:.2f} | "
+                         f"{m['sampled_tps']:.2f} | {m['sampled_tps'] / med[0]['sampled_tps']:.2f} |")
+    return lines
+
+
 def _ran_kernels(model) -> list[str]:
     # compare_trees.py runs this file against older trees too, from before Model.ran_kernels existed
     return model.ran_kernels() if hasattr(model, "ran_kernels") else model._transformer.ran_kernels()
@@ -214,10 +268,16 @@ def main(argv=None) -> int:
     ap.add_argument("--ternary", default="auto", help="mac, lut or auto (comma-separated): the I2_S kernels")
     ap.add_argument("-p", "--n-prompt", default="128", help="prompt lengths (comma-separated)")
     ap.add_argument("-n", "--n-gen", type=int, default=128)
+    ap.add_argument("--depths", default=None, help="decode at these context depths (comma-separated) instead")
+    ap.add_argument("--cache-types", default="f16", help="with --depths: f16, q8_0 or both (comma-separated)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # child-process mode
     args = ap.parse_args(argv)
 
+    depths = [int(d) for d in args.depths.split(",")] if args.depths else None
+    if args.one and depths:
+        print(json.dumps(measure_depths(str(args.model), int(args.threads), depths, args.cache_types)))
+        return 0
     if args.one:
         print(json.dumps(measure_one(str(args.model), int(args.threads), int(args.n_prompt), args.n_gen,
                                      args.lm_heads)))
@@ -231,6 +291,17 @@ def main(argv=None) -> int:
     from bitnet.backends.cpu.kernels import supported_variants
 
     thread_counts = [int(t) for t in args.threads.split(",")]
+    if depths:
+        depth_runs: dict[tuple, list[dict]] = {(n, c): [] for n in thread_counts for c in args.cache_types.split(",")}
+        for _ in range(args.runs):       # interleaved, as below
+            for n_threads, cache_type in depth_runs:
+                depth_runs[(n_threads, cache_type)].append(run_depths(args.model, n_threads, depths, cache_type))
+        print("\n".join(depth_table(depth_runs)))
+        print(f"medians of {args.runs} interleaved runs, {DEPTH_GEN} tokens decoded at each depth; kernels: "
+              f"{', '.join(next(iter(depth_runs.values()))[0]['kernels'])}")
+        if args.json:
+            args.json.write_text(json.dumps({f"{n} {c}": rs for (n, c), rs in depth_runs.items()}, indent=2))
+        return 0
     variants = (args.variants.split(",") if args.variants else
                 [v for v in supported_variants() if v not in ("scalar", "amx-model")] or ["scalar"])
     heads = args.lm_heads.split(",")

@@ -20,6 +20,13 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def add_cache_type_option(parser) -> None:
+    parser.add_argument("--cache-type", choices=("f16", "q8_0"), default="f16",
+                        help="KV cache element type: f16 (exact; default) or q8_0 (8-bit blocks: about half the "
+                             "cache memory and the bytes a long context reads per token, slightly different "
+                             "logits; CPU only)")
+
+
 def add_device_option(parser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where the model runs: cpu, or cuda (an NVIDIA GPU, with the .[cuda] extra); "

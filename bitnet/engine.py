@@ -188,7 +188,7 @@ class Model:
 
     def __init__(self, path: str | os.PathLike | None = None, n_threads: int | None = None,
                  n_ctx: int | None = None, tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact",
-                 device: str | None = None, tokenizer_pre: str | None = None):
+                 device: str | None = None, tokenizer_pre: str | None = None, cache_type: str = "f16"):
         from bitnet.backends import build, resolve_device
         from bitnet.models import arch_spec, read_hparams
         from bitnet.tokenizer import find_tokenizer
@@ -211,10 +211,11 @@ class Model:
             fallback(f"a context of {n_ctx} tokens exceeds the {hparams.n_ctx_train} the model was trained on: "
                      "positions beyond them are extrapolated and its output degrades")
         if self.device == "cpu":
-            _check_kv_fits(hparams, n_ctx)     # on a GPU the backend checks the device's memory
+            _check_kv_fits(hparams, n_ctx, cache_type)     # on a GPU the backend checks the device's memory
         self._transformer, self.hparams, self.spec = build(self.reader, self.device, lm_head, n_threads,
-                                                           max_ctx=n_ctx)
+                                                           max_ctx=n_ctx, cache_type=cache_type)
         self.lm_head = lm_head
+        self.cache_type = cache_type
         self.arch = self.hparams.arch
         self.n_vocab = self.hparams.n_vocab
         self.tokenizer = find_tokenizer(path, self.metadata, tokenizer_path, tokenizer_pre)
@@ -483,10 +484,11 @@ class Model:
         return Perplexity(value=ppl, error=err, n_chunks=n_chunks, n_ctx=n_ctx, n_scored=count)
 
 
-def _check_kv_fits(hp, n_ctx: int) -> None:
-    """A context whose f16 K and V caches exceed the machine's memory fails here, naming sizes, rather than in
+def _check_kv_fits(hp, n_ctx: int, cache_type: str = "f16") -> None:
+    """A context whose K and V caches exceed the machine's memory fails here, naming sizes, rather than in
     an allocation (or, with overcommit, in the kernel's OOM killer half-way through a prompt)."""
-    kv_bytes = 2 * hp.n_layer * n_ctx * hp.n_head_kv * hp.head_dim * 2
+    row = hp.head_dim // 32 * 34 if cache_type == "q8_0" else hp.head_dim * 2     # bytes per position and head
+    kv_bytes = 2 * hp.n_layer * n_ctx * hp.n_head_kv * row
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):   # not every platform (Windows, Pyodide) reports it
@@ -509,7 +511,7 @@ def _params(params: SamplingParams | None, **settings) -> SamplingParams:
 
 def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_ctx: int | None = None,
          tokenizer_path: str | os.PathLike | None = None, lm_head: str = "exact", device: str | None = None,
-         tokenizer_pre: str | None = None) -> Model:
+         tokenizer_pre: str | None = None, cache_type: str = "f16") -> Model:
     """Load a GGUF model: `path`, else $BITNET_GGUF, else the embedded default model.
 
     n_threads: None reads OMP_NUM_THREADS, else every CPU this process may use. tokenizer_path: a tokenizer.json
@@ -523,9 +525,13 @@ def load(path: str | os.PathLike | None = None, n_threads: int | None = None, n_
 
     lm_head="q8_0" re-encodes the LM head as Q8_0 at load and computes it with int8 dot products: faster
     decoding (the head is half the bytes read per token of the 2B model), at a small perplexity cost; the
-    default "exact" computes it from the file's weights in float."""
+    default "exact" computes it from the file's weights in float.
+
+    cache_type="q8_0" keeps the KV cache as Q8_0 blocks (as llama.cpp's -ctk/-ctv q8_0): about half the memory
+    and the bytes a long context reads per token, at a small perplexity cost (README); the default "f16" is
+    exact. CPU only."""
     return Model(path, n_threads=n_threads, n_ctx=n_ctx, tokenizer_path=tokenizer_path, lm_head=lm_head,
-                 device=device, tokenizer_pre=tokenizer_pre)
+                 device=device, tokenizer_pre=tokenizer_pre, cache_type=cache_type)
 
 
 __all__ = ["BitNetError", "Completion", "CompletionStream", "Model", "Perplexity", "Score", "Session", "Timings",

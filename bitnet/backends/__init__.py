@@ -56,10 +56,12 @@ def resolve_device(device: str | None) -> str:
 
 
 LM_HEADS = ("exact", "q8_0")
+CACHE_TYPES = ("f16", "q8_0")     # the CPU's KV cache element (bitnet.backends.cpu._forward)
 
 
 def build(reader, device: str = "cpu", lm_head: str = "exact", n_threads: int | None = None,
-          widen_head_below: int = 0, ternary: str | None = None, max_ctx: int | None = None):
+          widen_head_below: int = 0, ternary: str | None = None, max_ctx: int | None = None,
+          cache_type: str = "f16"):
     """Bind the file's weights (bitnet.models) and build the backend named `device` over them: returns
     (backend, HParams, ArchSpec). The CUDA backend gets its RoPE table sized for contexts of up to max_ctx
     positions (default: the file's training context); widen_head_below and ternary are the CPU's (see
@@ -69,13 +71,20 @@ def build(reader, device: str = "cpu", lm_head: str = "exact", n_threads: int | 
     at load (0.66 GB -> 0.35 GB read per token for the 2B model). The CPU computes it with int8 dot products on
     Q8-quantized activations (faster, not exact: benchmarks/README.md gives its perplexity cost); the GPU
     multiplies the same Q8_0 weights with float activations, so the two devices' int8-head logits differ
-    slightly (the exact head gives the same numerics on both)."""
+    slightly (the exact head gives the same numerics on both).
+
+    cache_type "q8_0" keeps the CPU's KV cache as Q8_0 blocks (half the bytes a long context reads per token, at
+    a small perplexity cost); "f16" (default) is exact. The CUDA backend keeps its own f16 cache."""
     from bitnet.models import bind
 
     if lm_head not in LM_HEADS:
         raise ValueError(f"lm_head must be one of {', '.join(LM_HEADS)}, got {lm_head!r}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if cache_type not in CACHE_TYPES:
+        raise ValueError(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {cache_type!r}")
+    if device == "cuda" and cache_type != "f16":
+        raise ValueError(f"cache_type {cache_type!r} is CPU-only: the CUDA backend keeps an f16 KV cache")
     weights, hp, spec = bind(reader)
     head_int8 = lm_head == "q8_0"
     if head_int8:
@@ -91,7 +100,7 @@ def build(reader, device: str = "cpu", lm_head: str = "exact", n_threads: int | 
         return CudaTransformer(**weights, head_int8=head_int8, max_ctx=max_ctx or hp.n_ctx_train), hp, spec
     from bitnet.backends import cpu
 
-    return cpu.build(weights, hp, reader, head_int8, n_threads, widen_head_below, ternary), hp, spec
+    return cpu.build(weights, hp, reader, head_int8, n_threads, widen_head_below, ternary, cache_type), hp, spec
 
 
 def _int8_head(head, n_threads: int | None):

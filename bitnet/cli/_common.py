@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from bitnet.argtypes import add_device_option, device_from_args, int_at_least
+from bitnet.argtypes import add_cache_type_option, add_device_option, device_from_args, int_at_least
 from bitnet.errors import BitNetError
 from bitnet.generation import DEFAULTS, SamplingParams
 from bitnet.paths import model_path  # noqa: F401  (the subcommands take the model file from here)
@@ -98,6 +98,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, ctx: bool = True, toke
                                 "llama.cpp's regexes for a file without the key; without the key, a LLaMA-3 "
                                 "vocabulary gets llama-bpe)")
     add_lm_head_option(group)
+    add_cache_type_option(group)
     add_device_option(group)
 
 
@@ -225,6 +226,7 @@ def load_model(args: argparse.Namespace, *, n_ctx: int | None = None, quiet: boo
     return bitnet.load(path, n_threads=getattr(args, "threads", None),
                        n_ctx=n_ctx if n_ctx is not None else getattr(args, "ctx_size", None),
                        tokenizer_path=tokenizer, lm_head=getattr(args, "lm_head", "exact"),
+                       cache_type=getattr(args, "cache_type", "f16"),
                        device=device_from_args(args), tokenizer_pre=getattr(args, "tokenizer_pre", None))
 
 

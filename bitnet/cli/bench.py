@@ -55,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-r", "--repetitions", type=_common.int_at_least(1), default=5, metavar="R",
                    help="timed repetitions of each test (default: 5)")
     _common.add_lm_head_option(p)
+    _common.add_cache_type_option(p)
     _common.add_device_option(p)
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each test")
     p.add_argument("--seed", type=_common.seed_value, default=0, metavar="S",

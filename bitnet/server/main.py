@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bitnet.argtypes import add_device_option, device_from_args, int_at_least
+from bitnet.argtypes import add_cache_type_option, add_device_option, device_from_args, int_at_least
 from bitnet.settings import api_key as env_api_key
 
 log = logging.getLogger("bitnet.server")
@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "prefills faster, smaller delays the running streams less (default: 32)")
     parser.add_argument("--lm-head", choices=("exact", "q8_0"), default="exact",
                         help="LM head: exact (default) or q8_0 (int8, re-encoded at load: faster decoding)")
+    add_cache_type_option(parser)
     add_device_option(parser)
     parser.add_argument("--queue-size", type=int_at_least(0), default=16, metavar="Q",
                         help="requests that may wait for a busy slot; beyond them the answer is 503 (default: 16)")
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     sock = _bind(args.host, args.port)   # before loading: a busy port fails at once, not after a long load
     try:
         model = bitnet.load(args.model, n_threads=args.threads, n_ctx=args.ctx_size, lm_head=args.lm_head,
-                            device=device_from_args(args))
+                            device=device_from_args(args), cache_type=args.cache_type)
         model_id = args.alias or Path(model.path).stem
         settings = ServerSettings(model_id=model_id, api_key=api_key, parallel=args.parallel,
                                   queue_size=args.queue_size, max_body_bytes=args.max_body_size,

@@ -112,7 +112,9 @@ TRAP_TQ(bn_scalar_tq2_gemv) TRAP_TQ(bn_scalar_tq1_gemv)
 TRAP_TQM(bn_scalar_tq2_gemm) TRAP_TQM(bn_scalar_tq1_gemm)
 TRAP_F(bn_scalar_bf16_gemm) TRAP_F(bn_scalar_q80_gemm) TRAP_F(bn_scalar_f32_gemm)
 void bn_scalar_attention(const float *q, int64_t nq, const bn_f16 *k, const bn_f16 *v, int64_t s, int64_t n,
-                         int64_t hd, float sc, float *scores, float *out) { __builtin_trap(); }
+                         int64_t hd, float sc, float *scores, float *out, float *ml) { __builtin_trap(); }
+void bn_scalar_attention_q8(const float *q, int64_t nq, const uint8_t *k, const uint8_t *v, int64_t rb, int64_t n,
+                            int64_t hd, float sc, float *scores, float *out, float *ml) { __builtin_trap(); }
 void bn_scalar_q80_q8_gemm(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
                            const float *xd, int64_t T, float *y, int64_t ldy) { __builtin_trap(); }
 void bn_lut_tables(const int8_t *q, int64_t K, int8_t *tables) { __builtin_trap(); }
@@ -152,13 +154,15 @@ int run(void) {
             kt->quantize_act((const float *)act + t * K, K, (int8_t *)g_out + t * K, qi + t);
         return (int)(((T * K + 7) & ~7) + 8 * T);
     }
-    if (op == 6) { /* attention: data = k then v (M rows of `chunk` halves), act = float scale (8 bytes), q[T][K] */
+    if (op == 6) { /* attention: data = k then v (M rows of `chunk` halves), act = float scale (8 bytes), q[T][K];
+                    out: T heads of K floats, then each head's max score and sum of exponentials */
         static float scores[1 << 14];
         const bn_f16 *kk = (const bn_f16 *)data, *vv = kk + M * chunk;
         float scale;
         memcpy(&scale, act, 4);
-        kt->attention((const float *)(act + 8), T, kk, vv, chunk, M, K, scale, scores, (float *)g_out);
-        return (int)(4 * T * K);
+        kt->attention((const float *)(act + 8), T, kk, vv, chunk, M, K, scale, scores, (float *)g_out,
+                      (float *)g_out + T * K);
+        return (int)(4 * T * K + 8 * T);
     }
     float *y = (float *)g_out;
     for (int64_t r0 = 0; r0 < M; r0 += chunk) {
@@ -279,7 +283,7 @@ def _qinfo_bytes(scale: np.ndarray, total: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize("name", [n for n in RUNNERS if "aarch64" in n or "wasm" in n])
 def test_simd128_attention_runs_like_the_scalar_reference(tmp_path: Path, name: str) -> None:
-    """NEON's and WebAssembly's own attention kernels: GQA head pairs and
+    """NEON's and WebAssembly's own attention kernels, with the max and sum of exponentials: GQA head pairs and
     singles, row strides, head dims off the vector width, and a wide score range (underflowing exponentials)."""
     request = _build_runner(name, tmp_path)
     rng = np.random.default_rng(5)
@@ -290,9 +294,11 @@ def test_simd128_attention_runs_like_the_scalar_reference(tmp_path: Path, name: 
         v = rng.standard_normal((n_kv, stride)).astype(np.float16)
         scale = np.float32(hd ** -0.5)
         act = scale.tobytes() + b"\0" * 4 + q.tobytes()
-        out = request(_blob(6, hd, n_kv, n_q, k.tobytes() + v.tobytes(), act, chunk=stride))
-        want = bk.attention(q, k, v, float(scale), variant="scalar")
-        np.testing.assert_allclose(np.frombuffer(out, np.float32).reshape(n_q, hd), want, rtol=1e-5, atol=1e-6)
+        out = np.frombuffer(request(_blob(6, hd, n_kv, n_q, k.tobytes() + v.tobytes(), act, chunk=stride)),
+                            np.float32)
+        want, want_ml = bk.attention(q, k, v, float(scale), variant="scalar", with_ml=True)
+        np.testing.assert_allclose(out[:n_q * hd].reshape(n_q, hd), want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out[n_q * hd:].reshape(n_q, 2), want_ml, rtol=1e-5)   # what spans merge with
 
 
 @pytest.mark.parametrize("name", list(RUNNERS))

@@ -190,6 +190,44 @@ def test_attention_scalar_matches_numpy_with_row_stride() -> None:
     np.testing.assert_allclose(out, np_attention(q, k, v, 1 / 8), rtol=1e-5, atol=1e-5)
 
 
+def _q8_rows_as_float(rows: np.ndarray, hd: int) -> np.ndarray:
+    """Q8_0 rows [n, hd/32*34] -> their values d * q, [n, hd] (docs/formats.md)."""
+    blocks = rows.reshape(rows.shape[0], hd // 32, 34)
+    d = blocks[:, :, :2].copy().view(np.float16).astype(np.float32)
+    return (d * blocks[:, :, 2:].view(np.int8).astype(np.float32)).reshape(rows.shape[0], hd)
+
+
+def test_attention_q8_scalar_matches_numpy_on_the_dequantized_cache() -> None:
+    rng = np.random.default_rng(12)
+    hd, n_kv = 64, 41
+    q = rng.standard_normal((2, hd)).astype(np.float32)
+    k = bk.encode_q80_rows(rng.standard_normal((n_kv, hd)))
+    v = bk.encode_q80_rows(rng.standard_normal((n_kv, hd)))
+    out, ml = bk.attention_q8(q, k, v, 1 / 8, variant="scalar", with_ml=True)
+    kf, vf = _q8_rows_as_float(k, hd), _q8_rows_as_float(v, hd)
+    for h in range(2):
+        np.testing.assert_allclose(out[h], np_attention(q[h], kf, vf, 1 / 8), rtol=1e-5, atol=1e-5)
+        scores = kf.astype(np.float64) @ q[h].astype(np.float64) / 8
+        np.testing.assert_allclose(ml[h], [scores.max(), np.exp(scores - scores.max()).sum()], rtol=1e-5)
+
+
+def test_attention_of_spans_merged_in_order_equals_the_whole() -> None:
+    """Flash-decoding's fold: the positions cut into spans, each span's attention with its max and sum, folded
+    left to right, give the attention over all of them (to rounding); one span is returned unchanged."""
+    rng = np.random.default_rng(13)
+    hd, n_kv = 64, 300
+    q = rng.standard_normal((2, hd)).astype(np.float32) * 3
+    k = rng.standard_normal((n_kv, hd)).astype(np.float16)
+    v = rng.standard_normal((n_kv, hd)).astype(np.float16)
+    whole, whole_ml = bk.attention(q, k, v, 1 / 8, variant="scalar", with_ml=True)
+    cuts = [0, 7, 128, 256, 300]
+    spans = [bk.attention(q, k[a:b], v[a:b], 1 / 8, variant="scalar", with_ml=True) for a, b in zip(cuts, cuts[1:])]
+    merged = bk.attention_merge(np.stack([o for o, _ in spans]), np.stack([m for _, m in spans]))
+    np.testing.assert_allclose(merged, whole, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(merged, spans[0][0])
+    np.testing.assert_array_equal(bk.attention_merge(whole[None], whole_ml[None]), whole)
+
+
 @pytest.mark.parametrize("q_shape,kv_shape", [((0,), (3, 8)), ((2, 0), (3, 8)), ((2, 3, 4), (3, 8)),
                                                ((8,), (0, 8)), ((16,), (3, 8)), ((2, 8), (3,))])
 def test_attention_rejects_bad_shapes(q_shape: tuple, kv_shape: tuple) -> None:

@@ -219,6 +219,33 @@ def test_attention_softmax_over_a_wide_score_range(variant: str, n_kv: int) -> N
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n_q,hd,n_kv", [(1, 128, 1), (4, 128, 256), (3, 64, 37), (2, 32, 9)])
+def test_attention_q8_matches_scalar(variant: str, n_q: int, hd: int, n_kv: int) -> None:
+    """The Q8_0-cache attention (the 8-bit KV cache) against the scalar reference, with the max and sum of
+    exponentials that spans are merged with; heads in a group (fours on AVX-512) give what each gives alone."""
+    rng = np.random.default_rng(n_q * hd + n_kv)
+    q = rng.standard_normal((n_q, hd)).astype(np.float32)
+    k = bk.encode_q80_rows(rng.standard_normal((n_kv, hd)) * rng.uniform(0.1, 10, (n_kv, 1)))
+    v = bk.encode_q80_rows(rng.standard_normal((n_kv, hd)))
+    got, ml = bk.attention_q8(q, k, v, hd ** -0.5, variant=variant, with_ml=True)
+    want, want_ml = bk.attention_q8(q, k, v, hd ** -0.5, variant="scalar", with_ml=True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got, np.stack([bk.attention_q8(q[h], k, v, hd ** -0.5, variant=variant)
+                                                 for h in range(n_q)]))
+    np.testing.assert_allclose(ml, want_ml, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_attention_reports_the_max_and_sum_of_the_scalar_reference(variant: str) -> None:
+    rng = np.random.default_rng(21)
+    q = rng.standard_normal((4, 128)).astype(np.float32)
+    k = rng.standard_normal((257, 640)).astype(np.float16)
+    v = rng.standard_normal((257, 640)).astype(np.float16)
+    _, ml = bk.attention(q, k, v, 128 ** -0.5, variant=variant, with_ml=True)
+    np.testing.assert_allclose(ml, bk.attention(q, k, v, 128 ** -0.5, variant="scalar", with_ml=True)[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_simd_kernels_record_that_they_ran(variant: str) -> None:
     rng = np.random.default_rng(9)
     data = _ternary_case(bk.GGML_I2_S, 4, 256, rng)

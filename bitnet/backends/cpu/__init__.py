@@ -12,7 +12,7 @@ TERNARY_KERNELS = ("mac", "lut")
 
 
 def build(weights: dict, hp: HParams, reader, head_int8: bool, n_threads: int | None, widen_head_below: int = 0,
-          ternary: str | None = None):
+          ternary: str | None = None, cache_type: str = "f16"):
     """The CPU Transformer over `weights` (the head already re-encoded when head_int8).
 
     widen_head_below: an exact F16 head whose F32 copy is smaller than this many bytes is widened to F32 once at
@@ -36,7 +36,7 @@ def build(weights: dict, hp: HParams, reader, head_int8: bool, n_threads: int | 
             raise ValueError(f"ternary must be one of {', '.join(TERNARY_KERNELS)}, got {ternary!r}")
         if ternary == "lut":
             _repack_lut(reader, weights["layers"], n_threads)
-    return Transformer(**weights, head_int8=head_int8, n_threads=n_threads or 1)
+    return Transformer(**weights, head_int8=head_int8, n_threads=n_threads or 1, cache_type=cache_type)
 
 
 def _matrices(layer: dict) -> list[BoundMatrix]:

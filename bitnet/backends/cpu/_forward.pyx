@@ -6,12 +6,14 @@ are bound, from bitnet.models.common.ArchSpec): the FFN activation (relu² for B
 llama), whether sub-norms exist, the RoPE style, and whether the LM head is the tied token embedding. Each op is a loop over tokens or an OpenMP-parallel matmul over output rows;
 there is no Python call inside a forward.
 
-Every output row and every attention head is computed by a single thread in a fixed order, so results do not
-depend on the thread count.
+Every output row is computed by a single thread in a fixed order, and the attention of a row is cut into spans
+of ATTENTION_SPAN positions whose results are folded in span order, whichever threads computed them: results do
+not depend on the thread count.
 """
 from libc.math cimport isfinite, sqrtf
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 from cython.parallel cimport parallel, prange, threadid
 
 import threading
@@ -30,7 +32,7 @@ cdef extern from *:
 
 from bitnet.backends.cpu.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
-    bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes,
+    bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes, bn_encode_q80_row, bn_attention_fold,
 )
 
 from bitnet.backends.checks import UBATCH as _UBATCH, batch_runs, check_logits_out, check_span, check_tokens
@@ -38,6 +40,8 @@ from bitnet.gguf.constants import GGMLType
 
 # Tokens evaluated per internal step (bitnet.backends.checks: both backends' step size)
 cdef int64_t UBATCH = _UBATCH
+# KV cache element types (bitnet.load's cache_type): f16 is exact, q8_0 halves the cache and its reads
+CACHE_TYPES = ("f16", "q8_0")
 
 # ggml type ids used here, from their one statement (bitnet.gguf.constants; docs/formats.md §2)
 cdef int T_F32 = GGMLType.F32, T_F16 = GGMLType.F16, T_Q8_0 = GGMLType.Q8_0, T_BF16 = GGMLType.BF16
@@ -47,14 +51,18 @@ cdef enum:
     # Below this much work (multiply-adds) an op runs on the calling thread: waking a team costs more than
     # it saves, and on a busy machine a descheduled team member stalls the whole op.
     PARALLEL_MIN_WORK = 1 << 22
-    # Attention splits into one job per (token, pair of query heads sharing a K/V head), each a few
-    # microseconds even at decode: a lower bar than the matmuls' (a decode step at position 128 of the 2B
-    # shape gains 4% from a parallel attention).
+    # Attention splits into jobs of a few microseconds even at decode: a lower bar than the matmuls' (a decode
+    # step at position 128 of the 2B shape gains 4% from a parallel attention).
     ATTENTION_MIN_WORK = 1 << 17
-    # Query heads per attention job: the kernel converts each f16 K/V vector once for them. Two, not the whole
-    # GQA group: the 2B shape's 5 groups would split 3:2 over two threads at decode, and pairs measured faster
-    # than fours in the kernel alone (register pressure).
-    ATTENTION_HEADS = 2
+    # A row's attention is computed span by span and the spans folded in order (bn_attention_fold). The span is
+    # fixed, so the result never depends on the threads; 256 positions of one K/V head (64 KB of f16 K and as
+    # much V at head_dim 128) stay in L2 while the GQA group's query heads, two at a time, go over them.
+    ATTENTION_SPAN = 256
+    # Up to this many rows (decode), the spans of a row are separate jobs (flash-decoding: a long context keeps
+    # the whole team busy); more rows (a prompt) make enough jobs of whole rows, taken in blocks of up to
+    # ATTENTION_BLOCK tokens per K/V head so that each span is read from memory once for the block.
+    ATTENTION_SPLIT_ROWS = 4
+    ATTENTION_BLOCK = 16
     # Row slices of a parallel matmul, taken dynamically (see _matmul): about this much work each (4 MB of F16
     # LM head at decode), and at least this many per thread.
     MATMUL_SLICE_WORK = 1 << 22
@@ -95,6 +103,8 @@ cdef struct Weights:
     Mat output                   # the LM head (the token embedding itself when tied)
     const float *output_norm
     int64_t max_dim              # widest activation row: max(n_embd, q_dim, n_ff)
+    int kv_q8                    # the KV cache holds Q8_0 blocks (cache_type "q8_0") instead of f16
+    int64_t kv_row               # bytes of one position of one K/V head in the cache
 
 
 cdef struct Scratch:
@@ -112,9 +122,11 @@ cdef struct Scratch:
     int8_t *lut       # LUT tables of xq, token t at t * bn_lut_table_bytes(K) (only with LUT-form weights)
     bn_qinfo *qi      # [T]
     float *xd         # [T, n_embd / 32] Q8 block scales of the int8 LM head's input
-    float *scores     # [n_threads, ATTENTION_HEADS, n_ctx]
     float *rope       # [T, rope_dim] cos/sin of each token's RoPE angles, shared by all layers
-    int64_t scores_ctx   # positions each thread's stripe of `scores` holds
+    float *att_tmp    # per thread, att_stripe floats: scores of a span, one span's result, running max/sums
+    int64_t att_stripe
+    float *parts      # [ATTENTION_SPLIT_ROWS, n_head, n_spans, head_dim + 2]: split rows' span results
+    int64_t n_spans   # spans of the longest context the scratch is sized for
     int team             # the most threads a matmul of the last forward ran on (what tests and receipts check)
 
 
@@ -122,8 +134,8 @@ cdef struct Row:
     # One token of a (possibly batched) forward step: which sequence's KV cache it belongs to and where.
     int32_t token
     int64_t pos
-    uint16_t *kcache   # that sequence's [n_layer, n_ctx, kv_dim] f16 caches, as the reference keeps K/V
-    uint16_t *vcache
+    uint8_t *kcache    # that sequence's caches, [n_layer, n_head_kv, n_ctx] rows of Weights.kv_row bytes: the
+    uint8_t *vcache    # positions of one K/V head are contiguous, as the attention kernel streams them
     int64_t n_ctx
 
 
@@ -157,11 +169,13 @@ cdef class Transformer:
         self.w.layers = NULL
 
     def __init__(self, dims: dict, tok_embd, output, output_norm, layers: list, bint head_int8=False,
-                 int n_threads=1):
+                 int n_threads=1, str cache_type="f16"):
         """dims: hyperparameters; tok_embd/output: BoundMatrix; output_norm: float32 array; layers: list of
         dicts name -> BoundMatrix / float32 array (see bitnet.models.common). head_int8: `output` is Q8_0 and
         is computed with Q8 activations (int8 dot products) instead of float ones. n_threads: the threads every
-        forward runs its parallel loops on (a setting of the backend, changed through the attribute)."""
+        forward runs its parallel loops on (a setting of the backend, changed through the attribute).
+        cache_type: "f16" (the exact cache) or "q8_0" (K/V rows as Q8_0 blocks: 1.06 bytes an element instead
+        of 2; head_dim % 32 == 0)."""
         self._keep = (tok_embd, output, output_norm, layers)
         self.n_threads = n_threads
         self._batch_ws = Workspace()
@@ -182,6 +196,12 @@ cdef class Transformer:
         d.q_dim = d.n_head * d.head_dim
         d.kv_dim = d.n_head_kv * d.head_dim
         self.w.max_dim = max(d.n_embd, d.q_dim, d.n_ff)
+        if cache_type not in CACHE_TYPES:
+            raise ValueError(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {cache_type!r}")
+        self.w.kv_q8 = cache_type == "q8_0"
+        if self.w.kv_q8 and d.head_dim % 32:
+            raise ValueError(f"the q8_0 KV cache needs head_dim % 32 == 0, this model has head_dim {d.head_dim}")
+        self.w.kv_row = d.head_dim // 32 * 34 if self.w.kv_q8 else d.head_dim * sizeof(uint16_t)
         self.w.tok_embd = _make_mat(tok_embd)
         self.w.output = _make_mat(output)
         if head_int8:
@@ -233,6 +253,10 @@ cdef class Transformer:
     @property
     def head_int8(self) -> bool:
         return bool(self.w.output.act_q8)
+
+    @property
+    def cache_type(self) -> str:
+        return "q8_0" if self.w.kv_q8 else "f16"
 
     @property
     def device_name(self) -> str:
@@ -314,7 +338,7 @@ cdef class Transformer:
         check_tokens(toks, self.w.d.n_vocab)
         for i in range(len(contexts)):
             c = <Context?>contexts[i]
-            if c.n_layer != self.w.d.n_layer or c.kv_dim != self.w.d.kv_dim:
+            if c.n_layer != self.w.d.n_layer or c.kv_dim != self.w.d.kv_dim or c.kv_row != self.w.kv_row:
                 raise ValueError(f"context {i} was made for a different model")
         batch_runs(pos, owner, [(<Context>c).n_ctx for c in contexts], wanted, n)
         cdef float[:, ::1] out = None
@@ -394,12 +418,12 @@ def _lazy_zeros(Py_ssize_t nbytes):
 
 
 cdef class Context:
-    """One sequence's f16 KV cache for n_ctx positions (and, made on first use, the scratch buffers of a
-    forward over this sequence alone; a batch brings its own Workspace)."""
+    """One sequence's KV cache for n_ctx positions, in the model's cache type (and, made on first use, the
+    scratch buffers of a forward over this sequence alone; a batch brings its own Workspace)."""
     cdef readonly int64_t n_ctx
-    cdef int64_t n_layer, kv_dim
-    cdef uint16_t *kcache
-    cdef uint16_t *vcache
+    cdef int64_t n_layer, kv_dim, kv_row
+    cdef uint8_t *kcache
+    cdef uint8_t *vcache
     cdef object _kv
     cdef int64_t _kv_bytes
     cdef Workspace _ws
@@ -410,14 +434,15 @@ cdef class Context:
         self.n_ctx = n_ctx
         self.n_layer = model.w.d.n_layer
         self.kv_dim = model.w.d.kv_dim
-        self._kv_bytes = model.w.d.n_layer * n_ctx * model.w.d.kv_dim * sizeof(uint16_t)
+        self.kv_row = model.w.kv_row
+        self._kv_bytes = model.w.d.n_layer * model.w.d.n_head_kv * n_ctx * model.w.kv_row
         k = _lazy_zeros(self._kv_bytes)
         v = _lazy_zeros(self._kv_bytes)
         self._kv = (k, v)
         cdef uint8_t[::1] kview = k
         cdef uint8_t[::1] vview = v
-        self.kcache = <uint16_t *>&kview[0]
-        self.vcache = <uint16_t *>&vview[0]
+        self.kcache = &kview[0]
+        self.vcache = &vview[0]
 
     @property
     def nbytes(self) -> int:
@@ -443,8 +468,9 @@ cdef class Workspace:
 
     def __cinit__(self):
         self.s.x = NULL
-        self.s.scores = NULL
-        self.s.scores_ctx = 0
+        self.s.att_tmp = NULL
+        self.s.parts = NULL
+        self.s.n_spans = 0
         self.s.team = 0
         self.s_dim = 0
         self.s_threads = 0
@@ -458,14 +484,20 @@ cdef class Workspace:
         if self.s.x == NULL or self.s_dim != m.w.max_dim:
             self._free_rows()
             self._alloc_rows(m)
-        if self.s_threads < n_threads or self.s.scores_ctx < n_ctx:
-            free(self.s.scores)
-            self.s.scores = <float *>malloc(n_threads * ATTENTION_HEADS * n_ctx * sizeof(float))
-            if self.s.scores == NULL:
-                self.s_threads = self.s.scores_ctx = 0
-                raise MemoryError("cannot allocate the attention scratch buffer")
+        cdef const Dims *d = &m.w.d
+        cdef int64_t group = d.n_head // d.n_head_kv, n_spans = (n_ctx + ATTENTION_SPAN - 1) // ATTENTION_SPAN
+        cdef int64_t stripe = group * (ATTENTION_SPAN + d.head_dim + 2 + 2 * ATTENTION_BLOCK)
+        if self.s_threads < n_threads or self.s.n_spans < n_spans or self.s.att_stripe != stripe:
+            free(self.s.att_tmp)
+            free(self.s.parts)
+            self.s.att_tmp = <float *>malloc(n_threads * stripe * sizeof(float))
+            self.s.parts = <float *>malloc(ATTENTION_SPLIT_ROWS * d.n_head * n_spans * (d.head_dim + 2) * sizeof(float))
+            if self.s.att_tmp == NULL or self.s.parts == NULL:
+                self.s_threads = self.s.n_spans = 0
+                raise MemoryError("cannot allocate the attention scratch buffers")
             self.s_threads = n_threads
-            self.s.scores_ctx = n_ctx
+            self.s.n_spans = n_spans
+            self.s.att_stripe = stripe
 
     cdef _alloc_rows(self, Transformer m):
         cdef Dims *d = &m.w.d
@@ -502,7 +534,8 @@ cdef class Workspace:
 
     def __dealloc__(self):
         self._free_rows()
-        free(self.s.scores)
+        free(self.s.att_tmp)
+        free(self.s.parts)
 
 # ---------------------------------------------------------------------------------------------- matmuls
 
@@ -658,6 +691,87 @@ cdef inline void _prepare(const bn_kernels *kt, const Mat *w, const float *x, in
 
 # ---------------------------------------------------------------------------------------------- forward
 
+cdef inline void _attend_span(const bn_kernels *kt, const Weights *m, const float *q, int64_t n_q,
+                              const uint8_t *k, const uint8_t *v, int64_t n, float *scores, float *out,
+                              float *ml) noexcept nogil:
+    """The attention kernel for n_q query heads over the n cache rows at k, v."""
+    cdef float scale = 1.0 / sqrtf(<float>m.d.head_dim)
+    if m.kv_q8:
+        kt.attention_q8(q, n_q, k, v, m.kv_row, n, m.d.head_dim, scale, scores, out, ml)
+    else:
+        kt.attention(q, n_q, <const uint16_t *>k, <const uint16_t *>v, m.kv_row // 2, n, m.d.head_dim, scale,
+                     scores, out, ml)
+
+
+cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const Row *rows, int64_t T, int64_t l,
+                     int nt) noexcept nogil:
+    """s.att[t] = the attention of row t's query heads (s.q) over positions [0, pos] of its cache at layer l.
+
+    A job takes one K/V head and the GQA group of query heads reading it. Each row's positions go in spans of
+    ATTENTION_SPAN, folded in span order: the first span's result is written in place, each later one folded
+    into it. Decode rows hand their spans to separate jobs and fold after (the team shares one long context);
+    prompt rows take blocks of tokens, each job going over the spans once for its whole block."""
+    cdef const Dims *d = &m.d
+    cdef int64_t QD = d.q_dim, HD = d.head_dim, KVH = d.n_head_kv, S = ATTENTION_SPAN
+    cdef int64_t group = d.n_head // KVH, span_floats = group * (HD + 2)
+    cdef int64_t t, kvh, sp, job, n_kv, at, attended = 0, most = 1, block, n_blocks, t0
+    cdef float *tmp
+    cdef float *part
+    cdef float *out
+    cdef const Row *row
+    cdef int threads
+    for t in range(T):
+        attended += rows[t].pos + 1
+        most = max(most, rows[t].pos // S + 1)          # spans of the longest row
+    threads = nt if d.n_head * attended * HD * 2 >= ATTENTION_MIN_WORK else 1
+    if T <= ATTENTION_SPLIT_ROWS and most > 1:
+        # s.parts[t, kvh, sp]: the span's group * head_dim outputs, then its group (max, sum) pairs
+        for job in prange(T * KVH * most, num_threads=threads, schedule='dynamic'):
+            t = job // (KVH * most)
+            kvh = job // most % KVH
+            sp = job % most
+            row = &rows[t]
+            n_kv = row.pos + 1
+            if sp * S < n_kv:
+                at = ((l * KVH + kvh) * row.n_ctx + sp * S) * m.kv_row
+                part = s.parts + job * span_floats
+                _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, row.kcache + at, row.vcache + at,
+                             min(S, n_kv - sp * S), s.att_tmp + threadid() * s.att_stripe, part, part + group * HD)
+        for job in prange(T * KVH, num_threads=_team(T * KVH, most * group * HD, threads), schedule='static'):
+            t = job // KVH
+            part = s.parts + job * most * span_floats
+            out = s.att + t * QD + job % KVH * group * HD
+            memcpy(out, part, group * HD * sizeof(float))
+            for sp in range(1, rows[t].pos // S + 1):
+                bn_attention_fold(out, part + group * HD, part + sp * span_floats,
+                                  part + sp * span_floats + group * HD, group, HD)
+        return
+    block = max(1, min(<int64_t>ATTENTION_BLOCK, T * KVH // (4 * threads)))
+    n_blocks = (T + block - 1) // block
+    for job in prange(KVH * n_blocks, num_threads=threads, schedule='dynamic'):
+        kvh = job % KVH
+        t0 = job // KVH * block
+        # this thread's stripe: a span's scores, one span's result and (max, sum) pairs, the block's running pairs
+        tmp = s.att_tmp + threadid() * s.att_stripe
+        part = tmp + group * S
+        for sp in range(most):
+            for t in range(t0, min(T, t0 + block)):
+                row = &rows[t]
+                n_kv = row.pos + 1
+                if sp * S >= n_kv:
+                    continue
+                at = ((l * KVH + kvh) * row.n_ctx + sp * S) * m.kv_row
+                out = s.att + t * QD + kvh * group * HD
+                if sp == 0:
+                    _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, row.kcache + at, row.vcache + at,
+                                 min(S, n_kv), tmp, out, part + span_floats + (t - t0) * 2 * group)
+                else:
+                    _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, row.kcache + at, row.vcache + at,
+                                 min(S, n_kv - sp * S), tmp, part, part + group * HD)
+                    bn_attention_fold(out, part + span_floats + (t - t0) * 2 * group, part, part + group * HD,
+                                      group, HD)
+
+
 cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, const Row *rows, int64_t T,
                           float *logits, const int64_t *wanted, int64_t n_wanted, int64_t row0,
                           int nt) noexcept nogil:
@@ -666,16 +780,10 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     attends, so a chunk of one prompt sees its own earlier tokens."""
     cdef const Dims *d = &m.d
     cdef int64_t E = d.n_embd, QD = d.q_dim, KVD = d.kv_dim, F = d.n_ff, HD = d.head_dim
-    cdef int64_t t, l, h, i, job, kvh, n_kv, attended = 0, lstride
-    cdef int64_t group = d.n_head // d.n_head_kv
-    cdef int64_t pairs = (group + ATTENTION_HEADS - 1) // ATTENTION_HEADS   # jobs per K/V head and token
-    cdef float att_scale = 1.0 / sqrtf(<float>HD)
+    cdef int64_t t, l, i, kvh, at
     cdef const Layer *L
-    cdef uint16_t *kc
-    cdef uint16_t *vc
     cdef const Row *row
     cdef const float *src
-    cdef int tid, att_threads
     cdef int64_t RD = max(d.rope_dim, 2)
     cdef const Mat *qkv_w[3]      # matrices sharing one input run in one parallel region
     cdef float *qkv_y[3]
@@ -683,7 +791,6 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
     for t in range(T):
         bn_dequant_row(m.tok_embd.gtype, m.tok_embd.data, E, rows[t].token, s.x + t * E)
         bn_rope_angles(rows[t].pos, d.rope_dim, d.rope_base, s.rope + t * RD)
-        attended += rows[t].pos + 1
 
     for l in range(d.n_layer):
         L = &m.layers[l]
@@ -702,22 +809,15 @@ cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, co
             bn_rope_apply(s.q + t * QD, d.n_head, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             bn_rope_apply(s.k + t * KVD, d.n_head_kv, HD, d.rope_dim, s.rope + t * RD, d.rope_neox)
             row = &rows[t]
-            lstride = l * row.n_ctx * KVD
-            bn_f32_to_f16(s.k + t * KVD, row.kcache + lstride + row.pos * KVD, KVD)
-            bn_f32_to_f16(s.v + t * KVD, row.vcache + lstride + row.pos * KVD, KVD)
-        # attention work grows with the positions attended: each row attends to its pos + 1 positions
-        att_threads = nt if d.n_head * attended * HD * 2 >= ATTENTION_MIN_WORK else 1
-        for job in prange(T * d.n_head_kv * pairs, num_threads=att_threads, schedule='dynamic'):
-            t = job // (d.n_head_kv * pairs)
-            kvh = job // pairs % d.n_head_kv
-            h = kvh * group + job % pairs * ATTENTION_HEADS      # first query head of the job
-            row = &rows[t]
-            lstride = l * row.n_ctx * KVD
-            n_kv = row.pos + 1
-            tid = threadid()
-            kt.attention(s.q + t * QD + h * HD, min(<int64_t>ATTENTION_HEADS, kvh * group + group - h),
-                         row.kcache + lstride + kvh * HD, row.vcache + lstride + kvh * HD, KVD, n_kv, HD,
-                         att_scale, s.scores + tid * ATTENTION_HEADS * s.scores_ctx, s.att + t * QD + h * HD)
+            for kvh in range(d.n_head_kv):
+                at = ((l * d.n_head_kv + kvh) * row.n_ctx + row.pos) * m.kv_row
+                if m.kv_q8:
+                    bn_encode_q80_row(s.k + t * KVD + kvh * HD, HD, row.kcache + at)
+                    bn_encode_q80_row(s.v + t * KVD + kvh * HD, HD, row.vcache + at)
+                else:
+                    bn_f32_to_f16(s.k + t * KVD + kvh * HD, <uint16_t *>(row.kcache + at), HD)
+                    bn_f32_to_f16(s.v + t * KVD + kvh * HD, <uint16_t *>(row.vcache + at), HD)
+        _attention(kt, m, s, rows, T, l, nt)
         src = s.att
         if L.attn_sub_norm != NULL:
             _norm_rows(s.att, L.attn_sub_norm, T, QD, d.eps, s.xn, nt)

@@ -79,7 +79,11 @@ cdef extern from "kernels.h" nogil:
         void (*i2l_gemm)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
                          const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) noexcept nogil
         void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) noexcept nogil
+                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out,
+                          float *ml) noexcept nogil
+        void (*attention_q8)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
+                             int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out,
+                             float *ml) noexcept nogil
 
     const bn_kernels *bn_kernels_scalar()
     const bn_kernels *bn_kernels_avx2()
@@ -103,6 +107,8 @@ cdef extern from "kernels.h" nogil:
     void bn_rope_angles(int64_t pos, int64_t rope_dim, float base, float *cs)
     void bn_rope_apply(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cs, int neox)
     void bn_softmax(float *x, int64_t n)
+    void bn_attention_fold(float *acc, float *acc_ml, const float *part, const float *part_ml, int64_t n_q,
+                           int64_t head_dim)
     void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out)
     void bn_silu_mul(const float *gate, const float *up, int64_t n, float *out)
     void bn_f32_to_f16(const float *x, bn_f16 *out, int64_t n)

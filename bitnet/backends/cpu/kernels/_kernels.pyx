@@ -293,19 +293,42 @@ def encode_q80(int ggml_type, const uint8_t[::1] data, int64_t K, int64_t M, uin
     return -1 if bad else 0
 
 
-def attention(int v, const float[:, ::1] q, const uint16_t[:, ::1] k, const uint16_t[:, ::1] vv, float scale,
-              float[:, ::1] out) -> None:
-    """out[n_q, head_dim]: the n_q heads of q[n_q, head_dim] against the same k, vv rows."""
+def attention(int v, const float[:, ::1] q, const uint8_t[:, ::1] k, const uint8_t[:, ::1] vv, float scale,
+              float[:, ::1] out, float[:, ::1] ml, bint q8) -> None:
+    """out[n_q, head_dim]: the n_q heads of q[n_q, head_dim] against the same k, vv rows (f16, or Q8_0 with q8);
+    ml[n_q, 2]: each head's max score and sum of exponentials."""
     cdef const bn_kernels *kt = bn_kernels_for(v)
-    cdef int64_t n_q = q.shape[0], head_dim = q.shape[1], n_kv = k.shape[0], stride = k.shape[1]
+    cdef int64_t n_q = q.shape[0], head_dim = q.shape[1], n_kv = k.shape[0], row_bytes = k.shape[1]
     cdef float *scores = <float *>malloc(max(n_q * n_kv, 1) * sizeof(float))
     if scores == NULL:
         raise MemoryError()
     try:
         with nogil:
-            kt.attention(&q[0, 0], n_q, &k[0, 0], &vv[0, 0], stride, n_kv, head_dim, scale, scores, &out[0, 0])
+            if q8:
+                kt.attention_q8(&q[0, 0], n_q, &k[0, 0], &vv[0, 0], row_bytes, n_kv, head_dim, scale, scores,
+                                &out[0, 0], &ml[0, 0])
+            else:
+                kt.attention(&q[0, 0], n_q, <const bn_f16 *>&k[0, 0], <const bn_f16 *>&vv[0, 0], row_bytes // 2,
+                             n_kv, head_dim, scale, scores, &out[0, 0], &ml[0, 0])
     finally:
         free(scores)
+
+
+def attention_merge(const float[:, :, ::1] parts, const float[:, :, ::1] ml, float[:, ::1] out) -> None:
+    """parts[n_parts, n_q, head_dim] and their ml[n_parts, n_q, 2] folded left to right into out[n_q, head_dim]
+    (as the forward pass folds a row's spans)."""
+    cdef int64_t i, n_q = parts.shape[1], hd = parts.shape[2]
+    cdef float *acc_ml = <float *>malloc(2 * n_q * sizeof(float))
+    if acc_ml == NULL:
+        raise MemoryError()
+    out[:, :] = parts[0]
+    for i in range(n_q):
+        acc_ml[2 * i] = ml[0, i, 0]
+        acc_ml[2 * i + 1] = ml[0, i, 1]
+    with nogil:
+        for i in range(1, parts.shape[0]):
+            bn_attention_fold(&out[0, 0], acc_ml, &parts[i, 0, 0], &ml[i, 0, 0], n_q, hd)
+    free(acc_ml)
 
 
 def rmsnorm(const float[::1] x, const float[::1] w, float eps, float[::1] out) -> None:

@@ -183,23 +183,64 @@ def _as_u16(a: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def attention(q: np.ndarray, k_f16: np.ndarray, v_f16: np.ndarray, scale: float,
-              variant: str | None = None) -> np.ndarray:
-    """softmax(q . k_i * scale) weighted sum of v_i for one head, q [head_dim], or for the n_q heads of a GQA
-    group sharing k and v, q [n_q, head_dim] (the result has q's shape); k, v [n_kv, S] f16 with row stride
-    S >= head_dim (the first head_dim entries of each row are used)."""
-    v = _table(variant)
+def _heads(q: np.ndarray) -> np.ndarray:
     qa = np.asarray(q)
     if qa.ndim not in (1, 2) or qa.size == 0:
         raise ValueError(f"q must be a non-empty [head_dim] or [n_q, head_dim], got shape {qa.shape}")
-    qf = np.ascontiguousarray(qa, dtype=np.float32).reshape(-1, qa.shape[-1])
-    n_q, hd = qf.shape
+    return np.ascontiguousarray(qa, dtype=np.float32).reshape(-1, qa.shape[-1])
+
+
+def _attend(qa, k: np.ndarray, v: np.ndarray, scale: float, variant: str | None, with_ml: bool, q8: bool):
+    qf = _heads(qa)
+    out = np.empty(qf.shape, dtype=np.float32)
+    ml = np.empty((qf.shape[0], 2), dtype=np.float32)
+    _k.attention(_table(variant), qf, k, v, float(scale), out, ml, q8)
+    out = out.reshape(np.shape(qa))
+    return (out, ml) if with_ml else out
+
+
+def attention(q: np.ndarray, k_f16: np.ndarray, v_f16: np.ndarray, scale: float,
+              variant: str | None = None, with_ml: bool = False):
+    """softmax(q . k_i * scale) weighted sum of v_i for one head, q [head_dim], or for the n_q heads of a GQA
+    group sharing k and v, q [n_q, head_dim] (the result has q's shape); k, v [n_kv, S] f16 with row stride
+    S >= head_dim (the first head_dim entries of each row are used). with_ml: also each head's max score and
+    sum of exponentials, [n_q, 2] (what attention_merge folds)."""
+    hd = _heads(q).shape[1]
     k16, v16 = _as_u16(k_f16, "k"), _as_u16(v_f16, "v")
     if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0:
         raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}], got {k16.shape} and {v16.shape}")
-    out = np.empty((n_q, hd), dtype=np.float32)
-    _k.attention(v, qf, k16, v16, float(scale), out)
-    return out.reshape(qa.shape)
+    return _attend(q, k16.view(np.uint8), v16.view(np.uint8), scale, variant, with_ml, False)
+
+
+def encode_q80_rows(x: np.ndarray) -> np.ndarray:
+    """float rows [n, K] (K % 32 == 0) -> their Q8_0 encoding [n, K/32*34] (what the 8-bit KV cache stores)."""
+    x2 = _f32_2d(x, np.shape(x)[-1], "x")
+    if x2.shape[1] % 32:
+        raise ValueError(f"Q8_0 rows need K % 32 == 0, got K={x2.shape[1]}")
+    return encode_q80(x2.reshape(-1).view(np.uint8), GGML_F32, x2.shape[1], x2.shape[0]).reshape(x2.shape[0], -1)
+
+
+def attention_q8(q: np.ndarray, k_q8: np.ndarray, v_q8: np.ndarray, scale: float,
+                 variant: str | None = None, with_ml: bool = False):
+    """attention over a Q8_0 cache: k, v [n_kv, head_dim/32*34] uint8 rows (encode_q80_rows)."""
+    hd = _heads(q).shape[1]
+    kq, vq = np.ascontiguousarray(k_q8, dtype=np.uint8), np.ascontiguousarray(v_q8, dtype=np.uint8)
+    if hd % 32 or kq.ndim != 2 or kq.shape != vq.shape or kq.shape[1] != hd // 32 * 34 or kq.shape[0] == 0:
+        raise ValueError(f"k and v must both be [n_kv >= 1, {hd // 32 * 34}] Q8_0 rows of head_dim={hd} "
+                         f"(a multiple of 32), got {kq.shape} and {vq.shape}")
+    return _attend(q, kq, vq, scale, variant, with_ml, True)
+
+
+def attention_merge(parts: np.ndarray, ml: np.ndarray) -> np.ndarray:
+    """Fold the attention results of consecutive spans, parts [n_parts, n_q, head_dim] with their ml
+    [n_parts, n_q, 2], in order (bn_attention_merge) -> [n_q, head_dim]."""
+    p = np.ascontiguousarray(parts, dtype=np.float32)
+    m = np.ascontiguousarray(ml, dtype=np.float32)
+    if p.ndim != 3 or p.shape[0] == 0 or m.shape != (*p.shape[:2], 2):
+        raise ValueError(f"parts [n_parts >= 1, n_q, head_dim] and ml [n_parts, n_q, 2], got {p.shape}, {m.shape}")
+    out = np.empty(p.shape[1:], dtype=np.float32)
+    _k.attention_merge(p, m, out)
+    return out
 
 
 def _vec(x: np.ndarray, what: str) -> np.ndarray:

@@ -15,6 +15,7 @@ const char *const bn_kernel_names[BN_K_COUNT] = {
     "attention",
     "q80q8_gemv", "q80q8_gemm",
     "i2l_gemv", "i2l_gemm",
+    "attention_q8",
 };
 
 const char *const bn_variant_names[BN_V_COUNT] = {"scalar", "avx2", "avx512", "neon", "wasm", "amx", "amx-model"};

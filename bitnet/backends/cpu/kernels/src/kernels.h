@@ -39,6 +39,7 @@ enum bn_kernel_id {
     BN_K_ATTENTION,
     BN_K_Q80Q8_GEMV, BN_K_Q80Q8_GEMM,
     BN_K_I2L_GEMV, BN_K_I2L_GEMM,
+    BN_K_ATTENTION_Q8,
     BN_K_COUNT
 };
 
@@ -107,9 +108,16 @@ typedef struct bn_kernels {
 
     /* ---- attention for n_q query heads sharing one K/V head (GQA), over positions [0, n_kv): q and out hold
      * the heads one after another (head_dim floats each); k/v rows are f16 with stride kv_stride elements;
-     * out_h = softmax(q_h.k * scale) v. `scores` is scratch of n_q * n_kv floats. ---- */
+     * out_h = softmax(q_h.k * scale) v. `scores` is scratch of n_q * n_kv floats. With ml != NULL, ml[2h] and
+     * ml[2h + 1] receive head h's largest score m and sum of e^(score - m) (as a float; the sum is formed in
+     * double), so that the forward pass can merge the results of several spans of positions
+     * (bn_attention_merge). ---- */
     void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                      int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out);
+                      int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml);
+    /* The same over a Q8_0 cache (the opt-in 8-bit KV cache): each K/V row is head_dim / 32 Q8_0 blocks (f16 d,
+     * 32 int8; bn_encode_q80_row), rows row_bytes apart; head_dim % 32 == 0. An element is d * q, in float. */
+    void (*attention_q8)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml);
 } bn_kernels;
 
 /* Variant tables; a NULL return means "not compiled in this build". */
@@ -173,6 +181,14 @@ void bn_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out
 void bn_rope_angles(int64_t pos, int64_t rope_dim, float base, float *cs);
 void bn_rope_apply(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim, const float *cs, int neox);
 void bn_softmax(float *x, int64_t n);
+void bn_softmax_ml(float *x, int64_t n, float *ml);   /* also max and sum (ml[0], ml[1]; ops.c) */
+/* Attention over consecutive spans of positions merged into one (flash-decoding): acc (n_q heads of head_dim, and
+ * their max/sum pairs acc_ml, as the attention kernel's out and ml) becomes the attention over its positions and
+ * those of `part` together. The forward pass folds a row's spans left to right, always in that order, so its
+ * result depends only on how the positions were cut into spans (a fixed size), never on which thread computed
+ * which span. */
+void bn_attention_fold(float *acc, float *acc_ml, const float *part, const float *part_ml, int64_t n_q,
+                       int64_t head_dim);
 void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out);  /* relu(g)^2 * u */
 void bn_silu_mul(const float *gate, const float *up, int64_t n, float *out);   /* silu(g) * u */
 void bn_f32_to_f16(const float *x, bn_f16 *out, int64_t n);   /* round to nearest even */

@@ -129,7 +129,8 @@ BN_FN vf32 exp_neg4(vf32 x) {
 }
 
 /* bn_softmax with four exponentials at a time (the last partial four through a padded copy), sum in double */
-BN_FN void softmax4(float *x, int64_t n) {
+BN_FN void softmax4(float *x, int64_t n, float *ml) {
+    if (ml) ml[0] = -__builtin_inff(), ml[1] = 0.0f;
     const int64_t n4 = n & ~(int64_t)3;
     float tail[4];
     for (int j = 0; j < 4; j++) tail[j] = n4 + j < n ? x[n4 + j] : -__builtin_inff();
@@ -147,9 +148,11 @@ BN_FN void softmax4(float *x, int64_t n) {
         vst1q_f32(p, e);
         sum = vaddq_f64(sum, vaddq_f64(vcvt_f64_f32(vget_low_f32(e)), vcvt_high_f64_f32(e)));
     }
-    const float inv = (float)(1.0 / vaddvq_f64(sum));
+    const double total = vaddvq_f64(sum);
+    const float inv = (float)(1.0 / total);
     for (int64_t i = 0; i < n4; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
     for (int64_t i = n4; i < n; i++) x[i] = tail[i - n4] * inv;
+    if (ml) ml[0] = mx, ml[1] = (float)total;
 }
 
 /* Dims [d, d + W) of the weighted sum of V for NQ heads: W/4 accumulators per head (at most sixteen in all),
@@ -171,7 +174,7 @@ BN_FN void att_v_pass(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, int64_t 
 /* NQ (1 or 2) query heads sharing one K/V head: scores 8/NQ positions per step (independent chains), the
  * weighted sum of V in passes of 64/NQ dims per head (sixteen 4-lane accumulators). */
 BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                           int64_t head_dim, float scale, float *scores, float *out, const int NQ) {
+                           int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ) {
     const int P = 8 / NQ, D = 64 / NQ;
     const int64_t hd4 = head_dim & ~(int64_t)3;
     for (int64_t i = 0; i < n_kv; i += P) {
@@ -192,7 +195,7 @@ BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int
                 scores[h * n_kv + i + j] = s * scale;
             }
     }
-    for (int h = 0; h < NQ; h++) softmax4(scores + h * n_kv, n_kv);
+    for (int h = 0; h < NQ; h++) softmax4(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
     int64_t d = 0;
     for (; d + D <= head_dim; d += D) att_v_pass(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, D);
     for (; d + 4 <= head_dim; d += 4) att_v_pass(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, 4);
@@ -205,13 +208,15 @@ BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int
 }
 
 static void neon_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
+                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
     BN_MARK(BN_VARIANT, BN_K_ATTENTION);
     int64_t h = 0;
     for (; h + 2 <= n_q; h += 2)
-        attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 2);
+        attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim,
+                        ml ? ml + 2 * h : NULL, 2);
     if (h < n_q)
-        attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 1);
+        attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim,
+                        ml ? ml + 2 * h : NULL, 1);
 }
 #define BN_ATTENTION neon_attention
 

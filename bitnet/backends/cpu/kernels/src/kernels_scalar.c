@@ -209,20 +209,40 @@ void bn_scalar_q80_q8_gemm(const uint8_t *data, int64_t K, int64_t r0, int64_t r
 
 /* ---- attention, one query head after another: scores, softmax (ops.c), weighted sum of V ---- */
 
-void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
-    BN_MARK(V, BN_K_ATTENTION);
+/* Element d of a K/V row: f16, or Q8_0 blocks (d * q in float) */
+static float kv_f16(const void *row, int64_t d) { return bn_half_to_float(((const bn_f16 *)row)[d]); }
+static float kv_q8(const void *row, int64_t d) {
+    const uint8_t *blk = (const uint8_t *)row + d / BN_Q80_BLOCK * BN_Q80_BLOCK_BYTES;
+    return bn_half_to_float(bn_load_u16(blk)) * (float)((const int8_t *)blk)[2 + d % BN_Q80_BLOCK];
+}
+
+static void attention_ref(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
+                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                          float (*elem)(const void *, int64_t)) {
     for (int64_t h = 0; h < n_q; h++, q += head_dim, out += head_dim) {
         for (int64_t i = 0; i < n_kv; i++) {
             float dot = 0.0f;
-            for (int64_t d = 0; d < head_dim; d++) dot += q[d] * bn_half_to_float(k[i * kv_stride + d]);
+            for (int64_t d = 0; d < head_dim; d++) dot += q[d] * elem(k + i * row_bytes, d);
             scores[i] = dot * scale;
         }
-        bn_softmax(scores, n_kv);
+        bn_softmax_ml(scores, n_kv, ml ? ml + 2 * h : NULL);
         for (int64_t d = 0; d < head_dim; d++) out[d] = 0.0f;
         for (int64_t i = 0; i < n_kv; i++)
-            for (int64_t d = 0; d < head_dim; d++) out[d] += scores[i] * bn_half_to_float(v[i * kv_stride + d]);
+            for (int64_t d = 0; d < head_dim; d++) out[d] += scores[i] * elem(v + i * row_bytes, d);
     }
+}
+
+void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+    BN_MARK(V, BN_K_ATTENTION);
+    attention_ref(q, n_q, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim, scale, scores, out,
+                  ml, kv_f16);
+}
+
+void bn_scalar_attention_q8(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
+                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+    BN_MARK(V, BN_K_ATTENTION_Q8);
+    attention_ref(q, n_q, k, v, row_bytes, n_kv, head_dim, scale, scores, out, ml, kv_q8);
 }
 
 static const bn_kernels scalar_table = {
@@ -243,6 +263,7 @@ static const bn_kernels scalar_table = {
     .i2l_gemv = bn_scalar_i2l_gemv,
     .i2l_gemm = bn_scalar_i2l_gemm,
     .attention = bn_scalar_attention,
+    .attention_q8 = bn_scalar_attention_q8,
 };
 
 const bn_kernels *bn_kernels_scalar(void) { return &scalar_table; }

@@ -176,6 +176,7 @@ static const bn_kernels BN_NAME(table) = {
     .i2l_gemv = bn_scalar_i2l_gemv,
     .i2l_gemm = bn_scalar_i2l_gemm,
     .attention = BN_ATTENTION,
+    .attention_q8 = bn_scalar_attention_q8,   /* the opt-in 8-bit cache: the reference only */
 };
 
 const bn_kernels *BN_GETTER(void) { return &BN_NAME(table); }

@@ -154,7 +154,8 @@ BN_FN v128_t exp_neg4(v128_t x) {
 }
 
 /* bn_softmax with four exponentials at a time (the last partial four through a padded copy), sum in double */
-BN_FN void softmax4(float *x, int64_t n) {
+BN_FN void softmax4(float *x, int64_t n, float *ml) {
+    if (ml) ml[0] = -__builtin_inff(), ml[1] = 0.0f;
     const int64_t n4 = n & ~(int64_t)3;
     float tail[4];
     for (int j = 0; j < 4; j++) tail[j] = n4 + j < n ? x[n4 + j] : -__builtin_inff();
@@ -178,10 +179,12 @@ BN_FN void softmax4(float *x, int64_t n) {
         sum = wasm_f64x2_add(sum, wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(e),
                                                  wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(e, e, 2, 3, 0, 1))));
     }
-    const float inv = (float)(1.0 / (wasm_f64x2_extract_lane(sum, 0) + wasm_f64x2_extract_lane(sum, 1)));
+    const double total = wasm_f64x2_extract_lane(sum, 0) + wasm_f64x2_extract_lane(sum, 1);
+    const float inv = (float)(1.0 / total);
     for (int64_t i = 0; i < n4; i += 4)
         wasm_v128_store(x + i, wasm_f32x4_mul(wasm_v128_load(x + i), wasm_f32x4_splat(inv)));
     for (int64_t i = n4; i < n; i++) x[i] = tail[i - n4] * inv;
+    if (ml) ml[0] = mx, ml[1] = (float)total;
 }
 
 /* Scores of positions [i, i + NP) for one query head: NP independent chains over the head's dims. */
@@ -214,13 +217,13 @@ BN_FN void att_values(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, const fl
 }
 
 static void wasm_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
+                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
     BN_MARK(BN_VARIANT, BN_K_ATTENTION);
     for (int64_t h = 0; h < n_q; h++, q += head_dim, out += head_dim) {
         int64_t i = 0;
         for (; i + 4 <= n_kv; i += 4) att_scores(q, k, kv_stride, i, head_dim, scale, scores, 4);
         for (; i < n_kv; i++) att_scores(q, k, kv_stride, i, head_dim, scale, scores, 1);
-        softmax4(scores, n_kv);
+        softmax4(scores, n_kv, ml ? ml + 2 * h : NULL);
         int64_t d = 0;
         for (; d + 32 <= head_dim; d += 32) att_values(v, kv_stride, n_kv, scores, out, d, 8);
         for (; d + 4 <= head_dim; d += 4) att_values(v, kv_stride, n_kv, scores, out, d, 1);

@@ -864,9 +864,10 @@ BN_FN __m256 F(exp_neg8)(__m256 x) {
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
-/* bn_softmax (ops.c) with the exponentials eight at a time (the last partial eight through a padded copy); the
+/* bn_softmax_ml (ops.c) with the exponentials eight at a time (the last partial eight through a padded copy); the
  * sum stays in double, as the reference's. */
-BN_FN void F(softmax)(float *x, int64_t n) {
+BN_FN void F(softmax)(float *x, int64_t n, float *ml) {
+    if (ml) ml[0] = -__builtin_inff(), ml[1] = 0.0f;
     const int64_t n8 = n & ~(int64_t)7;
     float tail[8];
     for (int j = 0; j < 8; j++) tail[j] = n8 + j < n ? x[n8 + j] : -__builtin_inff();
@@ -891,21 +892,32 @@ BN_FN void F(softmax)(float *x, int64_t n) {
     }
     double part[4];
     _mm256_storeu_pd(part, _mm256_add_pd(s0, s1));
-    const float inv = (float)(1.0 / ((part[0] + part[1]) + (part[2] + part[3])));
+    const double total = (part[0] + part[1]) + (part[2] + part[3]);
+    const float inv = (float)(1.0 / total);
     const __m256 vinv = _mm256_set1_ps(inv);
     for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
     for (int64_t i = n8; i < n; i++) x[i] = tail[i - n8] * inv;
+    if (ml) ml[0] = mx, ml[1] = (float)total;
+}
+
+/* Elements [d, d + 8) of a K/V row (d % 8 == 0) as floats: f16, or Q8_0 blocks (d * q, exactly the reference's
+ * float product). And one element, for head_dim % 8 != 0 (f16 only: a Q8_0 cache has head_dim % 32 == 0). */
+BN_FN __m256 F(kv8)(const uint8_t *row, int64_t d, const int Q8) {
+    if (!Q8) return F(load_w8)(row, d, BN_W_F16);
+    const uint8_t *blk = row + (d >> 5) * BN_Q80_BLOCK_BYTES;
+    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blk + 2 + (d & 31)))));
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bn_load_u16(blk))), q);      /* F16C: exact, one instruction */
 }
 
 /* Dims [d, d + W) of the weighted sum of V for NQ heads: W/8 accumulators per head (at most eight in all), each
  * one chain over the positions. */
-BN_FN void F(att_v_pass)(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, int64_t head_dim, const float *scores,
-                         float *out, int64_t d, const int NQ, const int W) {
+BN_FN void F(att_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
+                         float *out, int64_t d, const int NQ, const int W, const int Q8) {
     __m256 o[8];
     for (int j = 0; j < NQ * W / 8; j++) o[j] = _mm256_setzero_ps();
     for (int64_t p = 0; p < n_kv; p++)
         for (int j = 0; j < W / 8; j++) {
-            const __m256 vj = F(load_w8)((const uint8_t *)(v + p * kv_stride), d + 8 * j, BN_W_F16);
+            const __m256 vj = F(kv8)(v + p * row_bytes, d + 8 * j, Q8);
             for (int h = 0; h < NQ; h++) {
                 const __m256 w = _mm256_broadcast_ss(scores + h * n_kv + p);
                 o[h * (W / 8) + j] = _mm256_fmadd_ps(w, vj, o[h * (W / 8) + j]);
@@ -915,26 +927,27 @@ BN_FN void F(att_v_pass)(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, int64
         for (int j = 0; j < W / 8; j++) _mm256_storeu_ps(out + h * head_dim + d + 8 * j, o[h * (W / 8) + j]);
 }
 
-/* NQ (1 or 2) query heads sharing one K/V head (GQA): softmax(q_h.k_i * scale) weighted sum of v_i. Each K and V
- * vector is converted from f16 once for the NQ heads (the conversion, not the FMA, bounds this loop on Zen 3),
- * and both passes are written for the FMA latency: the scores go 8/NQ positions at a time (eight independent
- * dot chains, one horizontal-sum tree), the weighted sum keeps eight 8-dim accumulators (64/NQ dims per head)
- * per pass over V, so that no chain waits on the previous position's FMA. Every output is the same float
- * sequence for NQ = 1 and 2. */
-BN_FN void F(attention_heads)(const float *q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride, int64_t n_kv,
-                              int64_t head_dim, float scale, float *scores, float *out, const int NQ) {
+/* NQ (1, 2 or 4) query heads sharing one K/V head (GQA): softmax(q_h.k_i * scale) weighted sum of v_i. Each K and V
+ * vector is converted once for the NQ heads (the conversion, not the FMA, bounds this loop on Zen 3), and both
+ * passes are written for the FMA latency: the scores go 8/NQ positions at a time (eight independent dot chains,
+ * one horizontal-sum tree), the weighted sum keeps eight 8-dim accumulators (64/NQ dims per head) per pass over
+ * V, so that no chain waits on the previous position's FMA. Every output is the same float sequence for any NQ.
+ * Rows are row_bytes apart: f16 (Q8 = 0) or Q8_0 blocks (Q8 = 1). */
+BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
+                              int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ,
+                              const int Q8) {
     const int P = 8 / NQ, D = 64 / NQ;
     const int64_t hd8 = head_dim & ~(int64_t)7;
     /* the last block repeats the last row for positions past n_kv (and drops them): every score goes through
      * the same reduction tree */
     for (int64_t i = 0; i < n_kv; i += P) {
-        const bn_f16 *kr[8];
-        for (int j = 0; j < P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * kv_stride;
+        const uint8_t *kr[8];
+        for (int j = 0; j < P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * row_bytes;
         __m256 acc[8];
         for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
         for (int64_t d = 0; d < hd8; d += 8)
             for (int j = 0; j < P; j++) {
-                const __m256 kj = F(load_w8)((const uint8_t *)kr[j], d, BN_W_F16);
+                const __m256 kj = F(kv8)(kr[j], d, Q8);
                 for (int h = 0; h < NQ; h++)
                     acc[h * P + j] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * head_dim + d), kj, acc[h * P + j]);
             }
@@ -943,30 +956,51 @@ BN_FN void F(attention_heads)(const float *q, const bn_f16 *k, const bn_f16 *v, 
         for (int h = 0; h < NQ; h++)
             for (int j = 0; j < P && i + j < n_kv; j++) {
                 float s = dots[h * P + j];
-                for (int64_t d = hd8; d < head_dim; d++) s += q[h * head_dim + d] * bn_half_to_float(kr[j][d]);
+                for (int64_t d = hd8; d < head_dim; d++) s += q[h * head_dim + d] * F(load_w1)(kr[j], d, BN_W_F16);
                 scores[h * n_kv + i + j] = s * scale;
             }
     }
-    for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv);
+    for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
     int64_t d = 0;
-    for (; d + D <= head_dim; d += D) F(att_v_pass)(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, D);
-    for (; d + 8 <= head_dim; d += 8) F(att_v_pass)(v, kv_stride, n_kv, head_dim, scores, out, d, NQ, 8);
+    for (; d + D <= head_dim; d += D) F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, D, Q8);
+    for (; d + 8 <= head_dim; d += 8) F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 8, Q8);
     for (; d < head_dim; d++)
         for (int h = 0; h < NQ; h++) {
             float o = 0.0f;
-            for (int64_t p = 0; p < n_kv; p++) o += scores[h * n_kv + p] * bn_half_to_float(v[p * kv_stride + d]);
+            for (int64_t p = 0; p < n_kv; p++) o += scores[h * n_kv + p] * F(load_w1)(v + p * row_bytes, d, BN_W_F16);
             out[h * head_dim + d] = o;
         }
 }
 
-BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out) {
-    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+BN_FN void F(attention_any)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
+                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                            const int Q8) {
     int64_t h = 0;
+    /* A Q8_0 row costs more to convert (widen, convert, scale): with 32 registers four heads share each
+     * conversion, x1.25 over pairs (a 256-position span, head_dim 128, Sapphire Rapids); f16 rows measured
+     * 7% slower in fours than in pairs. Same bits either way. */
+    for (; BN_WIDE_REGS && Q8 && h + 4 <= n_q; h += 4)
+        F(attention_heads)(q + h * head_dim, k, v, row_bytes, n_kv, head_dim, scale, scores, out + h * head_dim,
+                           ml ? ml + 2 * h : NULL, 4, Q8);
     for (; h + 2 <= n_q; h += 2)
-        F(attention_heads)(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 2);
+        F(attention_heads)(q + h * head_dim, k, v, row_bytes, n_kv, head_dim, scale, scores, out + h * head_dim,
+                           ml ? ml + 2 * h : NULL, 2, Q8);
     if (h < n_q)
-        F(attention_heads)(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim, 1);
+        F(attention_heads)(q + h * head_dim, k, v, row_bytes, n_kv, head_dim, scale, scores, out + h * head_dim,
+                           ml ? ml + 2 * h : NULL, 1, Q8);
+}
+
+BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+    BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    F(attention_any)(q, n_q, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim, scale, scores,
+                     out, ml, 0);
+}
+
+BN_API void F(attention_q8)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
+                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+    BN_MARK(BN_VARIANT, BN_K_ATTENTION_Q8);
+    F(attention_any)(q, n_q, k, v, row_bytes, n_kv, head_dim, scale, scores, out, ml, 1);
 }
 
 /* ---- I2_S in the LUT form (layout and integer bounds in kernels.h) ----
@@ -1097,6 +1131,7 @@ static const bn_kernels F(table) = {
     .i2l_gemm = F(i2l_gemm),
     .f32_gemm = F(f32_gemm),
     .attention = F(attention),
+    .attention_q8 = F(attention_q8),
 };
 
 const bn_kernels *BN_GETTER(void) { return &F(table); }

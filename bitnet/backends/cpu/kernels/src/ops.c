@@ -54,7 +54,12 @@ void bn_rope_apply(float *x, int64_t n_heads, int64_t head_dim, int64_t rope_dim
 }
 
 /* exp(x - max) / sum, the sum in double. A row of -inf (fully masked) gives zeros rather than NaN. */
-void bn_softmax(float *x, int64_t n) {
+void bn_softmax(float *x, int64_t n) { bn_softmax_ml(x, n, NULL); }
+
+/* bn_softmax that also reports the max and the sum of the exponentials (ml[0], ml[1]; -inf and 0 when nothing is
+ * attended), which merging attention spans needs. */
+void bn_softmax_ml(float *x, int64_t n, float *ml) {
+    if (ml) ml[0] = -INFINITY, ml[1] = 0.0f;
     if (n <= 0) return;
     float mx = x[0];
     for (int64_t i = 1; i < n; i++)
@@ -70,6 +75,25 @@ void bn_softmax(float *x, int64_t n) {
     }
     const float inv = (float)(1.0 / sum);
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
+    if (ml) ml[0] = mx, ml[1] = (float)sum;
+}
+
+/* Each span's output is already normalised by its own sum; folding (m, l, o) with (m', l', o') rescales both sums
+ * to the larger max and takes the weighted mean of the two outputs. */
+void bn_attention_fold(float *acc, float *acc_ml, const float *part, const float *part_ml, int64_t n_q,
+                       int64_t head_dim) {
+    for (int64_t h = 0; h < n_q; h++) {
+        float *o = acc + h * head_dim;
+        const float *oi = part + h * head_dim;
+        const float m = acc_ml[2 * h], l = acc_ml[2 * h + 1], mi = part_ml[2 * h], li = part_ml[2 * h + 1];
+        const float mx = mi > m ? mi : m;
+        if (mx == -INFINITY) continue;      /* neither attended anything: zeros stay zeros */
+        const float a = l * expf(m - mx), b = li * expf(mi - mx), sum = a + b;
+        const float wa = a / sum, wb = b / sum;
+        for (int64_t d = 0; d < head_dim; d++) o[d] = o[d] * wa + oi[d] * wb;
+        acc_ml[2 * h] = mx;
+        acc_ml[2 * h + 1] = sum;
+    }
 }
 
 void bn_relu2_mul(const float *gate, const float *up, int64_t n, float *out) {
