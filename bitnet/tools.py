@@ -52,9 +52,11 @@ class Tools:
     """A request's tools and tool_choice: `messages()` renders them into the conversation, `grammar()` is the
     JSON schema a forced call follows (or None), `parse(text)` reads the calls out of an answer."""
 
-    def __init__(self, tools: list[dict] | None, tool_choice: str | dict | None = None, template: str | None = None):
+    def __init__(self, tools: list[dict] | None, tool_choice: str | dict | None = None, template: str | None = None,
+                 parallel: bool = True):
         from bitnet.chat import renders_tools
 
+        self.parallel = parallel       # OpenAI's parallel_tool_calls: False allows one call per answer
         # the template renders the tools itself, and which key its calls carry their arguments under
         self.native = bool(tools) and renders_tools(template)
         self.arguments_key = "parameters" if self.native and '"parameters"' in template else "arguments"
@@ -162,7 +164,7 @@ class Tools:
                 return []
             calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"],
                                   json.dumps(arguments, ensure_ascii=False)))
-        return calls
+        return calls if self.parallel else calls[:1]
 
 
 def _arguments(value: Any) -> Any:

@@ -142,7 +142,7 @@ def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
     cannot be served is refused before a slot is taken or a stream is opened. Tools go into the messages in the
     built-in format (bitnet.tools); a required call constrains the answer to the tools' schemas."""
     try:
-        tools = Tools(req.tools, req.tool_choice, model.chat_template)
+        tools = Tools(req.tools, req.tool_choice, model.chat_template, parallel=req.parallel_tool_calls is not False)
     except ToolsError as exc:
         raise APIError(400, f"{exc}.", param=exc.param) from None
     structured = req.structured()
