@@ -112,9 +112,10 @@ ENGINE_DEFAULTS = _engine_defaults()
 
 
 def make_params(req: SamplingFields, max_tokens: int, stop: list[str], logprobs: int | None,
-                structured: dict[str, Any]) -> SamplingParams:
+                structured: dict[str, Any], structured_from: str = "grammar") -> SamplingParams:
     """The request's settings as the engine takes them; a field left out gets the engine's default, and what the
-    engine refuses (a schema or grammar that does not compile, a bad logit_bias) is a 400 naming the field."""
+    engine refuses (a schema or grammar that does not compile, a bad logit_bias) is a 400 naming the field;
+    `structured_from` is the field the structured-output settings came from."""
     values = {name: value if (value := getattr(req, name)) is not None else default
               for name, default in ENGINE_DEFAULTS.items()}
     try:
@@ -123,8 +124,7 @@ def make_params(req: SamplingFields, max_tokens: int, stop: list[str], logprobs:
             logprobs=logprobs, logit_bias=req.logit_bias, presence_penalty=req.presence_penalty or 0.0,
             frequency_penalty=req.frequency_penalty or 0.0, **structured)
     except GrammarError as exc:
-        param = "grammar" if "grammar" in structured else ("tools" if "tools" in structured else "response_format")
-        raise APIError(400, f"{exc}.", param=param, code="invalid_grammar") from None
+        raise APIError(400, f"{exc}.", param=structured_from, code="invalid_grammar") from None
     except ValueError as exc:
         raise APIError(400, f"{exc}.", param="logit_bias" if "logit_bias" in str(exc) else None) from None
 
@@ -146,12 +146,13 @@ def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
     except ToolsError as exc:
         raise APIError(400, f"{exc}.", param=exc.param) from None
     structured = req.structured()
+    structured_from = "grammar" if "grammar" in structured else "response_format"
     forced = tools.grammar()
     if forced is not None:
         if structured:
             raise APIError(400, "A required tool call cannot be combined with response_format or grammar.",
                            param="tool_choice")
-        structured = {"json_schema": forced, "tools": True}
+        structured, structured_from = {"json_schema": forced}, "tools"
     try:
         ids, prompt = model.chat_ids(tools.messages(req.message_dicts()), tools=tools.openai_tools())
     except BitNetError as exc:
@@ -159,9 +160,8 @@ def prepare_chat(model: Model, req: ChatRequest) -> Prepared:
     _check_fits(model, len(ids), "messages")
     max_tokens = req.max_tokens if req.max_tokens is not None else req.max_completion_tokens
     logprobs = (req.top_logprobs or 0) if req.logprobs else None
-    structured.pop("tools", None)
     params = make_params(req, max_tokens if max_tokens is not None else model.n_ctx, prompt.stops(req.stop_list),
-                         logprobs, structured)
+                         logprobs, structured, structured_from)
     return Prepared(ids, params, req.n or 1, tools=tools if tools.active else None)
 
 
@@ -195,6 +195,13 @@ def prepare_text(model: Model, req: CompletionRequest) -> Prepared:
 # ------------------------------------------------------------------------------------------- logprobs
 def _token_text(model: Model, token: int) -> str:
     return model.tokenizer.token_bytes(token).decode("utf-8", errors="replace")
+
+
+def _next_offset(text_lp: dict[str, Any], default: int = 0) -> int:
+    """The text_offset after the last token of a completions logprobs body (a stream's next chunk starts there)."""
+    if not text_lp["tokens"]:
+        return default
+    return text_lp["text_offset"][-1] + len(text_lp["tokens"][-1])
 
 
 def chat_logprobs(model: Model, entries: list[TokenLogprob]) -> dict[str, Any]:
@@ -651,14 +658,17 @@ async def stream_events(model: Model, prepared: Prepared, jobs: JobGroup, shape:
     the jobs, which stops the generations and frees the slots. With tools, a choice's text is held until it
     ends: only then is it known to be a call (sent as delta.tool_calls) or an answer."""
     sent = [0] * len(jobs)             # logprob entries already sent, per choice
+    offsets = [0] * len(jobs)          # completions' text_offset of the next token, per choice
     held = [[] for _ in jobs]
     try:
         for i in range(len(jobs)):
             if shape.kind == "chat":
                 yield sse(shape.chunk("", first=True, index=i))
             elif prepared.echo is not None:
-                lp = (text_logprobs(model, prepared.prompt_logprobs, first_token=prepared.prompt_ids[0])
-                      if prepared.prompt_logprobs is not None else None)
+                lp = None
+                if prepared.prompt_logprobs is not None:
+                    lp = text_logprobs(model, prepared.prompt_logprobs, first_token=prepared.prompt_ids[0])
+                    offsets[i] = _next_offset(lp)
                 yield sse(shape.chunk(prepared.echo, index=i, logprobs=lp))
         async for i, batch in merged(jobs):
             if prepared.tools is not None:
@@ -668,8 +678,11 @@ async def stream_events(model: Model, prepared: Prepared, jobs: JobGroup, shape:
             lp = None
             if entries is not None:
                 new, sent[i] = entries[sent[i]:], len(entries)
-                offset = sum(len(t) for t in held[i])
-                lp = chat_logprobs(model, new) if shape.kind == "chat" else text_logprobs(model, new, offset=offset)
+                if shape.kind == "chat":
+                    lp = chat_logprobs(model, new)
+                else:
+                    lp = text_logprobs(model, new, offset=offsets[i])
+                    offsets[i] = _next_offset(lp, offsets[i])
             yield b"".join(sse(shape.chunk(piece, index=i, logprobs=lp if k == 0 else None))
                            for k, piece in enumerate(batch))
             # Let the loop run between writes: a client that left is noticed (and the jobs closed) before the

@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bitnet.generation import MAX_TOP_LOGPROBS
+
 MAX_STOP_SEQUENCES = 16
 MAX_CHOICES = 8           # n: the choices of one request decode together in the batch
-MAX_TOP_LOGPROBS = 20     # OpenAI's bound
 
 
 class APIError(Exception):

@@ -173,10 +173,17 @@ def test_completion_echo_gives_the_prompts_logprobs_and_scores_like_the_python_a
     assert len(lp.token_logprobs) == len(ids) + 1
     score = ref.score(ids)
     assert abs(sum(lp.token_logprobs[1:len(ids)]) - score.logprob) <= 1e-4
-    streamed = client.completions.create(model="m", prompt=prompt, echo=True, logprobs=1, max_tokens=3, stream=True,
-                                         temperature=0)
+    whole = client.completions.create(model="m", prompt=prompt, echo=True, logprobs=1, max_tokens=3, temperature=0)
+    streamed = list(client.completions.create(model="m", prompt=prompt, echo=True, logprobs=1, max_tokens=3,
+                                              stream=True, temperature=0))
     text = "".join(chunk.choices[0].text for chunk in streamed)
-    assert text.startswith(prompt) and len(text) > len(prompt)
+    assert text == whole.choices[0].text and len(text) > len(prompt)
+    # the chunks' logprobs join into the whole answer's: the same tokens, values and text offsets
+    parts = [chunk.choices[0].logprobs for chunk in streamed if chunk.choices[0].logprobs is not None]
+    want = whole.choices[0].logprobs
+    assert [t for p in parts for t in p.tokens] == want.tokens
+    assert [v for p in parts for v in p.token_logprobs] == want.token_logprobs
+    assert [o for p in parts for o in p.text_offset] == want.text_offset
 
 
 def test_n_choices_decode_together_each_from_its_own_seed(client, ref):
@@ -239,6 +246,8 @@ def test_tokenize_and_detokenize_as_llama_server(server, ref):
     ({"n": 9}, "n"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
     ({"tool_choice": "required"}, "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nonsense"}}}],
+      "tool_choice": "required"}, "tools"),
     ({"logit_bias": {"abc": 1}}, "logit_bias"),
     ({"logit_bias": {"5": 101}}, "logit_bias"),
 ])
