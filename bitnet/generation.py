@@ -179,6 +179,10 @@ class Decoding:
         self.constraint = constraint
         self.logprobs: list[TokenLogprob] | None = [] if params.logprobs is not None else None
         self.counts: dict[int, int] = {}          # generated tokens, for the presence and frequency penalties
+        # what _adjusted passes every step, built once: the bias as typed arrays, and the buffer it writes into
+        self._bias_ids = array("q", (t for t, _ in params.logit_bias))
+        self._bias_values = array("f", (b for _, b in params.logit_bias))
+        self._scores = array("f")
         # arg-max of the raw logits: the backend can choose the token itself (on a GPU, without sending logits)
         self.plain_greedy = (self.sampler.greedy and params.repeat_penalty == 1.0 and not params.adjusts_logits
                              and self.logprobs is None)
@@ -206,13 +210,13 @@ class Decoding:
         from bitnet.sampling import adjust_logits
 
         p = self.params
-        out = array("f", bytes(4 * len(logits)))
+        if len(self._scores) != len(logits):
+            self._scores = array("f", bytes(4 * len(logits)))
         mask = self.constraint.mask() if self.constraint is not None else None
         counted = array("q", self.counts) if p.presence_penalty or p.frequency_penalty else array("q")
-        adjust_logits(logits, out, array("q", (t for t, _ in p.logit_bias)), array("f", (b for _, b in p.logit_bias)),
-                      counted, array("q", (self.counts[t] for t in counted)), p.presence_penalty,
-                      p.frequency_penalty, mask)
-        return out
+        adjust_logits(logits, self._scores, self._bias_ids, self._bias_values, counted,
+                      array("q", (self.counts[t] for t in counted)), p.presence_penalty, p.frequency_penalty, mask)
+        return self._scores
 
     def push_token(self, token: int) -> str:
         """push() for a token already chosen (by the backend's greedy step)."""
