@@ -33,6 +33,7 @@
 #define BN_GETTER bn_kernels_avx512
 #define BN_VNNI 1
 #define BN_WIDE_REGS 1   /* AVX-512VL: ymm0-31 */
+#define BN_ZMM 1
 #include "kernels_x86_impl.h"
 
 #else

@@ -8,10 +8,11 @@
  *   BN_GETTER    name of the exported table getter
  *   BN_VNNI      1: the ternary dot uses vpdpbusd (AVX-512 VNNI on 256-bit vectors), 0: vpmaddubsw (AVX2)
  *   BN_WIDE_REGS 1: 32 vector registers (AVX-512VL), so multi-token tiles take more rows (default 0)
+ *   BN_ZMM       1: 512-bit vectors where they keep the 256-bit body's bits (the f16 attention; default 0)
  *
- * Everything uses 256-bit vectors; the two variants differ only in the ternary dot primitive and tile sizes. That keeps the
- * AVX-512 code path (which this project's development machine cannot execute) the same code as the AVX2 path
- * that the tests exercise here, except for `dot4`/`widen` below.
+ * Everything uses 256-bit vectors; the two variants differ only in the ternary dot primitive, tile sizes and the f16
+ * attention (BN_ZMM), which computes the 256-bit body's float operations in 512-bit registers: the AVX-512 path
+ * is the AVX2 path's code, and where it is not, it gives the AVX2 path's bits (tested on machines with AVX-512).
  *
  * Integer bounds (why nothing wraps, for any int8 activations and K <= 2^20):
  *  - AVX2: vpmaddubsw multiplies unsigned codes c by signed q and adds adjacent pairs into int16 with signed
@@ -25,6 +26,9 @@
 #define F(x) BN_NAME(x)
 #ifndef BN_WIDE_REGS
 #define BN_WIDE_REGS 0
+#endif
+#ifndef BN_ZMM
+#define BN_ZMM 0
 #endif
 
 BN_FN int32_t F(hsum_i32)(__m256i v) {
@@ -978,6 +982,79 @@ BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v
         }
 }
 
+#if BN_ZMM
+/* The f16 attention on 512-bit vectors (the AVX-512 variant): the same float operations in the same order as
+ * attention_heads, so the same bits as the 256-bit body, with half the instructions, and every K element
+ * converted once for the whole GQA group instead of once per pair of heads. A decode step at 4000 positions of the
+ * 2B shape spent a third of its time here, on instructions rather than on the 0.3 GB it reads.
+ *  - Scores: a vector holds dims [d, d + 8) of two positions (lanes 0-7 position j, 8-15 position j + 1), so each
+ *    lane's chain over head_dim is the 256-bit one, and the two halves go through the same reduce8_ps tree.
+ *  - The weighted sum of V gives each output dim its own chain over the positions whatever the vector width:
+ *    16 dims a vector, 64 dims of NQ heads a pass.
+ * K rows are fetched 16 rows (a 4 KiB page) ahead by software, V rows during the K pass as attention_heads does:
+ * 150 cold heads of 4000 positions, one thread, 43-44 ms with the K prefetch against 47-54 ms without. */
+enum { BN_ZMM_P = 8, BN_ZMM_KAHEAD = 16 };
+
+BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
+                             float *out, int64_t d, const int NQ, const int W) {
+    __m512 o[16];
+    for (int j = 0; j < NQ * W; j++) o[j] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < n_kv; p++) {
+        const uint8_t *row = v + p * row_bytes + 2 * d;
+        __m512 vj[4];
+        for (int j = 0; j < W; j++) vj[j] = _mm512_cvtph_ps(F(load)(row + 32 * j));
+        for (int h = 0; h < NQ; h++) {
+            const __m512 w = _mm512_set1_ps(scores[h * n_kv + p]);
+            for (int j = 0; j < W; j++) o[h * W + j] = _mm512_fmadd_ps(w, vj[j], o[h * W + j]);
+        }
+    }
+    for (int h = 0; h < NQ; h++)
+        for (int j = 0; j < W; j++) _mm512_storeu_ps(out + h * head_dim + d + 16 * j, o[h * W + j]);
+}
+
+BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
+                            int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ) {
+    for (int64_t i = 0; i < n_kv; i += BN_ZMM_P) {
+        const uint8_t *kr[BN_ZMM_P];
+        for (int j = 0; j < BN_ZMM_P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * row_bytes;
+        for (int j = 0; j < BN_ZMM_P && i + j < n_kv; j++)
+            for (int64_t c = 0; c < 2 * head_dim; c += 64) {
+                _mm_prefetch((const char *)(v + (i + j) * row_bytes + c), _MM_HINT_T1);
+                if (i + j + BN_ZMM_KAHEAD < n_kv)
+                    _mm_prefetch((const char *)(k + (i + j + BN_ZMM_KAHEAD) * row_bytes + c), _MM_HINT_T0);
+            }
+        __m512 acc[4 * BN_ZMM_P / 2];
+        for (int j = 0; j < NQ * BN_ZMM_P / 2; j++) acc[j] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < head_dim; d += 8) {
+            __m512 qd[4];
+            for (int h = 0; h < NQ; h++) qd[h] = _mm512_broadcast_f32x8(_mm256_loadu_ps(q + h * head_dim + d));
+            for (int m = 0; m < BN_ZMM_P / 2; m++) {
+                const __m256i two = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(kr[2 * m] + 2 * d))),
+                    _mm_loadu_si128((const __m128i *)(kr[2 * m + 1] + 2 * d)), 1);
+                const __m512 kp = _mm512_cvtph_ps(two);
+                for (int h = 0; h < NQ; h++)
+                    acc[h * (BN_ZMM_P / 2) + m] = _mm512_fmadd_ps(qd[h], kp, acc[h * (BN_ZMM_P / 2) + m]);
+            }
+        }
+        for (int h = 0; h < NQ; h++) {
+            __m256 halves[8];
+            for (int m = 0; m < BN_ZMM_P / 2; m++) {
+                halves[2 * m] = _mm512_castps512_ps256(acc[h * (BN_ZMM_P / 2) + m]);
+                halves[2 * m + 1] = _mm512_extractf32x8_ps(acc[h * (BN_ZMM_P / 2) + m], 1);
+            }
+            float dots[8];
+            _mm256_storeu_ps(dots, F(reduce8_ps)(halves));
+            for (int j = 0; j < BN_ZMM_P && i + j < n_kv; j++) scores[h * n_kv + i + j] = dots[j] * scale;
+        }
+    }
+    for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
+    int64_t d = 0;
+    for (; d + 64 <= head_dim; d += 64) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 4);
+    for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
+}
+#endif
+
 BN_FN void F(attention_any)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
                             int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
                             const int Q8) {
@@ -999,6 +1076,21 @@ BN_FN void F(attention_any)(const float *q, int64_t n_q, const uint8_t *k, const
 BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
                          int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
     BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+#if BN_ZMM
+    if (head_dim % 16 == 0) {
+        int64_t h = 0;
+        for (; h + 4 <= n_q; h += 4)
+            F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 4);
+        for (; h + 2 <= n_q; h += 2)
+            F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 2);
+        if (h < n_q)
+            F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 1);
+        return;
+    }
+#endif
     F(attention_any)(q, n_q, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim, scale, scores,
                      out, ml, 0);
 }
