@@ -31,15 +31,17 @@ from bench_engine import DEFAULT_MODEL, SHAPE, write_synthetic  # noqa: E402
 PROMPT_TOKENS = 16
 
 
-def engine_tokens_per_s(model, batch: int, steps: int, segments: int = 3) -> float:
+def engine_tokens_per_s(model, batch: int, steps: int, segments: int = 3, temperature: float = 0.0) -> float:
+    """Aggregate decode tokens/s of `batch` sequences through the scheduler (greedy, or sampled at `temperature`
+    with a seed per sequence)."""
     from bitnet.batching import Scheduler
     from bitnet.generation import SamplingParams
 
     rng = np.random.default_rng(batch)
     sched = Scheduler(model, batch)
-    params = SamplingParams.make(max_tokens=10**9, temperature=0)
-    seqs = [sched.start(model.new_session(), [int(t) for t in rng.integers(0, 256, PROMPT_TOKENS)], params)
-            for _ in range(batch)]
+    seqs = [sched.start(model.new_session(), [int(t) for t in rng.integers(0, 256, PROMPT_TOKENS)],
+                        SamplingParams.make(max_tokens=10**9, temperature=temperature, seed=i))
+            for i in range(batch)]
     while any(s.prefilling for s in seqs):
         sched.step()
     for _ in range(2):

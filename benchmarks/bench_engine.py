@@ -12,6 +12,7 @@ fraction of that ceiling (decode at batch 1 reads every weight once per token, a
     python benchmarks/bench_engine.py [--runs 3] [--threads 1,2] [--variants avx2,avx512,amx] [--lm-heads exact,q8_0]
                                       [--ternary mac,lut] [-p 128,512] [--model PATH] [--json out.json]
     python benchmarks/bench_engine.py --depths 128,1024,4000 [--cache-types f16,q8_0] [--threads 2] [--runs 3]
+    python benchmarks/bench_engine.py --batches 1,8,16 [--variants avx512,amx] [--threads 2] [--runs 3]
 
 -p takes several prompt lengths (pp128 and pp512: the AMX tiles take prompts of 16 tokens or more, and their
 gain grows with the prompt); the default variants are every SIMD one this CPU runs (amx-model, the tile model
@@ -24,6 +25,9 @@ engine's measured per-CPU choice, bitnet.backends.cpu.kernels.choice).
 reads): for each depth, a prompt of that many tokens is prefilled (its tokens/s is reported: a long prompt's
 attention is most of its cost), then DEPTH_GEN tokens are decoded greedily and sampled through Model.generate;
 each depth is also given as a fraction of the shallowest one. --cache-types compares the KV cache element types.
+
+--batches measures B sequences decoding at once instead (the batch step `bitnet serve --parallel` runs): aggregate
+tokens/s greedy and sampled, each as a multiple of the first B given.
 
 Each configuration runs in a fresh subprocess so peak RSS is its own.
 """
@@ -174,25 +178,66 @@ def measure_one(model_path: str, n_threads: int, n_prompt: int, n_gen: int, lm_h
         segments.append((steps, time.perf_counter() - t0))
         probes.append(read_gbs(n_threads))
     peak_rss_mb = max(peak_rss_mb, _proc_status_mb("VmRSS") - PROBE_MB)   # decode only grows
-    # decode through the call `bitnet run` makes (Model.stream): the backend's greedy step, and the sampler
-    generated = {mode: model.generate(prompt, max_tokens=n_gen, session=session, **settings).timings
-                 for mode, settings in (("greedy", dict(temperature=0.0)), ("sampled", dict(temperature=0.8,
-                                                                                          seed=1)))}
+    # decode through the call `bitnet run` makes (Model.stream): the backend's greedy step, and the sampler; each
+    # rated against the probes just before and after it, as the segments are
+    generated = {}
+    for mode, settings in (("greedy", dict(temperature=0.0)), ("sampled", dict(temperature=0.8, seed=1))):
+        generated[mode] = (model.generate(prompt, max_tokens=n_gen, session=session, **settings).timings,
+                           (probes[-1] + read_gbs(n_threads)) / 2)
+        probes.append(read_gbs(n_threads))
 
-    tensors = model.reader.tensors
-    weights = sum(i.nbytes for i in tensors.values() if i.ggml_type.name in ("I2_S", "TQ2_0", "TQ1_0"))
-    head_info = tensors.get("output.weight", tensors["token_embd.weight"])
-    head = head_info.nbytes if lm_head == "exact" else head_info.n_elements // 32 * 34   # Q8_0 re-encoded
-    bytes_per_token = weights + head
+    bytes_per_token = _bytes_per_token(model, lm_head)
     fractions = [n / dt * bytes_per_token / ((probes[i] + probes[i + 1]) / 2 * 1e9)
                  for i, (n, dt) in enumerate(segments)]
+    rated = {mode: dict(tps=t.decode_tokens_per_s, fraction=t.decode_tokens_per_s * bytes_per_token / (gbs * 1e9))
+             for mode, (t, gbs) in generated.items()}
     return dict(threads=n_threads, bandwidth_gbs=statistics.median(probes), load_s=load_s,
                 prefill_tps=n_prompt / prefill_s, decode_tps=n_gen / sum(dt for _, dt in segments),
-                decode_greedy_tps=generated["greedy"].decode_tokens_per_s,
-                decode_sampled_tps=generated["sampled"].decode_tokens_per_s,
+                decode_greedy_tps=rated["greedy"]["tps"], greedy_fraction=rated["greedy"]["fraction"],
+                decode_sampled_tps=rated["sampled"]["tps"], sampled_fraction=rated["sampled"]["fraction"],
                 decode_fraction=statistics.median(fractions), peak_rss_mb=peak_rss_mb,
                 bytes_per_token=bytes_per_token, kv_cache_mb=session.context.nbytes / 2**20,
                 file_mb=os.path.getsize(model_path) / 2**20, kernels=_ran_kernels(model), probe=probe_kind)
+
+
+def _bytes_per_token(model, lm_head: str) -> int:
+    """What a decode step reads from memory at batch 1: every ternary weight once, and the LM head."""
+    tensors = model.reader.tensors
+    weights = sum(i.nbytes for i in tensors.values() if i.ggml_type.name in ("I2_S", "TQ2_0", "TQ1_0"))
+    head_info = tensors.get("output.weight", tensors["token_embd.weight"])
+    return weights + (head_info.nbytes if lm_head == "exact" else head_info.n_elements // 32 * 34)  # Q8_0 re-encoded
+
+
+BATCH_STEPS = 16   # decode steps per timed segment of a batch (median of three)
+
+
+def measure_batches(model_path: str, n_threads: int, batches: list[int]) -> dict:
+    """Aggregate decode tokens/s of B sequences at once through the scheduler (the path of `bitnet serve
+    --parallel`), greedy and sampled, for each B (benchmarks/bench_batch.py's engine measurement)."""
+    import bitnet
+
+    model = bitnet.load(model_path, n_threads=n_threads, n_ctx=SHAPE["n_ctx"])
+    # imported after bitnet: bench_batch puts its own tree first on sys.path, and PYTHONPATH may name another
+    from bench_batch import engine_tokens_per_s
+
+    rows = [dict(batch=b, greedy_tps=engine_tokens_per_s(model, b, BATCH_STEPS),
+                 sampled_tps=engine_tokens_per_s(model, b, BATCH_STEPS, temperature=0.8)) for b in batches]
+    return dict(threads=n_threads, batches=rows, kernels=_ran_kernels(model))
+
+
+def batch_table(runs: dict[tuple, list[dict]]) -> list[str]:
+    """Markdown rows of the medians over runs, per (variant, threads) and B, each as a multiple of B = the
+    first batch size given."""
+    lines = ["| variant | threads | sequences | greedy tok/s | x first | sampled tok/s | x first |",
+             "|---|---|---|---|---|---|---|"]
+    for (variant, n_threads), rs in runs.items():
+        med = [{k: statistics.median(r["batches"][i][k] for r in rs) for k in ("greedy_tps", "sampled_tps")}
+               for i in range(len(rs[0]["batches"]))]
+        for i, m in enumerate(med):
+            lines.append(f"| {variant} | {n_threads} | {rs[0]['batches'][i]['batch']} | {m['greedy_tps']:.1f} | "
+                         f"{m['greedy_tps'] / med[0]['greedy_tps']:.2f} | {m['sampled_tps']:.1f} | "
+                         f"{m['sampled_tps'] / med[0]['sampled_tps']:.2f} |")
+    return lines
 
 
 DEPTH_GEN = 32    # tokens decoded at each depth
@@ -224,6 +269,14 @@ def run_depths(model: Path, n_threads: int, depths: list[int], cache_type: str =
     out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
                           "--depths", ",".join(map(str, depths)), "--cache-types", cache_type],
                          capture_output=True, text=True, check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_batches(model: Path, n_threads: int, batches: list[int], env: dict | None = None) -> dict:
+    """measure_batches in a fresh process (`env` sets BITNET_KERNEL)."""
+    out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
+                          "--batches", ",".join(map(str, batches))], capture_output=True, text=True, check=True,
+                         env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -270,11 +323,17 @@ def main(argv=None) -> int:
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     ap.add_argument("--depths", default=None, help="decode at these context depths (comma-separated) instead")
     ap.add_argument("--cache-types", default="f16", help="with --depths: f16, q8_0 or both (comma-separated)")
+    ap.add_argument("--batches", default=None, help="decode B sequences at once, for these B (comma-separated) "
+                                                    "instead")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # child-process mode
     args = ap.parse_args(argv)
 
     depths = [int(d) for d in args.depths.split(",")] if args.depths else None
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else None
+    if args.one and batches:
+        print(json.dumps(measure_batches(str(args.model), int(args.threads), batches)))
+        return 0
     if args.one and depths:
         print(json.dumps(measure_depths(str(args.model), int(args.threads), depths, args.cache_types)))
         return 0
@@ -304,6 +363,19 @@ def main(argv=None) -> int:
         return 0
     variants = (args.variants.split(",") if args.variants else
                 [v for v in supported_variants() if v not in ("scalar", "amx-model")] or ["scalar"])
+    if batches:
+        batch_runs: dict[tuple, list[dict]] = {(v, n): [] for v in variants for n in thread_counts}
+        for _ in range(args.runs):       # interleaved, as below
+            for variant, n_threads in batch_runs:
+                batch_runs[(variant, n_threads)].append(run_batches(args.model, n_threads, batches,
+                                                                    dict(os.environ, BITNET_KERNEL=variant)))
+        print("\n".join(batch_table(batch_runs)))
+        print(f"medians of {args.runs} interleaved runs of {BATCH_STEPS}-step segments (each the median of three), "
+              f"16-token prompts, through the scheduler; kernels: "
+              f"{', '.join(next(iter(batch_runs.values()))[0]['kernels'])}")
+        if args.json:
+            args.json.write_text(json.dumps({f"{v} {n}": rs for (v, n), rs in batch_runs.items()}, indent=2))
+        return 0
     heads = args.lm_heads.split(",")
     paths = args.ternary.split(",")
     prompts = [int(p) for p in args.n_prompt.split(",")]
@@ -319,7 +391,7 @@ def main(argv=None) -> int:
     for (variant, path, head, n_threads, n_prompt), rs in runs.items():
         med = {k: statistics.median(r[k] for r in rs)
                for k in ("load_s", "prefill_tps", "decode_tps", "decode_greedy_tps", "decode_sampled_tps",
-                         "peak_rss_mb", "bandwidth_gbs", "decode_fraction")}
+                         "peak_rss_mb", "bandwidth_gbs", "decode_fraction", "greedy_fraction", "sampled_fraction")}
         ceiling = med["bandwidth_gbs"] * 1e9 / rs[0]["bytes_per_token"]
         rows.append(dict(variant=variant, ternary=path, lm_head=head, threads=n_threads, n_prompt=n_prompt,
                          runs=len(rs),
@@ -330,14 +402,14 @@ def main(argv=None) -> int:
 
     print(f"| variant | ternary | LM head | threads | load s | peak RSS MB | prompt | prefill tok/s | "
           f"decode tok/s (tg{args.n_gen}) | greedy tok/s | sampled tok/s | read GB/s | ceiling tok/s | "
-          "decode / ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "decode / ceiling | greedy / ceiling | sampled / ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['ternary']} | {r['lm_head']} | {r['threads']} | {r['load_s']:.2f} | "
               f"{r['peak_rss_mb']:.0f} | pp{r['n_prompt']} | "
               f"{r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {r['decode_greedy_tps']:.1f} | "
               f"{r['decode_sampled_tps']:.1f} | {r['bandwidth_gbs']:.1f} | {r['ceiling_tps']:.1f} | "
-              f"{r['decode_fraction']:.2f} |")
+              f"{r['decode_fraction']:.2f} | {r['greedy_fraction']:.2f} | {r['sampled_fraction']:.2f} |")
     for r in rows:
         print(f"{r['variant']} {r['ternary']} {r['lm_head']} threads {r['threads']} pp{r['n_prompt']}: "
               f"prefill per run {r['prefill_all']}, "

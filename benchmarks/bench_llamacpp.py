@@ -1,21 +1,27 @@
-"""This engine against llama.cpp's `llama-bench` on the same VM, in the same minutes.
+"""This engine against bitnet.cpp's and llama.cpp's `llama-bench` on the same VM, in the same minutes: the
+side-by-side table of issue 32 in one script.
 
-The hub is out of reach here, so bitnet.cpp itself cannot be built; llama.cpp (which bitnet.cpp is built on)
-ships inside the `llama-cpp-python` sdist on PyPI and runs ternary models as TQ2_0. This script writes a twin of
-the synthetic 2B4T-shape model that llama.cpp can load — architecture `llama` (SiLU gate instead of relu², no
+    llama-bench of bitnet.cpp  on the I2_S original            (--bitnet-cpp PATH: bitnet.cpp's own I2_S kernels)
+    llama-bench of llama.cpp   on a TQ2_0 twin                 (--llama-bench PATH: mainline's ternary type)
+    this engine                on the TQ2_0 twin and on the I2_S original  (bench_engine's measurement)
+
+Give either binary or both; runs alternate between every engine in each round (the VM's drift touches them
+alike), and the table ends with this engine's I2_S speed as a ratio to each other engine (median of the
+per-round ratios).
+
+The hub is out of reach on the project's machines, so bitnet.cpp cannot be built there (its source is on GitHub
+only); where it can, build its llama-bench (`python setup_env.py` or cmake in its tree) and pass the binary.
+llama.cpp (which bitnet.cpp is built on) ships inside the `llama-cpp-python` sdist on PyPI and runs ternary
+models as TQ2_0. The twin this script writes for it has architecture `llama` (SiLU gate instead of relu², no
 sub-norms: a few vector ops per layer apart), the same ternary weights re-encoded as TQ2_0 (2.06 bits a weight
-against I2_S's 2), the same tied F16 embedding — then alternates runs of:
-
-    llama-bench  on the TQ2_0 twin                     (pp128 / tg128, as issue #2's reference figures)
-    this engine  on the TQ2_0 twin and on the I2_S original  (bench_engine's measurement)
-
-Build llama-bench first (native, OpenMP), e.g.:
+against I2_S's 2) and the same tied F16 embedding. Build llama-bench first (native, OpenMP), e.g.:
 
     pip download llama-cpp-python --no-deps --no-binary :all: -d /tmp/lcp && tar xzf /tmp/lcp/*.tar.gz -C /tmp
     cd /tmp/llama_cpp_python-*/vendor/llama.cpp && cmake -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \\
         && cmake --build build --target llama-bench -j
 
-    python benchmarks/bench_llamacpp.py --llama-bench /tmp/llama_cpp_python-*/vendor/llama.cpp/build/bin/llama-bench
+    python benchmarks/bench_llamacpp.py --llama-bench /tmp/llama_cpp_python-*/vendor/llama.cpp/build/bin/llama-bench \\
+        [--bitnet-cpp /path/to/BitNet/build/bin/llama-bench] [--threads 1,2] [--runs 3] [-p 128] [-n 64]
 """
 from __future__ import annotations
 
@@ -70,21 +76,31 @@ def llama_bench(binary: Path, model: Path, n_threads: int, n_prompt: int, n_gen:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--llama-bench", type=Path, required=True)
+    ap.add_argument("--llama-bench", type=Path, help="llama.cpp's llama-bench (runs the TQ2_0 twin)")
+    ap.add_argument("--bitnet-cpp", type=Path, help="bitnet.cpp's llama-bench (runs the I2_S original)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("-p", "--n-prompt", type=int, default=128)
     ap.add_argument("-n", "--n-gen", type=int, default=128)
     args = ap.parse_args(argv)
+    if args.llama_bench is None and args.bitnet_cpp is None:
+        ap.error("give --llama-bench (llama.cpp's), --bitnet-cpp (bitnet.cpp's) or both")
+    for binary in (args.llama_bench, args.bitnet_cpp):
+        if binary is not None and not binary.is_file():
+            ap.error(f"{binary}: no such file")
     if not bench_engine.DEFAULT_MODEL.exists():
         bench_engine.write_synthetic(bench_engine.DEFAULT_MODEL)
-    if not TWIN.exists():
-        print(f"writing {TWIN} ...", file=sys.stderr)
-        write_tq2_twin(bench_engine.DEFAULT_MODEL, TWIN)
-
-    configs = {"llama.cpp TQ2_0": lambda t: llama_bench(args.llama_bench, TWIN, t, args.n_prompt, args.n_gen),
-               "bitnet TQ2_0": lambda t: bench_engine.run_one(TWIN, t, args.n_prompt, args.n_gen),
-               "bitnet I2_S": lambda t: bench_engine.run_one(bench_engine.DEFAULT_MODEL, t, args.n_prompt, args.n_gen)}
+    original = bench_engine.DEFAULT_MODEL
+    configs = {}
+    if args.bitnet_cpp:
+        configs["bitnet.cpp I2_S"] = lambda t: llama_bench(args.bitnet_cpp, original, t, args.n_prompt, args.n_gen)
+    if args.llama_bench:
+        if not TWIN.exists():
+            print(f"writing {TWIN} ...", file=sys.stderr)
+            write_tq2_twin(original, TWIN)
+        configs["llama.cpp TQ2_0"] = lambda t: llama_bench(args.llama_bench, TWIN, t, args.n_prompt, args.n_gen)
+        configs["bitnet TQ2_0"] = lambda t: bench_engine.run_one(TWIN, t, args.n_prompt, args.n_gen)
+    configs["bitnet I2_S"] = lambda t: bench_engine.run_one(original, t, args.n_prompt, args.n_gen)
     results: dict[tuple[str, int], list[dict]] = {}
     for _ in range(args.runs):               # interleaved: the VM's drift touches every configuration alike
         for n_threads in [int(t) for t in args.threads.split(",")]:
@@ -96,9 +112,15 @@ def main(argv=None) -> int:
         pp = statistics.median(r["prefill_tps"] for r in rs)
         tg = statistics.median(r["decode_tps"] for r in rs)
         print(f"| {name} | {n_threads} | {pp:.1f} | {tg:.1f} |")
+    for (name, n_threads), rs in results.items():
+        if name.startswith("bitnet "):
+            continue
+        ours = results[("bitnet I2_S", n_threads)]
+        ratio = {k: statistics.median(a[k] / b[k] for a, b in zip(ours, rs)) for k in ("prefill_tps", "decode_tps")}
+        print(f"bitnet I2_S / {name}, {n_threads} thread(s): prefill x{ratio['prefill_tps']:.2f}, "
+              f"decode x{ratio['decode_tps']:.2f}")
     print(f"medians of {args.runs} interleaved runs")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
