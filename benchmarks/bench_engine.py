@@ -225,14 +225,18 @@ def measure_batches(model_path: str, n_threads: int, batches: list[int]) -> dict
     return dict(threads=n_threads, batches=rows, kernels=_ran_kernels(model))
 
 
+def _row_medians(runs: list[dict], rows: str, keys: tuple) -> list[dict]:
+    """Per row of runs[*][rows] (a depth, a batch size), the median over the runs of each of `keys`."""
+    return [{k: statistics.median(r[rows][i][k] for r in runs) for k in keys} for i in range(len(runs[0][rows]))]
+
+
 def batch_table(runs: dict[tuple, list[dict]]) -> list[str]:
     """Markdown rows of the medians over runs, per (variant, threads) and B, each as a multiple of B = the
     first batch size given."""
     lines = ["| variant | threads | sequences | greedy tok/s | x first | sampled tok/s | x first |",
              "|---|---|---|---|---|---|---|"]
     for (variant, n_threads), rs in runs.items():
-        med = [{k: statistics.median(r["batches"][i][k] for r in rs) for k in ("greedy_tps", "sampled_tps")}
-               for i in range(len(rs[0]["batches"]))]
+        med = _row_medians(rs, "batches", ("greedy_tps", "sampled_tps"))
         for i, m in enumerate(med):
             lines.append(f"| {variant} | {n_threads} | {rs[0]['batches'][i]['batch']} | {m['greedy_tps']:.1f} | "
                          f"{m['greedy_tps'] / med[0]['greedy_tps']:.2f} | {m['sampled_tps']:.1f} | "
@@ -266,17 +270,18 @@ def measure_depths(model_path: str, n_threads: int, depths: list[int], cache_typ
 def run_depths(model: Path, n_threads: int, depths: list[int], cache_type: str = "f16",
                env: dict | None = None) -> dict:
     """measure_depths in a fresh process (`env` may point PYTHONPATH at another tree)."""
-    out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
-                          "--depths", ",".join(map(str, depths)), "--cache-types", cache_type],
-                         capture_output=True, text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _in_child(model, n_threads, ["--depths", ",".join(map(str, depths)), "--cache-types", cache_type], env)
 
 
 def run_batches(model: Path, n_threads: int, batches: list[int], env: dict | None = None) -> dict:
     """measure_batches in a fresh process (`env` sets BITNET_KERNEL)."""
+    return _in_child(model, n_threads, ["--batches", ",".join(map(str, batches))], env)
+
+
+def _in_child(model: Path, n_threads: int, args: list[str], env: dict | None) -> dict:
+    """This script's --one mode in a fresh process: the JSON object its last line prints."""
     out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
-                          "--batches", ",".join(map(str, batches))], capture_output=True, text=True, check=True,
-                         env=env)
+                          *args], capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -286,9 +291,7 @@ def depth_table(runs: dict[tuple, list[dict]]) -> list[str]:
     lines = ["| threads | KV cache | depth | prefill tok/s | x shallowest | greedy tok/s | sampled tok/s | "
              "x shallowest (sampled) |", "|---|---|---|---|---|---|---|---|"]
     for (n_threads, cache_type), rs in runs.items():
-        med = [{k: statistics.median(r["depths"][i][k] for r in rs) for k in ("prefill_tps", "greedy_tps",
-                                                                             "sampled_tps")}
-               for i in range(len(rs[0]["depths"]))]
+        med = _row_medians(rs, "depths", ("prefill_tps", "greedy_tps", "sampled_tps"))
         for i, m in enumerate(med):
             lines.append(f"| {n_threads} | {cache_type} | {rs[0]['depths'][i]['depth']} | {m['prefill_tps']:.1f} | "
                          f"{m['prefill_tps'] / med[0]['prefill_tps']:.2f} | {m['greedy_tps']:.2f} | "
@@ -305,10 +308,7 @@ def run_one(model: Path, n_threads: int, n_prompt: int = 128, n_gen: int = 128, 
             lm_head: str = "exact") -> dict:
     """measure_one in a fresh process (so that peak RSS is its own); `env` may point PYTHONPATH at another tree
     or set BITNET_KERNEL."""
-    out = subprocess.run([sys.executable, __file__, "--one", "--model", str(model), "--threads", str(n_threads),
-                          "-p", str(n_prompt), "-n", str(n_gen), "--lm-heads", lm_head], capture_output=True,
-                         text=True, check=True, env=env)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _in_child(model, n_threads, ["-p", str(n_prompt), "-n", str(n_gen), "--lm-heads", lm_head], env)
 
 
 def main(argv=None) -> int:

@@ -213,8 +213,8 @@ def test_attention_head_groups_equal_heads_one_by_one(variant: str, n_q: int, hd
 def test_attention_avx512_gives_the_avx2_bits(n_q: int, hd: int, n_kv: int, stride: int) -> None:
     """The AVX-512 f16 attention runs the 256-bit body's float operations in 512-bit registers (two positions a
     vector for the scores, 16 dims a vector for the weighted sum): the same outputs, max and sum, bit for bit, for
-    every group size, span length (partial last blocks) and head_dim (48: 16-dim passes only; 72: not a multiple of 16, the
-    256-bit body's own path)."""
+    every group size, span length (partial last blocks) and head_dim (48: 16-dim passes only; 72: not a multiple
+    of 16, the 256-bit body's own path)."""
     rng = np.random.default_rng(n_q * 1000 + n_kv)
     q = rng.standard_normal((n_q, hd)).astype(np.float32)
     k = (rng.standard_normal((n_kv, stride)) * 2).astype(np.float16)
