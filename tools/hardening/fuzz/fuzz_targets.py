@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections import Counter
@@ -104,6 +105,14 @@ def selftest(data: bytes) -> str:
 TARGETS = {"model": model, "tokenizer": tokenizer, "template": template, "selftest": selftest}
 
 
+def _stop_the_hang_timer() -> None:
+    """libFuzzer's -timeout runs a periodic SIGALRM timer; once the runs are done, a tick that lands while Python
+    shuts down (its handler gone) killed a worker that had finished cleanly (exit -14, seen in CI): the timer is
+    stopped before anything else at exit."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in TARGETS:
         sys.exit(f"usage: {sys.argv[0]} {{{','.join(TARGETS)}}} [libFuzzer flags] CORPUS [SEEDS ...]")
@@ -119,6 +128,7 @@ def main() -> None:
             _write_stats()
 
     atexit.register(_write_stats)
+    atexit.register(_stop_the_hang_timer)      # registered last: runs first at exit
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 
