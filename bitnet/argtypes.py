@@ -20,8 +20,19 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def add_lm_head_option(parser) -> None:
+    from bitnet.backends import LM_HEADS
+
+    parser.add_argument("--lm-head", choices=LM_HEADS, default="exact",
+                        help="LM head: exact (the file's weights in float; default) or q8_0 (re-encoded as Q8_0 "
+                             "at load and computed with int8 dot products: faster decoding, slightly different "
+                             "logits)")
+
+
 def add_cache_type_option(parser) -> None:
-    parser.add_argument("--cache-type", choices=("f16", "q8_0"), default="f16",
+    from bitnet.backends import CACHE_TYPES
+
+    parser.add_argument("--cache-type", choices=tuple(CACHE_TYPES), default="f16",
                         help="KV cache element type: f16 (exact; default) or q8_0 (8-bit blocks: about half the "
                              "cache memory and the bytes a long context reads per token, slightly different "
                              "logits; CPU only)")

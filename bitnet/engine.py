@@ -487,8 +487,9 @@ class Model:
 def _check_kv_fits(hp, n_ctx: int, cache_type: str = "f16") -> None:
     """A context whose K and V caches exceed the machine's memory fails here, naming sizes, rather than in
     an allocation (or, with overcommit, in the kernel's OOM killer half-way through a prompt)."""
-    row = hp.head_dim // 32 * 34 if cache_type == "q8_0" else hp.head_dim * 2     # bytes per position and head
-    kv_bytes = 2 * hp.n_layer * n_ctx * hp.n_head_kv * row
+    from bitnet.backends import kv_row_bytes
+
+    kv_bytes = 2 * hp.n_layer * n_ctx * hp.n_head_kv * kv_row_bytes(cache_type, hp.head_dim)
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):   # not every platform (Windows, Pyodide) reports it

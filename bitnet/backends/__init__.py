@@ -56,7 +56,27 @@ def resolve_device(device: str | None) -> str:
 
 
 LM_HEADS = ("exact", "q8_0")
-CACHE_TYPES = ("f16", "q8_0")     # the CPU's KV cache element (bitnet.backends.cpu._forward)
+# The CPU's KV cache element types (bitnet.backends.cpu._forward): the ggml type a position of one K/V head is
+# stored as
+CACHE_TYPES = {"f16": "F16", "q8_0": "Q8_0"}
+
+
+def check_cache_type(cache_type: str) -> None:
+    if cache_type not in CACHE_TYPES:
+        raise ValueError(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {cache_type!r}")
+
+
+def kv_row_bytes(cache_type: str, head_dim: int) -> int:
+    """Bytes one position of one K/V head takes in a CPU KV cache of `cache_type`; ValueError for a type that is
+    not one, or a head_dim that type cannot hold."""
+    from bitnet.gguf.constants import BLOCK_LAYOUT, GGMLType
+
+    check_cache_type(cache_type)
+    block, block_bytes = BLOCK_LAYOUT[GGMLType[CACHE_TYPES[cache_type]]]
+    if head_dim % block:
+        raise ValueError(f"the {cache_type} KV cache needs head_dim % {block} == 0, "
+                         f"this model has head_dim {head_dim}")
+    return head_dim // block * block_bytes
 
 
 def build(reader, device: str = "cpu", lm_head: str = "exact", n_threads: int | None = None,
@@ -81,8 +101,7 @@ def build(reader, device: str = "cpu", lm_head: str = "exact", n_threads: int | 
         raise ValueError(f"lm_head must be one of {', '.join(LM_HEADS)}, got {lm_head!r}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if cache_type not in CACHE_TYPES:
-        raise ValueError(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {cache_type!r}")
+    check_cache_type(cache_type)
     if device == "cuda" and cache_type != "f16":
         raise ValueError(f"cache_type {cache_type!r} is CPU-only: the CUDA backend keeps an f16 KV cache")
     weights, hp, spec = bind(reader)

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from bitnet.argtypes import add_cache_type_option, add_device_option, device_from_args, int_at_least
+from bitnet.argtypes import (
+    add_cache_type_option,
+    add_device_option,
+    add_lm_head_option,
+    device_from_args,
+    int_at_least,
+)
 from bitnet.errors import BitNetError
 from bitnet.generation import DEFAULTS, SamplingParams
 from bitnet.paths import model_path  # noqa: F401  (the subcommands take the model file from here)
@@ -100,13 +106,6 @@ def add_model_options(parser: argparse.ArgumentParser, *, ctx: bool = True, toke
     add_lm_head_option(group)
     add_cache_type_option(group)
     add_device_option(group)
-
-
-def add_lm_head_option(parser) -> None:
-    parser.add_argument("--lm-head", choices=("exact", "q8_0"), default="exact",
-                        help="LM head: exact (the file's weights in float; default) or q8_0 (re-encoded as Q8_0 "
-                             "at load and computed with int8 dot products: faster decoding, slightly different "
-                             "logits)")
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, *, default_max_tokens: int) -> None:

@@ -12,7 +12,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bitnet.argtypes import add_cache_type_option, add_device_option, device_from_args, int_at_least
+from bitnet.argtypes import (
+    add_cache_type_option,
+    add_device_option,
+    add_lm_head_option,
+    device_from_args,
+    int_at_least,
+)
 from bitnet.settings import api_key as env_api_key
 
 log = logging.getLogger("bitnet.server")
@@ -66,8 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefill-chunk", type=int_at_least(1), default=32, metavar="N",
                         help="prompt tokens a new request adds to each step while others decode: larger "
                              "prefills faster, smaller delays the running streams less (default: 32)")
-    parser.add_argument("--lm-head", choices=("exact", "q8_0"), default="exact",
-                        help="LM head: exact (default) or q8_0 (int8, re-encoded at load: faster decoding)")
+    add_lm_head_option(parser)
     add_cache_type_option(parser)
     add_device_option(parser)
     parser.add_argument("--queue-size", type=int_at_least(0), default=16, metavar="Q",

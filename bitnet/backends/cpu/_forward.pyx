@@ -35,13 +35,12 @@ from bitnet.backends.cpu.kernels._kernels cimport (
     bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes, bn_encode_q80_row, bn_attention_fold,
 )
 
+from bitnet.backends import kv_row_bytes
 from bitnet.backends.checks import UBATCH as _UBATCH, batch_runs, check_logits_out, check_span, check_tokens
 from bitnet.gguf.constants import GGMLType
 
 # Tokens evaluated per internal step (bitnet.backends.checks: both backends' step size)
 cdef int64_t UBATCH = _UBATCH
-# KV cache element types (bitnet.load's cache_type): f16 is exact, q8_0 halves the cache and its reads
-CACHE_TYPES = ("f16", "q8_0")
 
 # ggml type ids used here, from their one statement (bitnet.gguf.constants; docs/formats.md §2)
 cdef int T_F32 = GGMLType.F32, T_F16 = GGMLType.F16, T_Q8_0 = GGMLType.Q8_0, T_BF16 = GGMLType.BF16
@@ -56,7 +55,7 @@ cdef enum:
     ATTENTION_MIN_WORK = 1 << 17
     # A row's attention is computed span by span and the spans folded in order (bn_attention_fold). The span is
     # fixed, so the result never depends on the threads; 256 positions of one K/V head (64 KB of f16 K and as
-    # much V at head_dim 128) stay in L2 while the GQA group's query heads, two at a time, go over them.
+    # much V at head_dim 128) stay in L2 while the GQA group's query heads go over them (two or four a pass).
     ATTENTION_SPAN = 256
     # Up to this many rows (decode), the spans of a row are separate jobs (flash-decoding: a long context keeps
     # the whole team busy); more rows (a prompt) make enough jobs of whole rows, taken in blocks of up to
@@ -196,12 +195,8 @@ cdef class Transformer:
         d.q_dim = d.n_head * d.head_dim
         d.kv_dim = d.n_head_kv * d.head_dim
         self.w.max_dim = max(d.n_embd, d.q_dim, d.n_ff)
-        if cache_type not in CACHE_TYPES:
-            raise ValueError(f"cache_type must be one of {', '.join(CACHE_TYPES)}, got {cache_type!r}")
+        self.w.kv_row = kv_row_bytes(cache_type, d.head_dim)     # checks the type, and head_dim against it
         self.w.kv_q8 = cache_type == "q8_0"
-        if self.w.kv_q8 and d.head_dim % 32:
-            raise ValueError(f"the q8_0 KV cache needs head_dim % 32 == 0, this model has head_dim {d.head_dim}")
-        self.w.kv_row = d.head_dim // 32 * 34 if self.w.kv_q8 else d.head_dim * sizeof(uint16_t)
         self.w.tok_embd = _make_mat(tok_embd)
         self.w.output = _make_mat(output)
         if head_int8:
