@@ -24,6 +24,7 @@
 #undef BN_GETTER
 #undef BN_VNNI
 #undef BN_WIDE_REGS
+#undef BN_ZMM       /* the 256-bit body set it to 0 */
 
 #define BN_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c"
 #define BN_NAME(x) avx512_##x

@@ -995,6 +995,95 @@ BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v
  * 150 cold heads of 4000 positions, one thread, 43-44 ms with the K prefetch against 47-54 ms without. */
 enum { BN_ZMM_P = 8, BN_ZMM_KAHEAD = 16 };
 
+/* The exponentials of F(exp_neg8), sixteen lanes at a time: the same operations lane by lane. */
+BN_FN __m512 F(exp_neg16)(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.3f);
+    const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    x = _mm512_max_ps(x, lo);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    static const float c[7] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    for (int i = 0; i < 7; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[i]));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps((__mmask16)~under, p, _mm512_castsi512_ps(e));
+}
+
+/* F(softmax) sixteen exponentials at a time, with the same bits: the exponentials lane by lane, and the sum of
+ * each group of eight added into the same two four-double chains in the same order (one eight-double vector
+ * holds both), the padded last group included. */
+BN_FN void F(softmax_zmm)(float *x, int64_t n, float *ml) {
+    if (ml) ml[0] = -__builtin_inff(), ml[1] = 0.0f;
+    const int64_t n8 = n & ~(int64_t)7, n16 = n & ~(int64_t)15;
+    float tail[8];
+    for (int j = 0; j < 8; j++) tail[j] = n8 + j < n ? x[n8 + j] : -__builtin_inff();
+    __m512 vmax = _mm512_castps256_ps512(_mm256_loadu_ps(tail));
+    vmax = _mm512_insertf32x8(vmax, _mm256_loadu_ps(tail), 1);
+    int64_t i = 0;
+    for (; i < n16; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+    if (i < n8) vmax = _mm512_max_ps(vmax, _mm512_insertf32x8(vmax, _mm256_loadu_ps(x + i), 0));
+    const float mx = _mm512_reduce_max_ps(vmax);
+    if (mx == -__builtin_inff()) {   /* nothing attended: zeros, as bn_softmax */
+        for (int64_t j = 0; j < n; j++) x[j] = 0.0f;
+        return;
+    }
+    const __m512 vm = _mm512_set1_ps(mx);
+    __m512d sum = _mm512_setzero_pd();   /* lanes 0-3: the first four of every eight, 4-7: the last four */
+    for (i = 0; i < n16; i += 16) {
+        const __m512 e = F(exp_neg16)(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+        _mm512_storeu_ps(x + i, e);
+        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+    }
+    for (; i <= n8; i += 8) {
+        float *p = i < n8 ? x + i : tail;    /* padding lanes give e^-inf = 0 */
+        const __m256 e = _mm512_castps512_ps256(
+            F(exp_neg16)(_mm512_castps256_ps512(_mm256_sub_ps(_mm256_loadu_ps(p), _mm512_castps512_ps256(vm)))));
+        _mm256_storeu_ps(p, e);
+        sum = _mm512_add_pd(sum, _mm512_cvtps_pd(e));
+    }
+    double part[4];
+    _mm256_storeu_pd(part, _mm256_add_pd(_mm512_castpd512_pd256(sum), _mm512_extractf64x4_pd(sum, 1)));
+    const double total = (part[0] + part[1]) + (part[2] + part[3]);
+    const float inv = (float)(1.0 / total);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (i = 0; i < n16; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), vinv));
+    for (; i < n8; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm512_castps512_ps256(vinv)));
+    for (i = n8; i < n; i++) x[i] = tail[i - n8] * inv;
+    if (ml) ml[0] = mx, ml[1] = (float)total;
+}
+
+/* The scores of eight positions for four heads from their sixteen accumulators (acc[h * 4 + m]: lanes 0-7 the dims
+ * of position 2m, lanes 8-15 of position 2m + 1, each lane its own chain over head_dim), each through reduce8_ps's
+ * tree — adjacent lanes, adjacent pairs, then the first four plus the last four — with every level's adds made
+ * on four heads at once; then times scale, laid out head by head: rows[h] holds positions 0-7 of head h in lanes
+ * 8(h % 2) to 8(h % 2) + 7 of rows[h / 2]. */
+BN_FN void F(zmm_scores8)(const __m512 *acc, float scale, __m512 *rows) {
+    __m512 pairs[8], quads[4], sums[2];
+    for (int m = 0; m < 4; m++)          /* per 128-bit lane: h lanes (0+1, 2+3), h' lanes (0+1, 2+3) */
+        for (int g = 0; g < 2; g++) {
+            const __m512 x = acc[2 * g * 4 + m], y = acc[(2 * g + 1) * 4 + m];
+            pairs[2 * m + g] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
+        }
+    for (int m = 0; m < 4; m++) {        /* per 128-bit lane: the four-lane sums of heads 0, 1, 2, 3 */
+        const __m512 x = pairs[2 * m], y = pairs[2 * m + 1];
+        quads[m] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
+    }
+    for (int g = 0; g < 2; g++) {        /* 128-bit lane j: position 4g + j's scores of heads 0-3 */
+        const __m512 x = quads[2 * g], y = quads[2 * g + 1];
+        sums[g] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
+    }
+    /* lane 8h + p (h = 0, 1) of rows[0] is position p, head h: lane 4p + h of sums[0] (p < 4), 16 + 4(p - 4) + h */
+    const __m512i heads01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+    const __m512i heads23 = _mm512_add_epi32(heads01, _mm512_set1_epi32(2));
+    const __m512 vs = _mm512_set1_ps(scale);
+    rows[0] = _mm512_mul_ps(_mm512_permutex2var_ps(sums[0], heads01, sums[1]), vs);
+    rows[1] = _mm512_mul_ps(_mm512_permutex2var_ps(sums[0], heads23, sums[1]), vs);
+}
+
 BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
                              float *out, int64_t d, const int NQ, const int W) {
     __m512 o[16];
@@ -1024,7 +1113,7 @@ BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, 
                     _mm_prefetch((const char *)(k + (i + j + BN_ZMM_KAHEAD) * row_bytes + c), _MM_HINT_T0);
             }
         __m512 acc[4 * BN_ZMM_P / 2];
-        for (int j = 0; j < NQ * BN_ZMM_P / 2; j++) acc[j] = _mm512_setzero_ps();
+        for (int j = 0; j < 4 * BN_ZMM_P / 2; j++) acc[j] = _mm512_setzero_ps();   /* heads past NQ stay 0 */
         for (int64_t d = 0; d < head_dim; d += 8) {
             __m512 qd[4];
             for (int h = 0; h < NQ; h++) qd[h] = _mm512_broadcast_f32x8(_mm256_loadu_ps(q + h * head_dim + d));
@@ -1037,18 +1126,14 @@ BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, 
                     acc[h * (BN_ZMM_P / 2) + m] = _mm512_fmadd_ps(qd[h], kp, acc[h * (BN_ZMM_P / 2) + m]);
             }
         }
-        for (int h = 0; h < NQ; h++) {
-            __m256 halves[8];
-            for (int m = 0; m < BN_ZMM_P / 2; m++) {
-                halves[2 * m] = _mm512_castps512_ps256(acc[h * (BN_ZMM_P / 2) + m]);
-                halves[2 * m + 1] = _mm512_extractf32x8_ps(acc[h * (BN_ZMM_P / 2) + m], 1);
-            }
-            float dots[8];
-            _mm256_storeu_ps(dots, F(reduce8_ps)(halves));
-            for (int j = 0; j < BN_ZMM_P && i + j < n_kv; j++) scores[h * n_kv + i + j] = dots[j] * scale;
-        }
+        __m512 rows[2];
+        F(zmm_scores8)(acc, scale, rows);
+        const __mmask8 live = (__mmask8)(n_kv - i >= 8 ? 0xff : (1u << (n_kv - i)) - 1);
+        for (int h = 0; h < NQ; h++)
+            _mm256_mask_storeu_ps(scores + h * n_kv + i, live,
+                                  h % 2 ? _mm512_extractf32x8_ps(rows[h / 2], 1) : _mm512_castps512_ps256(rows[h / 2]));
     }
-    for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
+    for (int h = 0; h < NQ; h++) F(softmax_zmm)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
     int64_t d = 0;
     for (; d + 64 <= head_dim; d += 64) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 4);
     for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
