@@ -481,7 +481,7 @@ cdef class Workspace:
             self._alloc_rows(m)
         cdef const Dims *d = &m.w.d
         cdef int64_t group = d.n_head // d.n_head_kv, n_spans = (n_ctx + ATTENTION_SPAN - 1) // ATTENTION_SPAN
-        cdef int64_t stripe = group * (ATTENTION_SPAN + d.head_dim + 2 + 2 * ATTENTION_BLOCK)
+        cdef int64_t stripe = _prompt_stripe(group, d.head_dim)
         if self.s_threads < n_threads or self.s.n_spans < n_spans or self.s.att_stripe != stripe:
             free(self.s.att_tmp)
             free(self.s.parts)
@@ -686,6 +686,13 @@ cdef inline void _prepare(const bn_kernels *kt, const Mat *w, const float *x, in
 
 # ---------------------------------------------------------------------------------------------- forward
 
+cdef inline int64_t _prompt_stripe(int64_t group, int64_t head_dim) noexcept nogil:
+    """Floats of one thread's attention scratch: for a prompt block, the running (max, sum) pairs of its tokens'
+    heads, then a kernel call over up to the whole block: query heads, results and their (max, sum) pairs, scores
+    of a span. Decode uses its start for a span's scores."""
+    return group * ATTENTION_BLOCK * (2 + head_dim + head_dim + 2 + ATTENTION_SPAN)
+
+
 cdef inline void _attend_span(const bn_kernels *kt, const Weights *m, const float *q, int64_t n_q,
                               const uint8_t *k, const uint8_t *v, int64_t n, float *scores, float *out,
                               float *ml) noexcept nogil:
@@ -709,10 +716,14 @@ cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const R
     cdef const Dims *d = &m.d
     cdef int64_t QD = d.q_dim, HD = d.head_dim, KVH = d.n_head_kv, S = ATTENTION_SPAN
     cdef int64_t group = d.n_head // KVH, span_floats = group * (HD + 2)
-    cdef int64_t t, kvh, sp, job, n_kv, at, attended = 0, most = 1, block, n_blocks, t0
+    cdef int64_t t, u, r, kvh, sp, job, n_kv, at, attended = 0, most = 1, block, n_blocks, t0, t1
     cdef float *tmp
     cdef float *part
     cdef float *out
+    cdef float *running
+    cdef float *qs
+    cdef float *res
+    cdef float *ml
     cdef const Row *row
     cdef int threads
     for t in range(T):
@@ -746,25 +757,43 @@ cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const R
     for job in prange(KVH * n_blocks, num_threads=threads, schedule='dynamic'):
         kvh = job % KVH
         t0 = job // KVH * block
-        # this thread's stripe: a span's scores, one span's result and (max, sum) pairs, the block's running pairs
-        tmp = s.att_tmp + threadid() * s.att_stripe
-        part = tmp + group * S
+        t1 = min(T, t0 + block)
+        # this thread's stripe (_prompt_stripe): the block's running (max, sum) pairs, then one kernel call's
+        # query heads, results with their (max, sum) pairs, and scores
+        running = s.att_tmp + threadid() * s.att_stripe
+        qs = running + 2 * group * ATTENTION_BLOCK
+        res = qs + group * ATTENTION_BLOCK * HD
+        tmp = res + group * ATTENTION_BLOCK * (HD + 2)
         for sp in range(most):
-            for t in range(t0, min(T, t0 + block)):
+            t = t0
+            while t < t1:
                 row = &rows[t]
                 n_kv = row.pos + 1
                 if sp * S >= n_kv:
+                    t = t + 1
                     continue
+                # The tokens from t on that see this whole span of the same cache share one kernel call, their
+                # query heads side by side: the span is fetched once and the later heads find it in L2. A span
+                # that a token's position cuts short goes alone.
+                u = t + 1
+                while (n_kv >= (sp + 1) * S and u < t1 and rows[u].kcache == row.kcache
+                       and rows[u].pos + 1 >= (sp + 1) * S):
+                    u = u + 1
+                for r in range(u - t):
+                    memcpy(qs + r * group * HD, s.q + (t + r) * QD + kvh * group * HD, group * HD * sizeof(float))
                 at = ((l * KVH + kvh) * row.n_ctx + sp * S) * m.kv_row
-                out = s.att + t * QD + kvh * group * HD
-                if sp == 0:
-                    _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, row.kcache + at, row.vcache + at,
-                                 min(S, n_kv), tmp, out, part + span_floats + (t - t0) * 2 * group)
-                else:
-                    _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, row.kcache + at, row.vcache + at,
-                                 min(S, n_kv - sp * S), tmp, part, part + group * HD)
-                    bn_attention_fold(out, part + span_floats + (t - t0) * 2 * group, part, part + group * HD,
-                                      group, HD)
+                ml = res + (u - t) * group * HD
+                _attend_span(kt, m, qs, (u - t) * group, row.kcache + at, row.vcache + at, min(S, n_kv - sp * S),
+                             tmp, res, ml)
+                for r in range(u - t):
+                    out = s.att + (t + r) * QD + kvh * group * HD
+                    if sp == 0:
+                        memcpy(out, res + r * group * HD, group * HD * sizeof(float))
+                        memcpy(running + (t + r - t0) * 2 * group, ml + r * 2 * group, 2 * group * sizeof(float))
+                    else:
+                        bn_attention_fold(out, running + (t + r - t0) * 2 * group, res + r * group * HD,
+                                          ml + r * 2 * group, group, HD)
+                t = u
 
 
 cdef void _forward_ubatch(const bn_kernels *kt, const Weights *m, Scratch *s, const Row *rows, int64_t T,

@@ -992,7 +992,9 @@ BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v
  *  - The weighted sum of V gives each output dim its own chain over the positions whatever the vector width:
  *    16 dims a vector, 64 dims of NQ heads a pass.
  * K rows are fetched 16 rows (a 4 KiB page) ahead by software, V rows during the K pass as attention_heads does:
- * 150 cold heads of 4000 positions, one thread, 43-44 ms with the K prefetch against 47-54 ms without. */
+ * 150 cold heads of 4000 positions, one thread, 43-44 ms with the K prefetch against 47-54 ms without. Only the
+ * first heads of a call prefetch: the later ones (a prompt's tokens sharing a span) find it in L2, where the
+ * prefetch instructions cost a tenth of the kernel's time. */
 enum { BN_ZMM_P = 8, BN_ZMM_KAHEAD = 16 };
 
 /* The exponentials of F(exp_neg8), sixteen lanes at a time: the same operations lane by lane. */
@@ -1102,11 +1104,12 @@ BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, 
 }
 
 BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
-                            int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ) {
+                            int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ,
+                            const int prefetch) {
     for (int64_t i = 0; i < n_kv; i += BN_ZMM_P) {
         const uint8_t *kr[BN_ZMM_P];
         for (int j = 0; j < BN_ZMM_P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * row_bytes;
-        for (int j = 0; j < BN_ZMM_P && i + j < n_kv; j++)
+        for (int j = 0; prefetch && j < BN_ZMM_P && i + j < n_kv; j++)
             for (int64_t c = 0; c < 2 * head_dim; c += 64) {
                 _mm_prefetch((const char *)(v + (i + j) * row_bytes + c), _MM_HINT_T1);
                 if (i + j + BN_ZMM_KAHEAD < n_kv)
@@ -1138,6 +1141,77 @@ BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, 
     for (; d + 64 <= head_dim; d += 64) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 4);
     for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
 }
+
+/* The scores of four positions for eight heads from their sixteen accumulators (acc[h * 2 + m]: lanes 0-7
+ * position 2m, lanes 8-15 position 2m + 1), through zmm_scores8's network; rows[g] holds heads 4g to 4g + 3, head
+ * 4g + j's four positions in its 128-bit lane j. */
+BN_FN void F(zmm_scores4x8)(const __m512 *acc, float scale, __m512 *rows) {
+    __m512 pairs[8], quads[4];
+    for (int m = 0; m < 2; m++)
+        for (int g = 0; g < 4; g++) {
+            const __m512 x = acc[2 * g * 2 + m], y = acc[(2 * g + 1) * 2 + m];
+            pairs[4 * m + g] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
+        }
+    for (int m = 0; m < 2; m++)
+        for (int g = 0; g < 2; g++) {
+            const __m512 x = pairs[4 * m + 2 * g], y = pairs[4 * m + 2 * g + 1];
+            quads[2 * m + g] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
+        }
+    /* lane 4p + h of a sum: position p, head 4g + h; lane 4h + p of a row */
+    const __m512i by_head = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int g = 0; g < 2; g++) {
+        const __m512 x = quads[g], y = quads[2 + g];
+        const __m512 sum = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
+        rows[g] = _mm512_mul_ps(_mm512_permutexvar_ps(by_head, sum), vs);
+    }
+}
+
+/* attention_zmm for eight query heads over one K/V head (two prompt tokens' GQA groups of four): each K and V
+ * element is converted once for all eight, four positions a block for the scores and 32 dims a pass for the
+ * weighted sum, so that the accumulators fit the 32 registers. Every head's float operations are attention_zmm's
+ * (the same bits as two calls of four heads): a prompt's attention x1.2 on the span kernel alone. */
+BN_FN void F(attention_zmm8)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
+                             int64_t head_dim, float scale, float *scores, float *out, float *ml, const int prefetch) {
+    enum { NQ = 8, P = 4 };
+    for (int64_t i = 0; i < n_kv; i += P) {
+        const uint8_t *kr[P];
+        for (int j = 0; j < P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * row_bytes;
+        for (int j = 0; prefetch && j < P && i + j < n_kv; j++)
+            for (int64_t c = 0; c < 2 * head_dim; c += 64) {
+                _mm_prefetch((const char *)(v + (i + j) * row_bytes + c), _MM_HINT_T1);
+                if (i + j + BN_ZMM_KAHEAD < n_kv)
+                    _mm_prefetch((const char *)(k + (i + j + BN_ZMM_KAHEAD) * row_bytes + c), _MM_HINT_T0);
+            }
+        __m512 acc[NQ * P / 2];
+        for (int j = 0; j < NQ * P / 2; j++) acc[j] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < head_dim; d += 8) {
+            __m512 qd[NQ];
+            for (int h = 0; h < NQ; h++) qd[h] = _mm512_broadcast_f32x8(_mm256_loadu_ps(q + h * head_dim + d));
+            for (int m = 0; m < P / 2; m++) {
+                const __m256i two = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(kr[2 * m] + 2 * d))),
+                    _mm_loadu_si128((const __m128i *)(kr[2 * m + 1] + 2 * d)), 1);
+                const __m512 kp = _mm512_cvtph_ps(two);
+                for (int h = 0; h < NQ; h++) acc[h * (P / 2) + m] = _mm512_fmadd_ps(qd[h], kp, acc[h * (P / 2) + m]);
+            }
+        }
+        __m512 rows[2];
+        F(zmm_scores4x8)(acc, scale, rows);
+        const __mmask8 live = (__mmask8)(n_kv - i >= P ? 0xf : (1u << (n_kv - i)) - 1);
+        for (int g = 0; g < 2; g++) {
+            float *at = scores + 4 * g * n_kv + i;
+            _mm_mask_storeu_ps(at, live, _mm512_castps512_ps128(rows[g]));
+            _mm_mask_storeu_ps(at + n_kv, live, _mm512_extractf32x4_ps(rows[g], 1));
+            _mm_mask_storeu_ps(at + 2 * n_kv, live, _mm512_extractf32x4_ps(rows[g], 2));
+            _mm_mask_storeu_ps(at + 3 * n_kv, live, _mm512_extractf32x4_ps(rows[g], 3));
+        }
+    }
+    for (int h = 0; h < NQ; h++) F(softmax_zmm)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
+    int64_t d = 0;
+    for (; d + 32 <= head_dim; d += 32) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 2);
+    for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
+}
 #endif
 
 BN_FN void F(attention_any)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
@@ -1164,15 +1238,18 @@ BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_
 #if BN_ZMM
     if (head_dim % 16 == 0) {
         int64_t h = 0;
+        for (; h + 8 <= n_q; h += 8)
+            F(attention_zmm8)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
+                              scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, h == 0);
         for (; h + 4 <= n_q; h += 4)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 4);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 4, h == 0);
         for (; h + 2 <= n_q; h += 2)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 2);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 2, h == 0);
         if (h < n_q)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 1);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 1, h == 0);
         return;
     }
 #endif
