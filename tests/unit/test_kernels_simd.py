@@ -210,7 +210,7 @@ def test_attention_head_groups_equal_heads_one_by_one(variant: str, n_q: int, hd
 @pytest.mark.parametrize("n_q,hd,n_kv,stride", [(4, 128, 256, 128), (4, 128, 4000, 128), (4, 128, 13, 640),
                                                 (1, 64, 1, 64), (2, 64, 17, 80), (5, 32, 9, 32), (8, 128, 100, 128),
                                                 (3, 48, 7, 48), (4, 72, 5, 80), (8, 64, 3, 64), (12, 48, 5, 64),
-                                                (16, 128, 255, 128)])
+                                                (16, 128, 255, 128), (20, 48, 37, 64), (64, 128, 256, 128)])
 def test_attention_avx512_gives_the_avx2_bits(n_q: int, hd: int, n_kv: int, stride: int) -> None:
     """The AVX-512 f16 attention runs the 256-bit body's float operations in 512-bit registers (two positions a
     vector for the scores, 16 dims a vector for the weighted sum): the same outputs, max and sum, bit for bit, for
