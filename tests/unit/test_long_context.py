@@ -14,6 +14,7 @@ from conftest import PROJECT_ROOT
 
 import bitnet
 from bitnet.backends import build
+from bitnet.backends.cpu._forward import Context
 from bitnet.gguf import GGUFReader
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
@@ -64,6 +65,31 @@ def test_a_long_prompt_at_once_equals_it_token_by_token_at_the_end(long_model, c
     session = model.new_session()
     session.prefill(prompt[:-1])
     assert np.array_equal(session.step(prompt[-1]), whole)
+
+
+def test_two_long_sequences_in_one_step_equal_each_alone(long_model):
+    """A step whose rows continue two sequences past several spans: the tokens of a block that see a whole span of
+    their own cache share one kernel call (a block here holds rows of both sequences, so a call must not take in
+    the other one's), and every row's logits are the bits of its sequence computed alone."""
+    model = bitnet.load(long_model, n_threads=2, n_ctx=SHAPE["n_ctx"])
+    tr = model._transformer
+    prompts = [_prompt(600), [int(t) for t in np.random.default_rng(2).integers(0, 256, size=700)]]
+    alone = [model.logits(p) for p in prompts]
+    contexts = [Context(tr, SHAPE["n_ctx"]) for _ in prompts]
+    starts, counts = [580, 660], [13, 27]          # blocks of 10 rows: the second holds rows of both
+    for ctx, prompt, start in zip(contexts, prompts, starts):
+        out = np.empty((1, model.n_vocab), dtype=np.float32)
+        tr.forward_batch([ctx], prompt[:start], list(range(start)), [0] * start, [start - 1], out)
+    tokens, positions, owners = [], [], []
+    for i, (prompt, start, count) in enumerate(zip(prompts, starts, counts)):
+        tokens += prompt[start:start + count]
+        positions += list(range(start, start + count))
+        owners += [i] * count
+    out = np.empty((len(tokens), model.n_vocab), dtype=np.float32)
+    tr.forward_batch(contexts, tokens, positions, owners, list(range(len(tokens))), out)
+    for row, owner, pos in zip(out, owners, positions):
+        np.testing.assert_array_equal(row, alone[owner][pos], err_msg=f"sequence {owner} position {pos}")
+    model.close()
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -758,12 +758,14 @@ cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const R
         kvh = job % KVH
         t0 = job // KVH * block
         t1 = min(T, t0 + block)
-        # this thread's stripe (_prompt_stripe): the block's running (max, sum) pairs, then one kernel call's
-        # query heads, results with their (max, sum) pairs, and scores
+        # this thread's stripe (_prompt_stripe): the block's running (max, sum) pairs and query heads side by side,
+        # then one kernel call's results with their (max, sum) pairs, and scores
         running = s.att_tmp + threadid() * s.att_stripe
         qs = running + 2 * group * ATTENTION_BLOCK
         res = qs + group * ATTENTION_BLOCK * HD
         tmp = res + group * ATTENTION_BLOCK * (HD + 2)
+        for t in range(t0, t1):
+            memcpy(qs + (t - t0) * group * HD, s.q + t * QD + kvh * group * HD, group * HD * sizeof(float))
         for sp in range(most):
             t = t0
             while t < t1:
@@ -779,12 +781,10 @@ cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const R
                 while (n_kv >= (sp + 1) * S and u < t1 and rows[u].kcache == row.kcache
                        and rows[u].pos + 1 >= (sp + 1) * S):
                     u = u + 1
-                for r in range(u - t):
-                    memcpy(qs + r * group * HD, s.q + (t + r) * QD + kvh * group * HD, group * HD * sizeof(float))
                 at = ((l * KVH + kvh) * row.n_ctx + sp * S) * m.kv_row
                 ml = res + (u - t) * group * HD
-                _attend_span(kt, m, qs, (u - t) * group, row.kcache + at, row.vcache + at, min(S, n_kv - sp * S),
-                             tmp, res, ml)
+                _attend_span(kt, m, qs + (t - t0) * group * HD, (u - t) * group, row.kcache + at, row.vcache + at,
+                             min(S, n_kv - sp * S), tmp, res, ml)
                 for r in range(u - t):
                     out = s.att + (t + r) * QD + kvh * group * HD
                     if sp == 0:
