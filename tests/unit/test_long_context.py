@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bitnet.backends.cpu._forward import Context
 from conftest import PROJECT_ROOT
 
 import bitnet
 from bitnet.backends import build
-from bitnet.backends.cpu._forward import Context
 from bitnet.gguf import GGUFReader
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
