@@ -115,15 +115,15 @@ BN_FN vf32 k4(const bn_f16 *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u
 /* e^x for x <= 0, 0 below -87.3: as the x86 exp_neg8 (Cody-Waite reduction, Taylor to r^7), four lanes. No libm:
  * this file must stay freestanding. */
 BN_FN vf32 exp_neg4(vf32 x) {
-    const vf32 lo = vdupq_n_f32(-87.3f);
+    const vf32 lo = vdupq_n_f32(BN_EXP_LO);
     const uint32x4_t under = vcltq_f32(x, lo);
     x = vmaxq_f32(x, lo);
-    const vf32 n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504f)));
-    vf32 r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
-    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
-    static const float c[7] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-    vf32 p = vdupq_n_f32(1.0f / 5040);
-    for (int i = 0; i < 7; i++) p = vfmaq_f32(vdupq_n_f32(c[i]), p, r);
+    const vf32 n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(BN_EXP_LOG2E)));
+    vf32 r = vfmsq_f32(x, n, vdupq_n_f32(BN_EXP_LN2_HI));
+    r = vfmsq_f32(r, n, vdupq_n_f32(BN_EXP_LN2_LO));
+    static const float c[8] = BN_EXP_TAYLOR;
+    vf32 p = vdupq_n_f32(c[0]);
+    for (int i = 1; i < 8; i++) p = vfmaq_f32(vdupq_n_f32(c[i]), p, r);
     const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
     return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(p, vreinterpretq_f32_s32(e))), under));
 }

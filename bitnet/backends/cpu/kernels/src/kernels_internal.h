@@ -36,6 +36,15 @@
  * keeps the block-by-block float accumulation order of the scalar reference for any K. */
 #define BN_TQ_RUN 64
 
+/* The SIMD bodies' e^x for x <= 0 (softmax arguments; 0 below BN_EXP_LO): e^x = 2^n e^r with n = round(x log2 e),
+ * r = x - n ln 2 in two parts (Cody-Waite: ln2_hi has 9 significant bits, so n * ln2_hi is exact), |r| <= ln2/2,
+ * and e^r by its Taylor series to r^7 in Horner's form, r^7's coefficient first. */
+#define BN_EXP_LO (-87.3f)
+#define BN_EXP_LOG2E 1.44269504f
+#define BN_EXP_LN2_HI 0.693359375f
+#define BN_EXP_LN2_LO (-2.12194440e-4f)
+#define BN_EXP_TAYLOR {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}
+
 /* Element types of the float-weight matmuls, for kernels generated once for all three. */
 enum { BN_W_F16 = 0, BN_W_BF16 = 1, BN_W_F32 = 2 };
 

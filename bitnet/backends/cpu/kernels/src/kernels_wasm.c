@@ -140,15 +140,15 @@ BN_FN float hsum4(v128_t a) {
  * multiply-adds (n * ln2_hi is exact: n is a small integer and ln2_hi has 9 significant bits). No libm: this file
  * must stay freestanding. */
 BN_FN v128_t exp_neg4(v128_t x) {
-    const v128_t lo = wasm_f32x4_splat(-87.3f);
+    const v128_t lo = wasm_f32x4_splat(BN_EXP_LO);
     const v128_t under = wasm_f32x4_lt(x, lo);
     x = wasm_f32x4_max(x, lo);
-    const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504f)));
-    v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
-    r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
-    static const float c[7] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
-    v128_t p = wasm_f32x4_splat(1.0f / 5040);
-    for (int i = 0; i < 7; i++) p = wasm_f32x4_add(wasm_f32x4_splat(c[i]), wasm_f32x4_mul(p, r));
+    const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(BN_EXP_LOG2E)));
+    v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(BN_EXP_LN2_HI)));
+    r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(BN_EXP_LN2_LO)));
+    static const float c[8] = BN_EXP_TAYLOR;
+    v128_t p = wasm_f32x4_splat(c[0]);
+    for (int i = 1; i < 8; i++) p = wasm_f32x4_add(wasm_f32x4_splat(c[i]), wasm_f32x4_mul(p, r));
     const v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
     return wasm_v128_andnot(wasm_f32x4_mul(p, e), under);
 }
