@@ -55,7 +55,7 @@ cdef enum:
     ATTENTION_MIN_WORK = 1 << 17
     # A row's attention is computed span by span and the spans folded in order (bn_attention_fold). The span is
     # fixed, so the result never depends on the threads; 256 positions of one K/V head (64 KB of f16 K and as
-    # much V at head_dim 128) stay in L2 while the GQA group's query heads go over them (two or four a pass).
+    # much V at head_dim 128) stay in L2 while the query heads reading them go over them (up to eight a pass).
     ATTENTION_SPAN = 256
     # Up to this many rows (decode), the spans of a row are separate jobs (flash-decoding: a long context keeps
     # the whole team busy); more rows (a prompt) make enough jobs of whole rows, taken in blocks of up to

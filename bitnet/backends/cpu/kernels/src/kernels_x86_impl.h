@@ -989,12 +989,15 @@ BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v
  *  - Scores: a vector holds dims [d, d + 8) of two positions (lanes 0-7 position j, 8-15 position j + 1), so each
  *    lane's chain over head_dim is the 256-bit one, and the two halves go through the same reduce8_ps tree.
  *  - The weighted sum of V gives each output dim its own chain over the positions whatever the vector width:
- *    16 dims a vector, 64 dims of NQ heads a pass.
+ *    16 dims a vector, 64 dims of up to four heads a pass (32 of eight).
+ *  - Eight heads (two prompt tokens' GQA groups) go over K and V together, each element converted once for both
+ *    tokens; their scores take four positions a block instead of eight, so that the 16 accumulators and 8 query
+ *    vectors fit the 32 registers.
  * K rows are fetched 16 rows (a 4 KiB page) ahead by software, V rows during the K pass as attention_heads does:
  * 150 cold heads of 4000 positions, one thread, 43-44 ms with the K prefetch against 47-54 ms without. Only the
  * first heads of a call prefetch: the later ones (a prompt's tokens sharing a span) find it in L2, where the
  * prefetch instructions cost a tenth of the kernel's time. */
-enum { BN_ZMM_P = 8, BN_ZMM_KAHEAD = 16 };
+enum { BN_ZMM_KAHEAD = 16 };
 
 /* The exponentials of F(exp_neg8), sixteen lanes at a time: the same operations lane by lane. */
 BN_FN __m512 F(exp_neg16)(__m512 x) {
@@ -1057,6 +1060,15 @@ BN_FN void F(softmax_zmm)(float *x, int64_t n, float *ml) {
     if (ml) ml[0] = mx, ml[1] = (float)total;
 }
 
+/* One level of reduce8_ps's tree on two vectors: within each 128-bit lane, [x0+x1, x2+x3, y0+y1, y2+y3] (the adds
+ * of _mm256_hadd_ps), and across lanes, lane pairs (0+1, 2+3) of x, then of y. */
+BN_FN __m512 F(hadd_lanes)(__m512 x, __m512 y) {
+    return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
+}
+BN_FN __m512 F(hadd_quarters)(__m512 x, __m512 y) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
+}
+
 /* The scores of eight positions for four heads from their sixteen accumulators (acc[h * 4 + m]: lanes 0-7 the dims
  * of position 2m, lanes 8-15 of position 2m + 1, each lane its own chain over head_dim), each through reduce8_ps's
  * tree — adjacent lanes, adjacent pairs, then the first four plus the last four — with every level's adds made
@@ -1065,24 +1077,33 @@ BN_FN void F(softmax_zmm)(float *x, int64_t n, float *ml) {
 BN_FN void F(zmm_scores8)(const __m512 *acc, float scale, __m512 *rows) {
     __m512 pairs[8], quads[4], sums[2];
     for (int m = 0; m < 4; m++)          /* per 128-bit lane: h lanes (0+1, 2+3), h' lanes (0+1, 2+3) */
-        for (int g = 0; g < 2; g++) {
-            const __m512 x = acc[2 * g * 4 + m], y = acc[(2 * g + 1) * 4 + m];
-            pairs[2 * m + g] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
-        }
-    for (int m = 0; m < 4; m++) {        /* per 128-bit lane: the four-lane sums of heads 0, 1, 2, 3 */
-        const __m512 x = pairs[2 * m], y = pairs[2 * m + 1];
-        quads[m] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
-    }
-    for (int g = 0; g < 2; g++) {        /* 128-bit lane j: position 4g + j's scores of heads 0-3 */
-        const __m512 x = quads[2 * g], y = quads[2 * g + 1];
-        sums[g] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
-    }
+        for (int g = 0; g < 2; g++) pairs[2 * m + g] = F(hadd_lanes)(acc[2 * g * 4 + m], acc[(2 * g + 1) * 4 + m]);
+    for (int m = 0; m < 4; m++)          /* per 128-bit lane: the four-lane sums of heads 0, 1, 2, 3 */
+        quads[m] = F(hadd_lanes)(pairs[2 * m], pairs[2 * m + 1]);
+    for (int g = 0; g < 2; g++)          /* 128-bit lane j: position 4g + j's scores of heads 0-3 */
+        sums[g] = F(hadd_quarters)(quads[2 * g], quads[2 * g + 1]);
     /* lane 8h + p (h = 0, 1) of rows[0] is position p, head h: lane 4p + h of sums[0] (p < 4), 16 + 4(p - 4) + h */
     const __m512i heads01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
     const __m512i heads23 = _mm512_add_epi32(heads01, _mm512_set1_epi32(2));
     const __m512 vs = _mm512_set1_ps(scale);
     rows[0] = _mm512_mul_ps(_mm512_permutex2var_ps(sums[0], heads01, sums[1]), vs);
     rows[1] = _mm512_mul_ps(_mm512_permutex2var_ps(sums[0], heads23, sums[1]), vs);
+}
+
+/* The scores of four positions for eight heads from their sixteen accumulators (acc[h * 2 + m]: lanes 0-7
+ * position 2m, lanes 8-15 position 2m + 1), through zmm_scores8's tree; rows[g] holds heads 4g to 4g + 3, head
+ * 4g + j's four positions in its 128-bit lane j. */
+BN_FN void F(zmm_scores4x8)(const __m512 *acc, float scale, __m512 *rows) {
+    __m512 pairs[8], quads[4];
+    for (int m = 0; m < 2; m++)
+        for (int g = 0; g < 4; g++) pairs[4 * m + g] = F(hadd_lanes)(acc[2 * g * 2 + m], acc[(2 * g + 1) * 2 + m]);
+    for (int m = 0; m < 2; m++)
+        for (int g = 0; g < 2; g++) quads[2 * m + g] = F(hadd_lanes)(pairs[4 * m + 2 * g], pairs[4 * m + 2 * g + 1]);
+    /* lane 4p + h of a sum: position p, head 4g + h; lane 4h + p of a row */
+    const __m512i by_head = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int g = 0; g < 2; g++)
+        rows[g] = _mm512_mul_ps(_mm512_permutexvar_ps(by_head, F(hadd_quarters)(quads[g], quads[2 + g])), vs);
 }
 
 BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
@@ -1102,79 +1123,14 @@ BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, 
         for (int j = 0; j < W; j++) _mm512_storeu_ps(out + h * head_dim + d + 16 * j, o[h * W + j]);
 }
 
+/* NQ (1, 2, 4 or 8) query heads over one K/V head: P positions a score block, eight for up to four heads and four
+ * for eight (16 accumulators either way); the weighted sum 16W dims a pass (NQ * W <= 16 accumulators). */
 BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
                             int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ,
                             const int prefetch) {
-    for (int64_t i = 0; i < n_kv; i += BN_ZMM_P) {
-        const uint8_t *kr[BN_ZMM_P];
-        for (int j = 0; j < BN_ZMM_P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * row_bytes;
-        for (int j = 0; prefetch && j < BN_ZMM_P && i + j < n_kv; j++)
-            for (int64_t c = 0; c < 2 * head_dim; c += 64) {
-                _mm_prefetch((const char *)(v + (i + j) * row_bytes + c), _MM_HINT_T1);
-                if (i + j + BN_ZMM_KAHEAD < n_kv)
-                    _mm_prefetch((const char *)(k + (i + j + BN_ZMM_KAHEAD) * row_bytes + c), _MM_HINT_T0);
-            }
-        __m512 acc[4 * BN_ZMM_P / 2];
-        for (int j = 0; j < 4 * BN_ZMM_P / 2; j++) acc[j] = _mm512_setzero_ps();   /* heads past NQ stay 0 */
-        for (int64_t d = 0; d < head_dim; d += 8) {
-            __m512 qd[4];
-            for (int h = 0; h < NQ; h++) qd[h] = _mm512_broadcast_f32x8(_mm256_loadu_ps(q + h * head_dim + d));
-            for (int m = 0; m < BN_ZMM_P / 2; m++) {
-                const __m256i two = _mm256_inserti128_si256(
-                    _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(kr[2 * m] + 2 * d))),
-                    _mm_loadu_si128((const __m128i *)(kr[2 * m + 1] + 2 * d)), 1);
-                const __m512 kp = _mm512_cvtph_ps(two);
-                for (int h = 0; h < NQ; h++)
-                    acc[h * (BN_ZMM_P / 2) + m] = _mm512_fmadd_ps(qd[h], kp, acc[h * (BN_ZMM_P / 2) + m]);
-            }
-        }
-        __m512 rows[2];
-        F(zmm_scores8)(acc, scale, rows);
-        const __mmask8 live = (__mmask8)(n_kv - i >= 8 ? 0xff : (1u << (n_kv - i)) - 1);
-        for (int h = 0; h < NQ; h++)
-            _mm256_mask_storeu_ps(scores + h * n_kv + i, live,
-                                  h % 2 ? _mm512_extractf32x8_ps(rows[h / 2], 1) : _mm512_castps512_ps256(rows[h / 2]));
-    }
-    for (int h = 0; h < NQ; h++) F(softmax_zmm)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
-    int64_t d = 0;
-    for (; d + 64 <= head_dim; d += 64) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 4);
-    for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
-}
-
-/* The scores of four positions for eight heads from their sixteen accumulators (acc[h * 2 + m]: lanes 0-7
- * position 2m, lanes 8-15 position 2m + 1), through zmm_scores8's network; rows[g] holds heads 4g to 4g + 3, head
- * 4g + j's four positions in its 128-bit lane j. */
-BN_FN void F(zmm_scores4x8)(const __m512 *acc, float scale, __m512 *rows) {
-    __m512 pairs[8], quads[4];
-    for (int m = 0; m < 2; m++)
-        for (int g = 0; g < 4; g++) {
-            const __m512 x = acc[2 * g * 2 + m], y = acc[(2 * g + 1) * 2 + m];
-            pairs[4 * m + g] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
-        }
-    for (int m = 0; m < 2; m++)
-        for (int g = 0; g < 2; g++) {
-            const __m512 x = pairs[4 * m + 2 * g], y = pairs[4 * m + 2 * g + 1];
-            quads[2 * m + g] = _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xdd));
-        }
-    /* lane 4p + h of a sum: position p, head 4g + h; lane 4h + p of a row */
-    const __m512i by_head = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    const __m512 vs = _mm512_set1_ps(scale);
-    for (int g = 0; g < 2; g++) {
-        const __m512 x = quads[g], y = quads[2 + g];
-        const __m512 sum = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xdd));
-        rows[g] = _mm512_mul_ps(_mm512_permutexvar_ps(by_head, sum), vs);
-    }
-}
-
-/* attention_zmm for eight query heads over one K/V head (two prompt tokens' GQA groups of four): each K and V
- * element is converted once for all eight, four positions a block for the scores and 32 dims a pass for the
- * weighted sum, so that the accumulators fit the 32 registers. Every head's float operations are attention_zmm's
- * (the same bits as two calls of four heads): a prompt's attention x1.2 on the span kernel alone. */
-BN_FN void F(attention_zmm8)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
-                             int64_t head_dim, float scale, float *scores, float *out, float *ml, const int prefetch) {
-    enum { NQ = 8, P = 4 };
+    const int P = NQ > 4 ? 4 : 8, M = P / 2, W = NQ > 4 ? 2 : 4;
     for (int64_t i = 0; i < n_kv; i += P) {
-        const uint8_t *kr[P];
+        const uint8_t *kr[8];
         for (int j = 0; j < P; j++) kr[j] = k + (i + j < n_kv ? i + j : n_kv - 1) * row_bytes;
         for (int j = 0; prefetch && j < P && i + j < n_kv; j++)
             for (int64_t c = 0; c < 2 * head_dim; c += 64) {
@@ -1182,33 +1138,41 @@ BN_FN void F(attention_zmm8)(const float *q, const uint8_t *k, const uint8_t *v,
                 if (i + j + BN_ZMM_KAHEAD < n_kv)
                     _mm_prefetch((const char *)(k + (i + j + BN_ZMM_KAHEAD) * row_bytes + c), _MM_HINT_T0);
             }
-        __m512 acc[NQ * P / 2];
-        for (int j = 0; j < NQ * P / 2; j++) acc[j] = _mm512_setzero_ps();
+        __m512 acc[16];
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();   /* heads past NQ stay 0 */
         for (int64_t d = 0; d < head_dim; d += 8) {
-            __m512 qd[NQ];
+            __m512 qd[8];
             for (int h = 0; h < NQ; h++) qd[h] = _mm512_broadcast_f32x8(_mm256_loadu_ps(q + h * head_dim + d));
-            for (int m = 0; m < P / 2; m++) {
+            for (int m = 0; m < M; m++) {
                 const __m256i two = _mm256_inserti128_si256(
                     _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(kr[2 * m] + 2 * d))),
                     _mm_loadu_si128((const __m128i *)(kr[2 * m + 1] + 2 * d)), 1);
                 const __m512 kp = _mm512_cvtph_ps(two);
-                for (int h = 0; h < NQ; h++) acc[h * (P / 2) + m] = _mm512_fmadd_ps(qd[h], kp, acc[h * (P / 2) + m]);
+                for (int h = 0; h < NQ; h++) acc[h * M + m] = _mm512_fmadd_ps(qd[h], kp, acc[h * M + m]);
             }
         }
+        const __mmask8 live = (__mmask8)((1u << (n_kv - i < P ? n_kv - i : P)) - 1);
         __m512 rows[2];
-        F(zmm_scores4x8)(acc, scale, rows);
-        const __mmask8 live = (__mmask8)(n_kv - i >= P ? 0xf : (1u << (n_kv - i)) - 1);
-        for (int g = 0; g < 2; g++) {
-            float *at = scores + 4 * g * n_kv + i;
-            _mm_mask_storeu_ps(at, live, _mm512_castps512_ps128(rows[g]));
-            _mm_mask_storeu_ps(at + n_kv, live, _mm512_extractf32x4_ps(rows[g], 1));
-            _mm_mask_storeu_ps(at + 2 * n_kv, live, _mm512_extractf32x4_ps(rows[g], 2));
-            _mm_mask_storeu_ps(at + 3 * n_kv, live, _mm512_extractf32x4_ps(rows[g], 3));
+        if (NQ > 4) {
+            F(zmm_scores4x8)(acc, scale, rows);
+            for (int g = 0; g < 2; g++) {
+                float *at = scores + 4 * g * n_kv + i;
+                _mm_mask_storeu_ps(at, live, _mm512_castps512_ps128(rows[g]));
+                _mm_mask_storeu_ps(at + n_kv, live, _mm512_extractf32x4_ps(rows[g], 1));
+                _mm_mask_storeu_ps(at + 2 * n_kv, live, _mm512_extractf32x4_ps(rows[g], 2));
+                _mm_mask_storeu_ps(at + 3 * n_kv, live, _mm512_extractf32x4_ps(rows[g], 3));
+            }
+        } else {
+            F(zmm_scores8)(acc, scale, rows);
+            for (int h = 0; h < NQ; h++)
+                _mm256_mask_storeu_ps(scores + h * n_kv + i, live, h % 2 ? _mm512_extractf32x8_ps(rows[h / 2], 1)
+                                                                         : _mm512_castps512_ps256(rows[h / 2]));
         }
     }
     for (int h = 0; h < NQ; h++) F(softmax_zmm)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
     int64_t d = 0;
-    for (; d + 32 <= head_dim; d += 32) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 2);
+    for (; d + 16 * W <= head_dim; d += 16 * W)
+        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, W);
     for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
 }
 #endif
@@ -1238,8 +1202,8 @@ BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_
     if (head_dim % 16 == 0) {
         int64_t h = 0;
         for (; h + 8 <= n_q; h += 8)
-            F(attention_zmm8)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                              scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, h == 0);
+            F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 8, h == 0);
         for (; h + 4 <= n_q; h += 4)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
                              scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 4, h == 0);
