@@ -112,9 +112,11 @@ TRAP_TQ(bn_scalar_tq2_gemv) TRAP_TQ(bn_scalar_tq1_gemv)
 TRAP_TQM(bn_scalar_tq2_gemm) TRAP_TQM(bn_scalar_tq1_gemm)
 TRAP_F(bn_scalar_bf16_gemm) TRAP_F(bn_scalar_q80_gemm) TRAP_F(bn_scalar_f32_gemm)
 void bn_scalar_attention(const float *q, int64_t nq, const bn_f16 *k, const bn_f16 *v, int64_t s, int64_t n,
-                         int64_t hd, float sc, float *scores, float *out, float *ml) { __builtin_trap(); }
+                         int64_t hd, float sc, float *scores, float *out, float *ml, const void *ahead,
+                         int64_t ahead_bytes) { __builtin_trap(); }
 void bn_scalar_attention_q8(const float *q, int64_t nq, const uint8_t *k, const uint8_t *v, int64_t rb, int64_t n,
-                            int64_t hd, float sc, float *scores, float *out, float *ml) { __builtin_trap(); }
+                            int64_t hd, float sc, float *scores, float *out, float *ml, const void *ahead,
+                            int64_t ahead_bytes) { __builtin_trap(); }
 void bn_scalar_q80_q8_gemm(const uint8_t *d, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
                            const float *xd, int64_t T, float *y, int64_t ldy) { __builtin_trap(); }
 void bn_lut_tables(const int8_t *q, int64_t K, int8_t *tables) { __builtin_trap(); }
@@ -161,7 +163,7 @@ int run(void) {
         float scale;
         memcpy(&scale, act, 4);
         kt->attention((const float *)(act + 8), T, kk, vv, chunk, M, K, scale, scores, (float *)g_out,
-                      (float *)g_out + T * K);
+                      (float *)g_out + T * K, NULL, 0);
         return (int)(4 * T * K + 8 * T);
     }
     float *y = (float *)g_out;

@@ -228,6 +228,29 @@ def test_attention_avx512_gives_the_avx2_bits(n_q: int, hd: int, n_kv: int, stri
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("n_q,hd,n_kv,stride", [(4, 128, 256, 128), (4, 128, 13, 640), (8, 128, 100, 128),
+                                                (2, 32, 37, 32), (4, 48, 9, 48), (3, 72, 5, 80)])
+@pytest.mark.parametrize("ahead_bytes", [1, 4096, 65536, 200000])
+def test_attention_fetching_ahead_changes_nothing(variant: str, n_q: int, hd: int, n_kv: int, stride: int,
+                                                  ahead_bytes: int) -> None:
+    """The hint of the caller's next span (fetched during the weighted sum, spread over its passes: one, several,
+    and the 16-dim tail passes) never changes a bit of the outputs, the max or the sum, whatever its size."""
+    rng = np.random.default_rng(n_q * hd + n_kv)
+    q = rng.standard_normal((n_q, hd)).astype(np.float32)
+    k = rng.standard_normal((n_kv, stride)).astype(np.float16)
+    v = rng.standard_normal((n_kv, stride)).astype(np.float16)
+    ahead = rng.integers(0, 255, ahead_bytes, dtype=np.uint8)
+    want, want_ml = bk.attention(q, k, v, hd ** -0.5, variant=variant, with_ml=True)
+    got, got_ml = bk.attention(q, k, v, hd ** -0.5, variant=variant, with_ml=True, ahead=ahead)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_ml, want_ml)
+    if hd % 32 == 0:
+        k8, v8 = bk.encode_q80_rows(k[:, :hd].astype(np.float32)), bk.encode_q80_rows(v[:, :hd].astype(np.float32))
+        want = bk.attention_q8(q, k8, v8, hd ** -0.5, variant=variant)
+        np.testing.assert_array_equal(bk.attention_q8(q, k8, v8, hd ** -0.5, variant=variant, ahead=ahead), want)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("n_kv", [8, 13, 1000])
 def test_attention_softmax_over_a_wide_score_range(variant: str, n_kv: int) -> None:
     """Scores spread over hundreds: most exponentials underflow (the SIMD softmax flushes below e^-87.3 to 0

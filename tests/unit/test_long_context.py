@@ -92,6 +92,27 @@ def test_two_long_sequences_in_one_step_equal_each_alone(long_model):
     model.close()
 
 
+def test_a_decode_step_of_rows_at_different_depths_equals_each_alone(long_model):
+    """Three sequences decoded in one step (split rows: each row's spans are jobs of the whole team, handed out
+    one ahead so a thread fetches its next span while finishing one): rows of 1, 3 and 5 spans make jobs past a
+    short row's end, which are skipped and never fetched ahead; every row's logits are those of its sequence alone."""
+    model = bitnet.load(long_model, n_threads=2, n_ctx=SHAPE["n_ctx"])
+    tr = model._transformer
+    rng = np.random.default_rng(3)
+    prompts = [[int(t) for t in rng.integers(0, 256, size=n)] for n in (200, 700, 1100)]
+    alone = [model.logits(p)[-1] for p in prompts]
+    contexts = [Context(tr, SHAPE["n_ctx"]) for _ in prompts]
+    for ctx, prompt in zip(contexts, prompts):
+        out = np.empty((1, model.n_vocab), dtype=np.float32)
+        tr.forward_batch([ctx], prompt[:-1], list(range(len(prompt) - 1)), [0] * (len(prompt) - 1),
+                         [len(prompt) - 2], out)
+    out = np.empty((len(prompts), model.n_vocab), dtype=np.float32)
+    tr.forward_batch(contexts, [p[-1] for p in prompts], [len(p) - 1 for p in prompts], [0, 1, 2], [0, 1, 2], out)
+    for i, row in enumerate(out):
+        np.testing.assert_array_equal(row, alone[i], err_msg=f"sequence {i}")
+    model.close()
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))

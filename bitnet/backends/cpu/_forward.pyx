@@ -30,6 +30,17 @@ cdef extern from *:
     """
     int bn_team_size() noexcept nogil     # threads of the enclosing parallel region (1 outside one)
 
+cdef extern from *:
+    """
+    #ifdef _MSC_VER
+    #include <intrin.h>
+    static int64_t bn_take_job(int64_t *next) { return _InterlockedExchangeAdd64((volatile long long *)next, 1); }
+    #else
+    static int64_t bn_take_job(int64_t *next) { return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED); }
+    #endif
+    """
+    int64_t bn_take_job(int64_t *next) noexcept nogil    # the next job of a shared counter, to whoever asks first
+
 from bitnet.backends.cpu.kernels._kernels cimport (
     active_kernels, bn_kernels, bn_qinfo, bn_rmsnorm, bn_rope_angles, bn_rope_apply, bn_relu2_mul, bn_silu_mul,
     bn_f32_to_f16, bn_dequant_row, bn_quantize_q8, bn_lut_table_bytes, bn_encode_q80_row, bn_attention_fold,
@@ -695,14 +706,28 @@ cdef inline int64_t _prompt_stripe(int64_t group, int64_t head_dim) noexcept nog
 
 cdef inline void _attend_span(const bn_kernels *kt, const Weights *m, const float *q, int64_t n_q,
                               const uint8_t *k, const uint8_t *v, int64_t n, float *scores, float *out,
-                              float *ml) noexcept nogil:
-    """The attention kernel for n_q query heads over the n cache rows at k, v."""
+                              float *ml, const uint8_t *ahead=NULL, int64_t ahead_rows=0) noexcept nogil:
+    """The attention kernel for n_q query heads over the n cache rows at k, v; `ahead`: the K rows of the
+    thread's next span, fetched on the way (a hint, kernels.h)."""
     cdef float scale = 1.0 / sqrtf(<float>m.d.head_dim)
     if m.kv_q8:
-        kt.attention_q8(q, n_q, k, v, m.kv_row, n, m.d.head_dim, scale, scores, out, ml)
+        kt.attention_q8(q, n_q, k, v, m.kv_row, n, m.d.head_dim, scale, scores, out, ml, ahead,
+                        ahead_rows * m.kv_row)
     else:
         kt.attention(q, n_q, <const uint16_t *>k, <const uint16_t *>v, m.kv_row // 2, n, m.d.head_dim, scale,
-                     scores, out, ml)
+                     scores, out, ml, ahead, ahead_rows * m.kv_row)
+
+
+cdef inline int64_t _span_rows(const Row *rows, int64_t job, int64_t KVH, int64_t most, int64_t l, int64_t kv_row,
+                               int64_t *at) noexcept nogil:
+    """Decode job `job` (row, K/V head, span: _attention's split): its cache rows' byte offset in *at and their
+    count (0: the row is shorter than the span)."""
+    cdef const Row *row = &rows[job // (KVH * most)]
+    cdef int64_t kvh = job // most % KVH, sp = job % most, n_kv = row.pos + 1
+    if sp * ATTENTION_SPAN >= n_kv:
+        return 0
+    at[0] = ((l * KVH + kvh) * row.n_ctx + sp * ATTENTION_SPAN) * kv_row
+    return min(<int64_t>ATTENTION_SPAN, n_kv - sp * ATTENTION_SPAN)
 
 
 cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const Row *rows, int64_t T, int64_t l,
@@ -717,6 +742,7 @@ cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const R
     cdef int64_t QD = d.q_dim, HD = d.head_dim, KVH = d.n_head_kv, S = ATTENTION_SPAN
     cdef int64_t group = d.n_head // KVH, span_floats = group * (HD + 2)
     cdef int64_t t, u, r, kvh, sp, job, n_kv, at, attended = 0, most = 1, block, n_blocks, t0, t1
+    cdef int64_t jobs, next_job = 0, after, n_after, at_after = 0
     cdef float *tmp
     cdef float *part
     cdef float *out
@@ -731,18 +757,26 @@ cdef void _attention(const bn_kernels *kt, const Weights *m, Scratch *s, const R
         most = max(most, rows[t].pos // S + 1)          # spans of the longest row
     threads = nt if d.n_head * attended * HD * 2 >= ATTENTION_MIN_WORK else 1
     if T <= ATTENTION_SPLIT_ROWS and most > 1:
-        # s.parts[t, kvh, sp]: the span's group * head_dim outputs, then its group (max, sum) pairs
-        for job in prange(T * KVH * most, num_threads=threads, schedule='dynamic'):
-            t = job // (KVH * most)
-            kvh = job // most % KVH
-            sp = job % most
-            row = &rows[t]
-            n_kv = row.pos + 1
-            if sp * S < n_kv:
-                at = ((l * KVH + kvh) * row.n_ctx + sp * S) * m.kv_row
-                part = s.parts + job * span_floats
-                _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, row.kcache + at, row.vcache + at,
-                             min(S, n_kv - sp * S), s.att_tmp + threadid() * s.att_stripe, part, part + group * HD)
+        # s.parts[t, kvh, sp]: the span's group * head_dim outputs, then its group (max, sum) pairs. Jobs are
+        # handed out one ahead from a shared counter, so that each thread knows its next span and fetches its K
+        # rows while finishing the current one (flash-decoding reads memory, not arithmetic, at depth).
+        jobs = T * KVH * most
+        with parallel(num_threads=threads):
+            job = bn_take_job(&next_job)
+            while job < jobs:
+                after = bn_take_job(&next_job)
+                at = at_after = 0       # assigned here, so private to each thread (_span_rows writes through &)
+                n_kv = _span_rows(rows, job, KVH, most, l, m.kv_row, &at)
+                if n_kv > 0:
+                    n_after = _span_rows(rows, after, KVH, most, l, m.kv_row, &at_after) if after < jobs else 0
+                    t = job // (KVH * most)
+                    kvh = job // most % KVH
+                    part = s.parts + job * span_floats
+                    _attend_span(kt, m, s.q + t * QD + kvh * group * HD, group, rows[t].kcache + at,
+                                 rows[t].vcache + at, n_kv, s.att_tmp + threadid() * s.att_stripe, part,
+                                 part + group * HD, rows[after // (KVH * most)].kcache + at_after if n_after else NULL,
+                                 n_after)
+                job = after
         for job in prange(T * KVH, num_threads=_team(T * KVH, most * group * HD, threads), schedule='static'):
             t = job // KVH
             part = s.parts + job * most * span_floats

@@ -80,10 +80,10 @@ cdef extern from "kernels.h" nogil:
                          const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) noexcept nogil
         void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out,
-                          float *ml) noexcept nogil
+                          float *ml, const void *ahead, int64_t ahead_bytes) noexcept nogil
         void (*attention_q8)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
                              int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out,
-                             float *ml) noexcept nogil
+                             float *ml, const void *ahead, int64_t ahead_bytes) noexcept nogil
 
     const bn_kernels *bn_kernels_scalar()
     const bn_kernels *bn_kernels_avx2()

@@ -294,11 +294,13 @@ def encode_q80(int ggml_type, const uint8_t[::1] data, int64_t K, int64_t M, uin
 
 
 def attention(int v, const float[:, ::1] q, const uint8_t[:, ::1] k, const uint8_t[:, ::1] vv, float scale,
-              float[:, ::1] out, float[:, ::1] ml, bint q8) -> None:
+              float[:, ::1] out, float[:, ::1] ml, bint q8, const uint8_t[::1] ahead=None) -> None:
     """out[n_q, head_dim]: the n_q heads of q[n_q, head_dim] against the same k, vv rows (f16, or Q8_0 with q8);
-    ml[n_q, 2]: each head's max score and sum of exponentials."""
+    ml[n_q, 2]: each head's max score and sum of exponentials. `ahead`: bytes to fetch on the way (a hint)."""
     cdef const bn_kernels *kt = bn_kernels_for(v)
     cdef int64_t n_q = q.shape[0], head_dim = q.shape[1], n_kv = k.shape[0], row_bytes = k.shape[1]
+    cdef const uint8_t *ahead_at = NULL if ahead is None or ahead.shape[0] == 0 else &ahead[0]
+    cdef int64_t ahead_bytes = 0 if ahead_at == NULL else ahead.shape[0]
     cdef float *scores = <float *>malloc(max(n_q * n_kv, 1) * sizeof(float))
     if scores == NULL:
         raise MemoryError()
@@ -306,10 +308,10 @@ def attention(int v, const float[:, ::1] q, const uint8_t[:, ::1] k, const uint8
         with nogil:
             if q8:
                 kt.attention_q8(&q[0, 0], n_q, &k[0, 0], &vv[0, 0], row_bytes, n_kv, head_dim, scale, scores,
-                                &out[0, 0], &ml[0, 0])
+                                &out[0, 0], &ml[0, 0], ahead_at, ahead_bytes)
             else:
                 kt.attention(&q[0, 0], n_q, <const bn_f16 *>&k[0, 0], <const bn_f16 *>&vv[0, 0], row_bytes // 2,
-                             n_kv, head_dim, scale, scores, &out[0, 0], &ml[0, 0])
+                             n_kv, head_dim, scale, scores, &out[0, 0], &ml[0, 0], ahead_at, ahead_bytes)
     finally:
         free(scores)
 

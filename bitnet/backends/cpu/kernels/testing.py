@@ -190,26 +190,29 @@ def _heads(q: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(qa, dtype=np.float32).reshape(-1, qa.shape[-1])
 
 
-def _attend(qa, k: np.ndarray, v: np.ndarray, scale: float, variant: str | None, with_ml: bool, q8: bool):
+def _attend(qa, k: np.ndarray, v: np.ndarray, scale: float, variant: str | None, with_ml: bool, q8: bool,
+            ahead: np.ndarray | None = None):
     qf = _heads(qa)
     out = np.empty(qf.shape, dtype=np.float32)
     ml = np.empty((qf.shape[0], 2), dtype=np.float32)
-    _k.attention(_table(variant), qf, k, v, float(scale), out, ml, q8)
+    _k.attention(_table(variant), qf, k, v, float(scale), out, ml, q8,
+                 None if ahead is None else np.ascontiguousarray(ahead).reshape(-1).view(np.uint8))
     out = out.reshape(np.shape(qa))
     return (out, ml) if with_ml else out
 
 
 def attention(q: np.ndarray, k_f16: np.ndarray, v_f16: np.ndarray, scale: float,
-              variant: str | None = None, with_ml: bool = False):
+              variant: str | None = None, with_ml: bool = False, ahead: np.ndarray | None = None):
     """softmax(q . k_i * scale) weighted sum of v_i for one head, q [head_dim], or for the n_q heads of a GQA
     group sharing k and v, q [n_q, head_dim] (the result has q's shape); k, v [n_kv, S] f16 with row stride
     S >= head_dim (the first head_dim entries of each row are used). with_ml: also each head's max score and
-    sum of exponentials, [n_q, 2] (what attention_merge folds)."""
+    sum of exponentials, [n_q, 2] (what attention_merge folds). ahead: an array the kernel may fetch into
+    cache on the way (the hint kernels.h describes; results never depend on it)."""
     hd = _heads(q).shape[1]
     k16, v16 = _as_u16(k_f16, "k"), _as_u16(v_f16, "v")
     if k16.ndim != 2 or k16.shape != v16.shape or k16.shape[1] < hd or k16.shape[0] == 0:
         raise ValueError(f"k and v must both be [n_kv >= 1, S >= head_dim={hd}], got {k16.shape} and {v16.shape}")
-    return _attend(q, k16.view(np.uint8), v16.view(np.uint8), scale, variant, with_ml, False)
+    return _attend(q, k16.view(np.uint8), v16.view(np.uint8), scale, variant, with_ml, False, ahead)
 
 
 def encode_q80_rows(x: np.ndarray) -> np.ndarray:
@@ -221,14 +224,14 @@ def encode_q80_rows(x: np.ndarray) -> np.ndarray:
 
 
 def attention_q8(q: np.ndarray, k_q8: np.ndarray, v_q8: np.ndarray, scale: float,
-                 variant: str | None = None, with_ml: bool = False):
+                 variant: str | None = None, with_ml: bool = False, ahead: np.ndarray | None = None):
     """attention over a Q8_0 cache: k, v [n_kv, head_dim/32*34] uint8 rows (encode_q80_rows)."""
     hd = _heads(q).shape[1]
     kq, vq = np.ascontiguousarray(k_q8, dtype=np.uint8), np.ascontiguousarray(v_q8, dtype=np.uint8)
     if hd % 32 or kq.ndim != 2 or kq.shape != vq.shape or kq.shape[1] != hd // 32 * 34 or kq.shape[0] == 0:
         raise ValueError(f"k and v must both be [n_kv >= 1, {hd // 32 * 34}] Q8_0 rows of head_dim={hd} "
                          f"(a multiple of 32), got {kq.shape} and {vq.shape}")
-    return _attend(q, kq, vq, scale, variant, with_ml, True)
+    return _attend(q, kq, vq, scale, variant, with_ml, True, ahead)
 
 
 def attention_merge(parts: np.ndarray, ml: np.ndarray) -> np.ndarray:

@@ -111,13 +111,17 @@ typedef struct bn_kernels {
      * out_h = softmax(q_h.k * scale) v. `scores` is scratch of n_q * n_kv floats. With ml != NULL, ml[2h] and
      * ml[2h + 1] receive head h's largest score m and sum of e^(score - m) (as a float; the sum is formed in
      * double), so that the forward pass can merge the results of several spans of positions
-     * (bn_attention_merge). ---- */
+     * (bn_attention_merge). `ahead` (or NULL) is a hint: ahead_bytes the caller reads next (its next span's K
+     * rows), which the x86 bodies fetch into L2 during their weighted sum over V, so that a core streaming
+     * span after span keeps its memory reads going; it never changes a result. ---- */
     void (*attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                      int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml);
+                      int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                      const void *ahead, int64_t ahead_bytes);
     /* The same over a Q8_0 cache (the opt-in 8-bit KV cache): each K/V row is head_dim / 32 Q8_0 blocks (f16 d,
      * 32 int8; bn_encode_q80_row), rows row_bytes apart; head_dim % 32 == 0. An element is d * q, in float. */
     void (*attention_q8)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
-                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml);
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                         const void *ahead, int64_t ahead_bytes);
 } bn_kernels;
 
 /* Variant tables; a NULL return means "not compiled in this build". */

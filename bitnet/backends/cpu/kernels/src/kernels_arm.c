@@ -208,8 +208,10 @@ BN_FN void attention_heads(const float *q, const bn_f16 *k, const bn_f16 *v, int
 }
 
 static void neon_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                           const void *ahead, int64_t ahead_bytes) {
     BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    (void)ahead, (void)ahead_bytes;    /* not measured on an ARM machine: no fetch ahead */
     int64_t h = 0;
     for (; h + 2 <= n_q; h += 2)
         attention_heads(q + h * head_dim, k, v, kv_stride, n_kv, head_dim, scale, scores, out + h * head_dim,

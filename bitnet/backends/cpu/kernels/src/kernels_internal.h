@@ -132,9 +132,11 @@ void bn_scalar_i2l_gemv(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1,
 void bn_scalar_i2l_gemm(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *tables, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy);
 void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml);
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                         const void *ahead, int64_t ahead_bytes);
 void bn_scalar_attention_q8(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
-                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml);
+                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                            const void *ahead, int64_t ahead_bytes);
 
 /* The fixed sum of the eight lanes of the Q8 x Q8 dot (kernels.h): the order of an SSE horizontal add. */
 BN_INLINE float bn_sum8_lanes(const float *a) {

@@ -233,15 +233,19 @@ static void attention_ref(const float *q, int64_t n_q, const uint8_t *k, const u
 }
 
 void bn_scalar_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                         const void *ahead, int64_t ahead_bytes) {
     BN_MARK(V, BN_K_ATTENTION);
+    (void)ahead, (void)ahead_bytes;    /* the reference fetches nothing ahead */
     attention_ref(q, n_q, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim, scale, scores, out,
                   ml, kv_f16);
 }
 
 void bn_scalar_attention_q8(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
-                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                            const void *ahead, int64_t ahead_bytes) {
     BN_MARK(V, BN_K_ATTENTION_Q8);
+    (void)ahead, (void)ahead_bytes;
     attention_ref(q, n_q, k, v, row_bytes, n_kv, head_dim, scale, scores, out, ml, kv_q8);
 }
 

@@ -217,8 +217,10 @@ BN_FN void att_values(const bn_f16 *v, int64_t kv_stride, int64_t n_kv, const fl
 }
 
 static void wasm_attention(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+                           int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                           const void *ahead, int64_t ahead_bytes) {
     BN_MARK(BN_VARIANT, BN_K_ATTENTION);
+    (void)ahead, (void)ahead_bytes;    /* WebAssembly has no prefetch instruction */
     for (int64_t h = 0; h < n_q; h++, q += head_dim, out += head_dim) {
         int64_t i = 0;
         for (; i + 4 <= n_kv; i += 4) att_scores(q, k, kv_stride, i, head_dim, scale, scores, 4);

@@ -47,6 +47,25 @@ BN_FN float F(hsum_f32)(__m256 v) {
 
 BN_FN __m256i F(load)(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
+/* ---- keeping the 512-bit units powered ----
+ * The AVX-512 body runs one hot loop on 512-bit vectors, the attention; the matmuls around it are 256-bit. After
+ * a millisecond of 256-bit code the core has powered its 512-bit units down, and the next 512-bit FMAs run slowly
+ * for ~300 us while they come back: at depth 4000 each layer's decode attention took 28 us for its first span
+ * per thread, falling to 13 us by the fifteenth (Ice Lake-SP, 2 threads; ~3 ms of a 70 ms step). A 256-bit loop
+ * reproduces it in front of the kernel alone, a 512-bit one does not. So every matmul entry of the AVX-512 body
+ * issues one 512-bit FMA: the matmuls between two attention calls are memory-bound and lose nothing, and the
+ * attention starts at full speed (the ramp gone; decode at depth 4000 +4%). Elsewhere it is nothing. */
+BN_FN void F(wide_units_on)(void) {
+#if BN_ZMM
+    __m512 z = _mm512_set1_ps(1.0f);
+    __asm__ volatile("" : "+v"(z));     /* opaque: the FMA must execute, not fold */
+    z = _mm512_fmadd_ps(z, z, z);
+    __asm__ volatile("" : "+v"(z));
+#endif
+}
+/* What every matmul entry does first: its receipt mark, and the 512-bit units kept on */
+#define BN_MATMUL_ENTRY(id) (BN_MARK(BN_VARIANT, id), F(wide_units_on)())
+
 /* ---- ternary dot primitive: four planes of 32 codes against 128 contiguous activations ---- */
 #if BN_VNNI
 BN_FN __m256i F(dot4)(const __m256i *p, const int8_t *a) {
@@ -365,7 +384,7 @@ BN_FN void F(i2s_gemv_tile)(const uint8_t *data, int64_t K, int64_t r, const int
 
 BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, float wscale, float *y) {
-    BN_MARK(BN_VARIANT, BN_K_I2S_GEMV);
+    BN_MATMUL_ENTRY(BN_K_I2S_GEMV);
     if (K % BN_I2S_BLOCK != 0) { /* rows start inside blocks */
         F(i2s_tile)(data, K, r0, r1, q, qi, wscale, y, 0, 1);
         return;
@@ -382,7 +401,7 @@ BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
 
 BN_API void F(i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, BN_K_I2S_GEMM);
+    BN_MATMUL_ENTRY(BN_K_I2S_GEMM);
     if (K % BN_I2S_BLOCK == 0) {
         if (r1 <= r0) return;
         if (F(i2s_has_code3)(data + r0 * (K / 4), (r1 - r0) * (K / 4)))
@@ -592,12 +611,12 @@ BN_FN void F(tq_rows)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
 #define BN_TQ_ENTRIES(name, ID_GEMV, ID_GEMM, IS_TQ1)                                                        \
     BN_API void F(name##_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
                                const bn_qinfo *qi, float *y) {                                               \
-        BN_MARK(BN_VARIANT, ID_GEMV);                                                                        \
+        BN_MATMUL_ENTRY(ID_GEMV);                                                                            \
         F(tq_tile)(data, K, r0, r1, q, qi, y, 0, IS_TQ1, 1);                                                 \
     }                                                                                                        \
     BN_API void F(name##_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
                                const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) {                       \
-        BN_MARK(BN_VARIANT, ID_GEMM);                                                                        \
+        BN_MATMUL_ENTRY(ID_GEMM);                                                                            \
         int64_t t = 0;                                                                                       \
         for (; t + 4 <= T; t += 4) F(tq_rows)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 4); \
         switch (T - t) {                                                                                     \
@@ -712,19 +731,19 @@ BN_FN void F(float_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
 
 BN_API void F(f16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                         float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM);
     F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_F16);
 }
 
 BN_API void F(bf16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                          float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, T == 1 ? BN_K_BF16_GEMV : BN_K_BF16_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_BF16_GEMV : BN_K_BF16_GEMM);
     F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_BF16);
 }
 
 BN_API void F(f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                         float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, T == 1 ? BN_K_F32_GEMV : BN_K_F32_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_F32_GEMV : BN_K_F32_GEMM);
     F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_F32);
 }
 
@@ -756,7 +775,7 @@ BN_FN void F(q80_row)(const uint8_t *row, int64_t nb, const float *x, int64_t K,
 
 BN_API void F(q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                         float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, T == 1 ? BN_K_Q80_GEMV : BN_K_Q80_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_Q80_GEMV : BN_K_Q80_GEMM);
     const int64_t nb = K / BN_Q80_BLOCK, row_bytes = nb * BN_Q80_BLOCK_BYTES;
     int64_t t = 0;
     for (; t + 4 <= T; t += 4)
@@ -830,7 +849,7 @@ BN_FN void F(q80_q8_row)(const uint8_t *row, int64_t nb, const int8_t *xq, const
 
 BN_API void F(q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
                            const float *xd, int64_t T, float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, T == 1 ? BN_K_Q80Q8_GEMV : BN_K_Q80Q8_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_Q80Q8_GEMV : BN_K_Q80Q8_GEMM);
     const int64_t nb = K / BN_Q80_BLOCK, row_bytes = nb * BN_Q80_BLOCK_BYTES;
     int64_t t = 0;
     for (; t + 4 <= T; t += 4)
@@ -912,13 +931,32 @@ BN_FN __m256 F(kv8)(const uint8_t *row, int64_t d, const int Q8) {
     return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(bn_load_u16(blk))), q);      /* F16C: exact, one instruction */
 }
 
+/* The caller's next span (kernels.h: `ahead`) is fetched into L2 during the weighted sum, whose V rows the K pass
+ * already brought in: without it a core's memory reads stop for the weighted sum and the softmax, and restart cold
+ * at the next span. Each position of each pass over V asks for `step` bytes (whole lines) of its share:
+ * F(ahead_step) spreads ahead_bytes evenly over `slots` = passes x positions, and pass i's share starts at
+ * ahead + i * n_kv * step. */
+BN_FN int64_t F(ahead_step)(int64_t ahead_bytes, int64_t slots) {
+    return (ahead_bytes + 64 * slots - 1) / (64 * slots) * 64;
+}
+BN_FN const uint8_t *F(ahead_share)(const uint8_t *ahead, int64_t pass, int64_t n_kv, int64_t step) {
+    return ahead ? ahead + pass * n_kv * step : NULL;
+}
+BN_FN void F(fetch_ahead)(const uint8_t *share, const uint8_t *end, int64_t step, int64_t p) {
+    if (!share) return;
+    const uint8_t *at = share + p * step, *stop = at + step < end ? at + step : end;
+    for (; at < stop; at += 64) _mm_prefetch((const char *)at, _MM_HINT_T1);
+}
+
 /* Dims [d, d + W) of the weighted sum of V for NQ heads: W/8 accumulators per head (at most eight in all), each
- * one chain over the positions. */
+ * one chain over the positions; `share` of the caller's next span fetched on the way (F(fetch_ahead)). */
 BN_FN void F(att_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
-                         float *out, int64_t d, const int NQ, const int W, const int Q8) {
+                         float *out, int64_t d, const int NQ, const int W, const int Q8, const uint8_t *share,
+                         const uint8_t *ahead_end, int64_t step) {
     __m256 o[8];
     for (int j = 0; j < NQ * W / 8; j++) o[j] = _mm256_setzero_ps();
-    for (int64_t p = 0; p < n_kv; p++)
+    for (int64_t p = 0; p < n_kv; p++) {
+        F(fetch_ahead)(share, ahead_end, step, p);
         for (int j = 0; j < W / 8; j++) {
             const __m256 vj = F(kv8)(v + p * row_bytes, d + 8 * j, Q8);
             for (int h = 0; h < NQ; h++) {
@@ -926,6 +964,7 @@ BN_FN void F(att_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int6
                 o[h * (W / 8) + j] = _mm256_fmadd_ps(w, vj, o[h * (W / 8) + j]);
             }
         }
+    }
     for (int h = 0; h < NQ; h++)
         for (int j = 0; j < W / 8; j++) _mm256_storeu_ps(out + h * head_dim + d + 8 * j, o[h * (W / 8) + j]);
 }
@@ -938,7 +977,7 @@ BN_FN void F(att_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int6
  * Rows are row_bytes apart: f16 (Q8 = 0) or Q8_0 blocks (Q8 = 1). */
 BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
                               int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ,
-                              const int Q8, const int prefetch_v) {
+                              const int Q8, const int prefetch_v, const uint8_t *ahead, int64_t ahead_bytes) {
     const int P = 8 / NQ, D = 64 / NQ;
     const int64_t hd8 = head_dim & ~(int64_t)7;
     /* the last block repeats the last row for positions past n_kv (and drops them): every score goes through
@@ -970,9 +1009,15 @@ BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v
             }
     }
     for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
-    int64_t d = 0;
-    for (; d + D <= head_dim; d += D) F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, D, Q8);
-    for (; d + 8 <= head_dim; d += 8) F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 8, Q8);
+    const int64_t step = ahead ? F(ahead_step)(ahead_bytes, (head_dim / D + head_dim % D / 8) * n_kv) : 0;
+    const uint8_t *ahead_end = ahead ? ahead + ahead_bytes : NULL;
+    int64_t d = 0, pass = 0;
+    for (; d + D <= head_dim; d += D, pass++)
+        F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, D, Q8, F(ahead_share)(ahead, pass, n_kv, step),
+                      ahead_end, step);
+    for (; d + 8 <= head_dim; d += 8, pass++)
+        F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 8, Q8, F(ahead_share)(ahead, pass, n_kv, step),
+                      ahead_end, step);
     for (; d < head_dim; d++)
         for (int h = 0; h < NQ; h++) {
             float o = 0.0f;
@@ -1107,10 +1152,12 @@ BN_FN void F(zmm_scores4x8)(const __m512 *acc, float scale, __m512 *rows) {
 }
 
 BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
-                             float *out, int64_t d, const int NQ, const int W) {
+                             float *out, int64_t d, const int NQ, const int W, const uint8_t *share,
+                             const uint8_t *ahead_end, int64_t step) {
     __m512 o[16];
     for (int j = 0; j < NQ * W; j++) o[j] = _mm512_setzero_ps();
     for (int64_t p = 0; p < n_kv; p++) {
+        F(fetch_ahead)(share, ahead_end, step, p);
         const uint8_t *row = v + p * row_bytes + 2 * d;
         __m512 vj[4];
         for (int j = 0; j < W; j++) vj[j] = _mm512_cvtph_ps(F(load)(row + 32 * j));
@@ -1127,7 +1174,7 @@ BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, 
  * for eight (16 accumulators either way); the weighted sum 16W dims a pass (NQ * W <= 16 accumulators). */
 BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, int64_t row_bytes, int64_t n_kv,
                             int64_t head_dim, float scale, float *scores, float *out, float *ml, const int NQ,
-                            const int prefetch) {
+                            const int prefetch, const uint8_t *ahead, int64_t ahead_bytes) {
     const int P = NQ > 4 ? 4 : 8, M = P / 2, W = NQ > 4 ? 2 : 4;
     for (int64_t i = 0; i < n_kv; i += P) {
         const uint8_t *kr[8];
@@ -1170,60 +1217,74 @@ BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, 
         }
     }
     for (int h = 0; h < NQ; h++) F(softmax_zmm)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
-    int64_t d = 0;
-    for (; d + 16 * W <= head_dim; d += 16 * W)
-        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, W);
-    for (; d < head_dim; d += 16) F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1);
+    const int64_t passes = head_dim / (16 * W) + head_dim % (16 * W) / 16;
+    const int64_t step = ahead ? F(ahead_step)(ahead_bytes, passes * n_kv) : 0;
+    const uint8_t *ahead_end = ahead ? ahead + ahead_bytes : NULL;
+    int64_t d = 0, pass = 0;
+    for (; d + 16 * W <= head_dim; d += 16 * W, pass++)
+        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, W, F(ahead_share)(ahead, pass, n_kv, step),
+                          ahead_end, step);
+    for (; d < head_dim; d += 16, pass++)
+        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1, F(ahead_share)(ahead, pass, n_kv, step),
+                          ahead_end, step);
 }
 #endif
 
 BN_FN void F(attention_any)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
                             int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
-                            const int Q8) {
+                            const uint8_t *ahead, int64_t ahead_bytes, const int Q8) {
     int64_t h = 0;
     /* A Q8_0 row costs more to convert (widen, convert, scale): with 32 registers four heads share each
      * conversion, x1.25 over pairs (a 256-position span, head_dim 128, Sapphire Rapids); f16 rows measured
      * 7% slower in fours than in pairs. Same bits either way. */
     for (; BN_WIDE_REGS && Q8 && h + 4 <= n_q; h += 4)
         F(attention_heads)(q + h * head_dim, k, v, row_bytes, n_kv, head_dim, scale, scores, out + h * head_dim,
-                           ml ? ml + 2 * h : NULL, 4, Q8, h == 0);
+                           ml ? ml + 2 * h : NULL, 4, Q8, h == 0, h ? NULL : ahead, ahead_bytes);
     for (; h + 2 <= n_q; h += 2)
         F(attention_heads)(q + h * head_dim, k, v, row_bytes, n_kv, head_dim, scale, scores, out + h * head_dim,
-                           ml ? ml + 2 * h : NULL, 2, Q8, h == 0);
+                           ml ? ml + 2 * h : NULL, 2, Q8, h == 0, h ? NULL : ahead, ahead_bytes);
     if (h < n_q)
         F(attention_heads)(q + h * head_dim, k, v, row_bytes, n_kv, head_dim, scale, scores, out + h * head_dim,
-                           ml ? ml + 2 * h : NULL, 1, Q8, h == 0);
+                           ml ? ml + 2 * h : NULL, 1, Q8, h == 0, h ? NULL : ahead, ahead_bytes);
 }
 
 BN_API void F(attention)(const float *q, int64_t n_q, const bn_f16 *k, const bn_f16 *v, int64_t kv_stride,
-                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+                         int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                         const void *ahead_rows, int64_t ahead_bytes) {
+    const uint8_t *ahead = (const uint8_t *)ahead_rows;
     BN_MARK(BN_VARIANT, BN_K_ATTENTION);
 #if BN_ZMM
     if (head_dim % 16 == 0) {
         int64_t h = 0;
         for (; h + 8 <= n_q; h += 8)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 8, h == 0);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 8, h == 0, h ? NULL : ahead,
+                             ahead_bytes);
         for (; h + 4 <= n_q; h += 4)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 4, h == 0);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 4, h == 0, h ? NULL : ahead,
+                             ahead_bytes);
         for (; h + 2 <= n_q; h += 2)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 2, h == 0);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 2, h == 0, h ? NULL : ahead,
+                             ahead_bytes);
         if (h < n_q)
             F(attention_zmm)(q + h * head_dim, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim,
-                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 1, h == 0);
+                             scale, scores, out + h * head_dim, ml ? ml + 2 * h : NULL, 1, h == 0, h ? NULL : ahead,
+                             ahead_bytes);
         return;
     }
 #endif
     F(attention_any)(q, n_q, (const uint8_t *)k, (const uint8_t *)v, 2 * kv_stride, n_kv, head_dim, scale, scores,
-                     out, ml, 0);
+                     out, ml, ahead, ahead_bytes, 0);
 }
 
 BN_API void F(attention_q8)(const float *q, int64_t n_q, const uint8_t *k, const uint8_t *v, int64_t row_bytes,
-                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml) {
+                            int64_t n_kv, int64_t head_dim, float scale, float *scores, float *out, float *ml,
+                            const void *ahead, int64_t ahead_bytes) {
     BN_MARK(BN_VARIANT, BN_K_ATTENTION_Q8);
-    F(attention_any)(q, n_q, k, v, row_bytes, n_kv, head_dim, scale, scores, out, ml, 1);
+    F(attention_any)(q, n_q, k, v, row_bytes, n_kv, head_dim, scale, scores, out, ml, (const uint8_t *)ahead,
+                     ahead_bytes, 1);
 }
 
 /* ---- I2_S in the LUT form (layout and integer bounds in kernels.h) ----
@@ -1323,13 +1384,13 @@ BN_FN void F(i2l_rows)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, co
 
 BN_API void F(i2l_gemv)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
                         const bn_qinfo *qi, float wscale, float *y) {
-    BN_MARK(BN_VARIANT, BN_K_I2L_GEMV);
+    BN_MATMUL_ENTRY(BN_K_I2L_GEMV);
     F(i2l_rows)(lut, K, r0, r1, tables, qi, 1, wscale, y, 0);
 }
 
 BN_API void F(i2l_gemm)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
                         const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
-    BN_MARK(BN_VARIANT, BN_K_I2L_GEMM);
+    BN_MATMUL_ENTRY(BN_K_I2L_GEMM);
     F(i2l_rows)(lut, K, r0, r1, tables, qi, T, wscale, y, ldy);
 }
 
