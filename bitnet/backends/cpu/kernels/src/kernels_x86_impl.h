@@ -47,14 +47,15 @@ BN_FN float F(hsum_f32)(__m256 v) {
 
 BN_FN __m256i F(load)(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
-/* ---- keeping the 512-bit units powered ----
+/* ---- keeping the 512-bit units powered through a decode step ----
  * The AVX-512 body runs one hot loop on 512-bit vectors, the attention; the matmuls around it are 256-bit. After
  * a millisecond of 256-bit code the core has powered its 512-bit units down, and the next 512-bit FMAs run slowly
  * for ~300 us while they come back: at depth 4000 each layer's decode attention took 28 us for its first span
  * per thread, falling to 13 us by the fifteenth (Ice Lake-SP, 2 threads; ~3 ms of a 70 ms step). A 256-bit loop
- * reproduces it in front of the kernel alone, a 512-bit one does not. So every matmul entry of the AVX-512 body
- * issues one 512-bit FMA: the matmuls between two attention calls are memory-bound and lose nothing, and the
- * attention starts at full speed (the ramp gone; decode at depth 4000 +4%). Elsewhere it is nothing. */
+ * reproduces it in front of the kernel alone, a 512-bit one does not. So a single-token matmul (a decode step's)
+ * issues one 512-bit FMA: it is memory-bound, so it loses nothing even where 512-bit code lowers the clock, and
+ * the attention after it starts at full speed (decode at depth 4000 +4%). Prompt matmuls are compute-bound and
+ * stay purely 256-bit; a prompt's attention is long enough for the ramp not to matter. */
 BN_FN void F(wide_units_on)(void) {
 #if BN_ZMM
     __m512 z = _mm512_set1_ps(1.0f);
@@ -63,8 +64,8 @@ BN_FN void F(wide_units_on)(void) {
     __asm__ volatile("" : "+v"(z));
 #endif
 }
-/* What every matmul entry does first: its receipt mark, and the 512-bit units kept on */
-#define BN_MATMUL_ENTRY(id) (BN_MARK(BN_VARIANT, id), F(wide_units_on)())
+/* What every matmul entry does first: its receipt mark, and for one token the 512-bit units kept on */
+#define BN_MATMUL_ENTRY(id, T) (BN_MARK(BN_VARIANT, id), (T) == 1 ? F(wide_units_on)() : (void)0)
 
 /* ---- ternary dot primitive: four planes of 32 codes against 128 contiguous activations ---- */
 #if BN_VNNI
@@ -384,7 +385,7 @@ BN_FN void F(i2s_gemv_tile)(const uint8_t *data, int64_t K, int64_t r, const int
 
 BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, float wscale, float *y) {
-    BN_MATMUL_ENTRY(BN_K_I2S_GEMV);
+    BN_MATMUL_ENTRY(BN_K_I2S_GEMV, 1);
     if (K % BN_I2S_BLOCK != 0) { /* rows start inside blocks */
         F(i2s_tile)(data, K, r0, r1, q, qi, wscale, y, 0, 1);
         return;
@@ -401,7 +402,7 @@ BN_API void F(i2s_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
 
 BN_API void F(i2s_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
                         const int8_t *q, const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(BN_K_I2S_GEMM);
+    BN_MATMUL_ENTRY(BN_K_I2S_GEMM, T);
     if (K % BN_I2S_BLOCK == 0) {
         if (r1 <= r0) return;
         if (F(i2s_has_code3)(data + r0 * (K / 4), (r1 - r0) * (K / 4)))
@@ -611,12 +612,12 @@ BN_FN void F(tq_rows)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, co
 #define BN_TQ_ENTRIES(name, ID_GEMV, ID_GEMM, IS_TQ1)                                                        \
     BN_API void F(name##_gemv)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
                                const bn_qinfo *qi, float *y) {                                               \
-        BN_MATMUL_ENTRY(ID_GEMV);                                                                            \
+        BN_MATMUL_ENTRY(ID_GEMV, 1);                                                                         \
         F(tq_tile)(data, K, r0, r1, q, qi, y, 0, IS_TQ1, 1);                                                 \
     }                                                                                                        \
     BN_API void F(name##_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *q,      \
                                const bn_qinfo *qi, int64_t T, float *y, int64_t ldy) {                       \
-        BN_MATMUL_ENTRY(ID_GEMM);                                                                            \
+        BN_MATMUL_ENTRY(ID_GEMM, T);                                                                         \
         int64_t t = 0;                                                                                       \
         for (; t + 4 <= T; t += 4) F(tq_rows)(data, K, r0, r1, q + t * K, qi + t, y + t * ldy, ldy, IS_TQ1, 4); \
         switch (T - t) {                                                                                     \
@@ -731,19 +732,19 @@ BN_FN void F(float_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1,
 
 BN_API void F(f16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                         float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_F16_GEMV : BN_K_F16_GEMM, T);
     F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_F16);
 }
 
 BN_API void F(bf16_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                          float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(T == 1 ? BN_K_BF16_GEMV : BN_K_BF16_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_BF16_GEMV : BN_K_BF16_GEMM, T);
     F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_BF16);
 }
 
 BN_API void F(f32_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                         float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(T == 1 ? BN_K_F32_GEMV : BN_K_F32_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_F32_GEMV : BN_K_F32_GEMM, T);
     F(float_gemm)(data, K, r0, r1, x, T, y, ldy, BN_W_F32);
 }
 
@@ -775,7 +776,7 @@ BN_FN void F(q80_row)(const uint8_t *row, int64_t nb, const float *x, int64_t K,
 
 BN_API void F(q80_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const float *x, int64_t T,
                         float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(T == 1 ? BN_K_Q80_GEMV : BN_K_Q80_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_Q80_GEMV : BN_K_Q80_GEMM, T);
     const int64_t nb = K / BN_Q80_BLOCK, row_bytes = nb * BN_Q80_BLOCK_BYTES;
     int64_t t = 0;
     for (; t + 4 <= T; t += 4)
@@ -849,7 +850,7 @@ BN_FN void F(q80_q8_row)(const uint8_t *row, int64_t nb, const int8_t *xq, const
 
 BN_API void F(q80_q8_gemm)(const uint8_t *data, int64_t K, int64_t r0, int64_t r1, const int8_t *xq,
                            const float *xd, int64_t T, float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(T == 1 ? BN_K_Q80Q8_GEMV : BN_K_Q80Q8_GEMM);
+    BN_MATMUL_ENTRY(T == 1 ? BN_K_Q80Q8_GEMV : BN_K_Q80Q8_GEMM, T);
     const int64_t nb = K / BN_Q80_BLOCK, row_bytes = nb * BN_Q80_BLOCK_BYTES;
     int64_t t = 0;
     for (; t + 4 <= T; t += 4)
@@ -1384,13 +1385,13 @@ BN_FN void F(i2l_rows)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, co
 
 BN_API void F(i2l_gemv)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
                         const bn_qinfo *qi, float wscale, float *y) {
-    BN_MATMUL_ENTRY(BN_K_I2L_GEMV);
+    BN_MATMUL_ENTRY(BN_K_I2L_GEMV, 1);
     F(i2l_rows)(lut, K, r0, r1, tables, qi, 1, wscale, y, 0);
 }
 
 BN_API void F(i2l_gemm)(const uint8_t *lut, int64_t K, int64_t r0, int64_t r1, const int8_t *tables,
                         const bn_qinfo *qi, int64_t T, float wscale, float *y, int64_t ldy) {
-    BN_MATMUL_ENTRY(BN_K_I2L_GEMM);
+    BN_MATMUL_ENTRY(BN_K_I2L_GEMM, T);
     F(i2l_rows)(lut, K, r0, r1, tables, qi, T, wscale, y, ldy);
 }
 
