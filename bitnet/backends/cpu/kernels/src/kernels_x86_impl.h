@@ -938,7 +938,7 @@ BN_FN __m256 F(kv8)(const uint8_t *row, int64_t d, const int Q8) {
  * F(ahead_step) spreads ahead_bytes evenly over `slots` = passes x positions, and pass i's share starts at
  * ahead + i * n_kv * step. */
 BN_FN int64_t F(ahead_step)(int64_t ahead_bytes, int64_t slots) {
-    return (ahead_bytes + 64 * slots - 1) / (64 * slots) * 64;
+    return slots > 0 ? (ahead_bytes + 64 * slots - 1) / (64 * slots) * 64 : 0;   /* head_dim < 8: no vector pass */
 }
 BN_FN const uint8_t *F(ahead_share)(const uint8_t *ahead, int64_t pass, int64_t n_kv, int64_t step) {
     return ahead ? ahead + pass * n_kv * step : NULL;
