@@ -55,7 +55,8 @@ BN_FN __m256i F(load)(const void *p) { return _mm256_loadu_si256((const __m256i 
  * reproduces it in front of the kernel alone, a 512-bit one does not. So a single-token matmul (a decode step's)
  * issues one 512-bit FMA: it is memory-bound, so it loses nothing even where 512-bit code lowers the clock, and
  * the attention after it starts at full speed (decode at depth 4000 +4%). Prompt matmuls are compute-bound and
- * stay purely 256-bit; a prompt's attention is long enough for the ramp not to matter. */
+ * stay purely 256-bit; a prompt's attention is long enough for the ramp not to matter. A batch step of 2-4
+ * sequences (matmuls of T > 1) is not covered: not measured. Measured on Ice Lake-SP only. */
 BN_FN void F(wide_units_on)(void) {
 #if BN_ZMM
     __m512 z = _mm512_set1_ps(1.0f);
@@ -934,30 +935,26 @@ BN_FN __m256 F(kv8)(const uint8_t *row, int64_t d, const int Q8) {
 
 /* The caller's next span (kernels.h: `ahead`) is fetched into L2 during the weighted sum, whose V rows the K pass
  * already brought in: without it a core's memory reads stop for the weighted sum and the softmax, and restart cold
- * at the next span. Each position of each pass over V asks for `step` bytes (whole lines) of its share:
- * F(ahead_step) spreads ahead_bytes evenly over `slots` = passes x positions, and pass i's share starts at
- * ahead + i * n_kv * step. */
+ * at the next span. Each position of each pass over V asks for `step` bytes (whole lines) of it: F(ahead_step)
+ * spreads ahead_bytes evenly over `slots` = passes x positions; pass i's share starts at offset i * n_kv * step. */
 BN_FN int64_t F(ahead_step)(int64_t ahead_bytes, int64_t slots) {
     return slots > 0 ? (ahead_bytes + 64 * slots - 1) / (64 * slots) * 64 : 0;   /* head_dim < 8: no vector pass */
 }
-BN_FN const uint8_t *F(ahead_share)(const uint8_t *ahead, int64_t pass, int64_t n_kv, int64_t step) {
-    return ahead ? ahead + pass * n_kv * step : NULL;
-}
-BN_FN void F(fetch_ahead)(const uint8_t *share, const uint8_t *end, int64_t step, int64_t p) {
-    if (!share) return;
-    const uint8_t *at = share + p * step, *stop = at + step < end ? at + step : end;
-    for (; at < stop; at += 64) _mm_prefetch((const char *)at, _MM_HINT_T1);
+BN_FN void F(fetch_ahead)(const uint8_t *ahead, int64_t ahead_bytes, int64_t off, int64_t step) {
+    if (!ahead) return;
+    const int64_t stop = off + step < ahead_bytes ? off + step : ahead_bytes;
+    for (; off < stop; off += 64) _mm_prefetch((const char *)(ahead + off), _MM_HINT_T1);
 }
 
 /* Dims [d, d + W) of the weighted sum of V for NQ heads: W/8 accumulators per head (at most eight in all), each
- * one chain over the positions; `share` of the caller's next span fetched on the way (F(fetch_ahead)). */
+ * one chain over the positions; the caller's next span fetched on the way from offset `from` (F(fetch_ahead)). */
 BN_FN void F(att_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
-                         float *out, int64_t d, const int NQ, const int W, const int Q8, const uint8_t *share,
-                         const uint8_t *ahead_end, int64_t step) {
+                         float *out, int64_t d, const int NQ, const int W, const int Q8, const uint8_t *ahead,
+                         int64_t ahead_bytes, int64_t from, int64_t step) {
     __m256 o[8];
     for (int j = 0; j < NQ * W / 8; j++) o[j] = _mm256_setzero_ps();
     for (int64_t p = 0; p < n_kv; p++) {
-        F(fetch_ahead)(share, ahead_end, step, p);
+        F(fetch_ahead)(ahead, ahead_bytes, from + p * step, step);
         for (int j = 0; j < W / 8; j++) {
             const __m256 vj = F(kv8)(v + p * row_bytes, d + 8 * j, Q8);
             for (int h = 0; h < NQ; h++) {
@@ -1011,14 +1008,13 @@ BN_FN void F(attention_heads)(const float *q, const uint8_t *k, const uint8_t *v
     }
     for (int h = 0; h < NQ; h++) F(softmax)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
     const int64_t step = ahead ? F(ahead_step)(ahead_bytes, (head_dim / D + head_dim % D / 8) * n_kv) : 0;
-    const uint8_t *ahead_end = ahead ? ahead + ahead_bytes : NULL;
     int64_t d = 0, pass = 0;
     for (; d + D <= head_dim; d += D, pass++)
-        F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, D, Q8, F(ahead_share)(ahead, pass, n_kv, step),
-                      ahead_end, step);
+        F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, D, Q8, ahead, ahead_bytes, pass * n_kv * step,
+                      step);
     for (; d + 8 <= head_dim; d += 8, pass++)
-        F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 8, Q8, F(ahead_share)(ahead, pass, n_kv, step),
-                      ahead_end, step);
+        F(att_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 8, Q8, ahead, ahead_bytes, pass * n_kv * step,
+                      step);
     for (; d < head_dim; d++)
         for (int h = 0; h < NQ; h++) {
             float o = 0.0f;
@@ -1153,12 +1149,12 @@ BN_FN void F(zmm_scores4x8)(const __m512 *acc, float scale, __m512 *rows) {
 }
 
 BN_FN void F(att_zmm_v_pass)(const uint8_t *v, int64_t row_bytes, int64_t n_kv, int64_t head_dim, const float *scores,
-                             float *out, int64_t d, const int NQ, const int W, const uint8_t *share,
-                             const uint8_t *ahead_end, int64_t step) {
+                             float *out, int64_t d, const int NQ, const int W, const uint8_t *ahead,
+                             int64_t ahead_bytes, int64_t from, int64_t step) {
     __m512 o[16];
     for (int j = 0; j < NQ * W; j++) o[j] = _mm512_setzero_ps();
     for (int64_t p = 0; p < n_kv; p++) {
-        F(fetch_ahead)(share, ahead_end, step, p);
+        F(fetch_ahead)(ahead, ahead_bytes, from + p * step, step);
         const uint8_t *row = v + p * row_bytes + 2 * d;
         __m512 vj[4];
         for (int j = 0; j < W; j++) vj[j] = _mm512_cvtph_ps(F(load)(row + 32 * j));
@@ -1220,14 +1216,13 @@ BN_FN void F(attention_zmm)(const float *q, const uint8_t *k, const uint8_t *v, 
     for (int h = 0; h < NQ; h++) F(softmax_zmm)(scores + h * n_kv, n_kv, ml ? ml + 2 * h : NULL);
     const int64_t passes = head_dim / (16 * W) + head_dim % (16 * W) / 16;
     const int64_t step = ahead ? F(ahead_step)(ahead_bytes, passes * n_kv) : 0;
-    const uint8_t *ahead_end = ahead ? ahead + ahead_bytes : NULL;
     int64_t d = 0, pass = 0;
     for (; d + 16 * W <= head_dim; d += 16 * W, pass++)
-        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, W, F(ahead_share)(ahead, pass, n_kv, step),
-                          ahead_end, step);
+        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, W, ahead, ahead_bytes, pass * n_kv * step,
+                          step);
     for (; d < head_dim; d += 16, pass++)
-        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1, F(ahead_share)(ahead, pass, n_kv, step),
-                          ahead_end, step);
+        F(att_zmm_v_pass)(v, row_bytes, n_kv, head_dim, scores, out, d, NQ, 1, ahead, ahead_bytes, pass * n_kv * step,
+                          step);
 }
 #endif
 
